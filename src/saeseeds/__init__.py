@@ -1,0 +1,1 @@
+"""saeseeds: seed-stability studies of sparse autoencoders."""

@@ -1,0 +1,142 @@
+"""The cached activation store: one zarr v3 group per site, array `activations` [tokens, d].
+
+Rows `[0, n_train)` are for training, rows `[n_train, n_tokens)` are the held-out slice used for
+evaluation. The attr `complete=true` is written last, so a store without it was interrupted and is
+never read.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+ARRAY = "activations"
+REQUIRED_ATTRS = ("model", "revision", "dataset", "hook", "n_tokens", "n_train", "n_heldout", "d_in", "complete")
+
+
+class StoreError(ValueError):
+    """A store that is missing, incomplete or inconsistent with its attrs."""
+
+
+@dataclass(frozen=True)
+class ActivationStore:
+    """An opened, validated store: the zarr array plus its attrs."""
+
+    path: Path
+    array: zarr.Array
+    attrs: dict[str, Any]
+
+    @property
+    def n_train(self) -> int:
+        return int(self.attrs["n_train"])
+
+    @property
+    def n_heldout(self) -> int:
+        return int(self.attrs["n_heldout"])
+
+    @property
+    def d_in(self) -> int:
+        return int(self.attrs["d_in"])
+
+    def heldout(self) -> np.ndarray:
+        """Returns the held-out rows as float32."""
+        return np.asarray(self.array[self.n_train :], dtype=np.float32)
+
+
+class StoreWriter:
+    """Writes rows in order into a new store at `tmp_path`, then moves it into place on `finish`.
+
+    Writing to a temporary sibling and renaming keeps the output atomic: a killed job leaves no
+    half-written store under the declared output path.
+    """
+
+    def __init__(self, path: str | Path, n_tokens: int, d_in: int, *, dtype: str = "float16", chunk_rows: int = 8192):
+        self.path = Path(path)
+        self.tmp_path = self.path.with_name(self.path.name + ".tmp")
+        if self.tmp_path.exists():
+            shutil.rmtree(self.tmp_path)
+        self.n_tokens, self.d_in = int(n_tokens), int(d_in)
+        group = zarr.open_group(str(self.tmp_path), mode="w", zarr_format=3)
+        self.array = group.create_array(
+            ARRAY, shape=(self.n_tokens, self.d_in), chunks=(min(chunk_rows, self.n_tokens), self.d_in), dtype=dtype
+        )
+        self.group = group
+        self.cursor = 0
+        self._pending: list[np.ndarray] = []
+        self._pending_rows = 0
+        self._chunk_rows = self.array.chunks[0]
+
+    def append(self, rows: np.ndarray) -> None:
+        """Buffers rows and writes whole chunks, so each zarr chunk is written exactly once."""
+        rows = np.asarray(rows)
+        if rows.ndim != 2 or rows.shape[1] != self.d_in:
+            raise StoreError(f"{self.path}: rows of shape {rows.shape}, expected [*, {self.d_in}]")
+        if not np.isfinite(rows).all():
+            raise StoreError(f"{self.path}: non-finite activations at rows {self.cursor + self._pending_rows}+")
+        self._pending.append(rows)
+        self._pending_rows += len(rows)
+        if self._pending_rows >= self._chunk_rows:
+            self._flush(whole_chunks_only=True)
+
+    def _flush(self, whole_chunks_only: bool) -> None:
+        if not self._pending:
+            return
+        block = np.concatenate(self._pending)
+        n = len(block) - len(block) % self._chunk_rows if whole_chunks_only else len(block)
+        end = self.cursor + n
+        if end > self.n_tokens:
+            raise StoreError(f"{self.path}: {end} rows written, store holds {self.n_tokens}")
+        if n:
+            self.array[self.cursor : end] = block[:n]
+        self.cursor = end
+        rest = block[n:]
+        self._pending = [rest] if len(rest) else []
+        self._pending_rows = len(rest)
+
+    def finish(self, attrs: dict[str, Any]) -> ActivationStore:
+        """Flushes, checks the row count, writes attrs with complete=true and renames into place."""
+        self._flush(whole_chunks_only=False)
+        if self.cursor != self.n_tokens:
+            raise StoreError(f"{self.path}: {self.cursor} rows written, expected {self.n_tokens}")
+        self.group.attrs.update({**attrs, "n_tokens": self.n_tokens, "d_in": self.d_in, "complete": True})
+        if self.path.exists():
+            shutil.rmtree(self.path)
+        self.tmp_path.rename(self.path)
+        return open_store(self.path)
+
+
+def open_store(path: str | Path) -> ActivationStore:
+    """Returns the validated store at `path`; raises StoreError naming what is wrong."""
+    path = Path(path)
+    if not path.exists():
+        raise StoreError(f"{path}: no activation store here")
+    try:
+        group = zarr.open_group(str(path), mode="r", zarr_format=3)
+        array = group[ARRAY]
+    except Exception as err:  # zarr raises several types for corrupt metadata
+        raise StoreError(f"{path}: not a readable zarr v3 store with array '{ARRAY}' ({err})") from err
+    attrs = dict(group.attrs)
+    missing = [key for key in REQUIRED_ATTRS if key not in attrs]
+    if missing:
+        raise StoreError(f"{path}: attrs missing {missing}")
+    if attrs["complete"] is not True:
+        raise StoreError(f"{path}: incomplete store (attr complete={attrs['complete']!r}); delete it and rerun")
+    if tuple(array.shape) != (attrs["n_tokens"], attrs["d_in"]):
+        raise StoreError(f"{path}: array shape {array.shape} disagrees with attrs n_tokens/d_in")
+    if attrs["n_train"] + attrs["n_heldout"] != attrs["n_tokens"]:
+        raise StoreError(f"{path}: n_train + n_heldout != n_tokens")
+    return ActivationStore(path=path, array=array, attrs=attrs)
+
+
+def write_store(path: str | Path, rows: np.ndarray, *, n_heldout: int, attrs: dict[str, Any], dtype: str = "float16") -> ActivationStore:
+    """Writes a whole in-memory array as a store (tests, synthetic data); returns it opened."""
+    rows = np.asarray(rows)
+    writer = StoreWriter(path, len(rows), rows.shape[1], dtype=dtype)
+    writer.append(rows)
+    base = {"model": "synthetic", "revision": "none", "dataset": "synthetic", "hook": "none"}
+    return writer.finish({**base, **attrs, "n_train": len(rows) - n_heldout, "n_heldout": n_heldout})

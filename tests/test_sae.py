@@ -1,0 +1,123 @@
+"""Tests of the SAE model: TopK maths, decoder normalisation, checkpoints in sparsify's layout."""
+
+import json
+
+import pytest
+import torch
+
+from saeseeds.sae import SaeConfig, SaeConfigError, SparseCoder
+
+D, N, K = 16, 48, 4
+
+
+def make(seed=0, **kw):
+    return SparseCoder(D, SaeConfig(num_latents=N, k=K, **kw), seed=seed)
+
+
+def test_topk_forward_backward_shapes():
+    sae = make()
+    x = torch.randn(10, D, generator=torch.Generator().manual_seed(1))
+    out = sae(x)
+    assert out.sae_out.shape == (10, D)
+    assert out.latent_acts.shape == (10, K) and out.latent_indices.shape == (10, K)
+    assert (out.latent_acts >= 0).all()
+    out.fvu.backward()
+    shapes = {name: p.grad.shape for name, p in sae.named_parameters()}
+    assert shapes == {"encoder.weight": (N, D), "encoder.bias": (N,), "W_dec": (N, D), "b_dec": (D,)}
+
+
+def test_encode_is_topk_of_relu_preacts_and_decode_matches_dense():
+    sae = make()
+    with torch.no_grad():
+        sae.b_dec.normal_(generator=torch.Generator().manual_seed(2))
+    x = torch.randn(7, D, generator=torch.Generator().manual_seed(3))
+    acts, idx = sae.encode(x)
+    pre = torch.relu((x - sae.b_dec) @ sae.encoder.weight.T + sae.encoder.bias)
+    ref_vals, _ = pre.topk(K, dim=-1)
+    assert torch.allclose(acts.sort(-1, descending=True).values, ref_vals)
+    dense = torch.zeros(7, N).scatter(1, idx, acts)
+    assert torch.allclose(sae.decode(acts, idx), dense @ sae.W_dec + sae.b_dec, atol=1e-6)
+
+
+def test_decoder_rows_unit_norm_at_init_and_after_a_step():
+    sae = make()
+    assert torch.allclose(sae.W_dec.norm(dim=1), torch.ones(N), atol=1e-6)
+    # the decoder starts as the encoder's rows, unit-normed (sparsify's init)
+    w = sae.encoder.weight
+    assert torch.allclose(sae.W_dec, w / w.norm(dim=1, keepdim=True), atol=1e-6)
+    opt = torch.optim.Adam(sae.parameters(), lr=0.1)
+    sae(torch.randn(32, D)).fvu.backward()
+    sae.remove_gradient_parallel_to_decoder_directions()
+    opt.step()
+    assert not torch.allclose(sae.W_dec.norm(dim=1), torch.ones(N), atol=1e-3)
+    sae.set_decoder_norm_to_unit_norm()
+    assert torch.allclose(sae.W_dec.norm(dim=1), torch.ones(N), atol=1e-6)
+
+
+def test_parallel_gradient_removal_leaves_only_the_tangent_component():
+    sae = make()
+    sae.W_dec.grad = torch.randn(N, D, generator=torch.Generator().manual_seed(4))
+    before = sae.W_dec.grad.clone()
+    sae.remove_gradient_parallel_to_decoder_directions()
+    g, w = sae.W_dec.grad, sae.W_dec.detach()
+    assert torch.allclose((g * w).sum(1), torch.zeros(N), atol=1e-5)
+    # what was removed lies along the rows
+    removed = before - g
+    assert torch.allclose(removed, (before * w).sum(1, keepdim=True) * w, atol=1e-5)
+
+
+def test_init_depends_only_on_seed_and_leaves_global_rng_alone():
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    a, b, c = make(seed=5), make(seed=5), make(seed=6)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert torch.equal(a.encoder.weight, b.encoder.weight)
+    assert not torch.equal(a.encoder.weight, c.encoder.weight)
+
+
+def test_save_load_round_trip_in_sparsify_layout(tmp_path):
+    sae = make(seed=3)
+    with torch.no_grad():
+        sae.encoder.bias.uniform_(-0.1, 0.1)
+        sae.b_dec.uniform_(-1, 1)
+    sae.save_to_disk(tmp_path / "ckpt")
+    cfg = json.loads((tmp_path / "ckpt" / "cfg.json").read_text())
+    assert list(cfg) == ["activation", "expansion_factor", "normalize_decoder", "num_latents", "k", "multi_topk", "skip_connection", "transcode", "d_in"]
+    assert (cfg["num_latents"], cfg["k"], cfg["d_in"], cfg["activation"]) == (N, K, D, "topk")
+    back = SparseCoder.load_from_disk(tmp_path / "ckpt")
+    for (name, p), (name2, q) in zip(sae.named_parameters(), back.named_parameters()):
+        assert name == name2 and torch.equal(p, q)
+    x = torch.randn(5, D)
+    assert torch.equal(sae(x).sae_out, back(x).sae_out)
+
+
+def test_loads_in_sparsify_with_same_outputs(tmp_path):
+    sparsify = pytest.importorskip("sparsify")
+    sae = make(seed=3)
+    with torch.no_grad():
+        sae.b_dec.uniform_(-1, 1)
+    sae.save_to_disk(tmp_path / "ckpt")
+    theirs = sparsify.SparseCoder.load_from_disk(tmp_path / "ckpt")
+    x = torch.randn(9, D)
+    ours_out, their_out = sae(x), theirs(x)
+    assert torch.allclose(ours_out.sae_out, their_out.sae_out, atol=1e-5)
+    assert torch.allclose(ours_out.fvu, their_out.fvu, atol=1e-6)
+
+
+def test_checkpoint_with_wrong_tensor_shape_is_rejected(tmp_path):
+    make().save_to_disk(tmp_path / "a")
+    cfg_path = tmp_path / "a" / "cfg.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["num_latents"] = N + 1
+    cfg_path.write_text(json.dumps(cfg))
+    with pytest.raises(SaeConfigError, match=r"tensor \S+ has shape"):
+        SparseCoder.load_from_disk(tmp_path / "a")
+
+
+@pytest.mark.parametrize(
+    "kw, culprit",
+    [({"num_latents": 8, "k": 9}, "k=9"), ({"num_latents": 0}, "num_latents"), ({"num_latents": 8, "arch": "nope"}, "arch"), ({"num_latents": 8, "k": 2.5}, "k=2.5")],
+)
+def test_bad_config_names_the_key(kw, culprit):
+    with pytest.raises(SaeConfigError, match=culprit):
+        SaeConfig(**kw)

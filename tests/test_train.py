@@ -1,0 +1,123 @@
+"""Tests of SAE training: it learns, it is deterministic, every seed sees the same batches."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import zarr
+
+from saeseeds.batches import BatchPlan, BatchReader
+from saeseeds.sae import SaeConfig, SaeConfigError, SparseCoder
+from saeseeds.store import open_store, write_store
+from saeseeds.train import TrainConfig, TrainConfigError, evaluate, train_sae
+
+D, TRUE_DIRS = 32, 64
+SAE = SaeConfig(num_latents=96, k=4)
+TRAIN = TrainConfig(batch_size=256, max_tokens=256 * 200, warmup_steps=10, lr=3e-3)
+
+
+def sparse_combinations(n, seed=0):
+    """Rows that are sparse non-negative combinations of 64 fixed unit directions in d=32, plus noise."""
+    rng = np.random.default_rng(seed)
+    dirs = rng.standard_normal((TRUE_DIRS, D))
+    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+    codes = np.zeros((n, TRUE_DIRS))
+    for i in range(n):
+        codes[i, rng.choice(TRUE_DIRS, 3, replace=False)] = rng.exponential(1.0, 3)
+    return (codes @ dirs + 0.01 * rng.standard_normal((n, D))).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    path = tmp_path_factory.mktemp("store") / "activations.zarr"
+    write_store(path, sparse_combinations(6000), n_heldout=1000, attrs={})
+    return path
+
+
+@pytest.fixture(scope="module")
+def seed0(store, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "seed0"
+    return out, train_sae(store, out, SAE, TRAIN, seed=0, data_seed=7)
+
+
+def test_training_lowers_heldout_fvu_and_writes_outputs(store, seed0):
+    out, metrics = seed0
+    assert sorted(p.name for p in out.iterdir()) == ["cfg.json", "firing.npy", "metrics.json", "sae.safetensors"]
+    untrained = SparseCoder(open_store(store).d_in, SAE, seed=0)
+    heldout = open_store(store).heldout()
+    with torch.no_grad():
+        untrained.b_dec.copy_(torch.from_numpy(heldout.mean(0)))
+    before = evaluate(untrained, heldout)["fvu"]
+    assert metrics["fvu"] < 0.5 * before
+    on_disk = json.loads((out / "metrics.json").read_text())
+    assert on_disk["fvu"] == metrics["fvu"] and on_disk["tokens_seen"] == 256 * 200
+    assert (on_disk["seed"], on_disk["data_seed"]) == (0, 7)
+    firing = np.load(out / "firing.npy")
+    assert firing.dtype == np.float32 and firing.shape == (96,)
+    assert metrics["l0"] == pytest.approx(firing.sum(), rel=1e-5)
+    assert metrics["dead_fraction"] == pytest.approx(float((firing == 0).mean()))
+    assert SparseCoder.load_from_disk(out).cfg == SAE
+
+
+def test_same_seed_gives_identical_bytes(store, seed0, tmp_path):
+    out, metrics = seed0
+    again = train_sae(store, tmp_path / "again", SAE, TRAIN, seed=0, data_seed=7)
+    assert (tmp_path / "again" / "sae.safetensors").read_bytes() == (out / "sae.safetensors").read_bytes()
+    assert (tmp_path / "again" / "firing.npy").read_bytes() == (out / "firing.npy").read_bytes()
+    assert again["fvu"] == metrics["fvu"]
+
+
+def test_two_seeds_differ_in_weights_but_saw_the_same_batches(store, seed0, tmp_path):
+    out, metrics = seed0
+    other = train_sae(store, tmp_path / "seed1", SAE, TRAIN, seed=1, data_seed=7)
+    a, b = SparseCoder.load_from_disk(out), SparseCoder.load_from_disk(tmp_path / "seed1")
+    assert not torch.allclose(a.W_dec, b.W_dec)
+    assert other["batch_order_sha256"] == metrics["batch_order_sha256"]
+    plan = BatchPlan(5000, open_store(store).array.chunks[0], 256, 200, data_seed=8, window_rows=TRAIN.window_rows)
+    assert plan.sha256() != metrics["batch_order_sha256"]
+
+
+def test_batch_plan_covers_each_row_once_per_epoch_and_resumes_mid_stream():
+    plan = BatchPlan(1000, 128, 100, 25, data_seed=3, window_rows=256)
+    batches = list(plan.indices())
+    assert len(batches) == 25 and all(len(b) == 100 for b in batches)
+    flat = np.concatenate(batches)
+    assert sorted(flat[:1000]) == list(range(1000)) and sorted(flat[1000:2000]) == list(range(1000))
+    assert not np.array_equal(flat[:1000], flat[1000:2000])  # each epoch is reshuffled
+    tail = list(plan.indices(start_step=13))
+    assert all(np.array_equal(x, y) for x, y in zip(tail, batches[13:], strict=True))
+
+
+def test_reader_yields_the_rows_the_plan_names(store):
+    st = open_store(store)
+    plan = BatchPlan(st.n_train, st.array.chunks[0], 300, 20, data_seed=1, window_rows=1000)
+    rows = np.asarray(st.array[:], dtype=np.float32)
+    with BatchReader(st, plan, start_step=4, prefetch=2) as reader:
+        got = list(reader)
+    want = list(plan.indices(start_step=4))
+    assert len(got) == len(want) == 16
+    assert all(np.array_equal(g.numpy(), rows[i]) for g, i in zip(got, want))
+
+
+def test_nan_in_store_fails_naming_the_store(tmp_path):
+    rows = sparse_combinations(1200, seed=1)
+    path = tmp_path / "bad.zarr"
+    write_store(path, rows, n_heldout=200, attrs={})
+    arr = zarr.open_group(str(path), mode="r+")["activations"]
+    arr[5] = np.full(D, np.nan, dtype=np.float16)
+    with pytest.raises(ValueError, match="bad.zarr.*non-finite"):
+        train_sae(path, tmp_path / "out", SAE, TrainConfig(batch_size=100, warmup_steps=1), seed=0, data_seed=0)
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_inputs_fail_naming_the_culprit(store, tmp_path):
+    with pytest.raises(SaeConfigError, match="k=200"):
+        train_sae(store, tmp_path / "o", SaeConfig(num_latents=100, k=200), TRAIN, seed=0, data_seed=0)
+    with pytest.raises(TrainConfigError, match="warmup_steps"):
+        train_sae(store, tmp_path / "o", SAE, TrainConfig(batch_size=256, max_tokens=2560, warmup_steps=10), seed=0, data_seed=0)
+    with pytest.raises(TrainConfigError, match="optimizer"):
+        TrainConfig(optimizer="sgd")
+    with pytest.raises(TrainConfigError, match="max_tokens"):
+        train_sae(store, tmp_path / "o", SAE, TrainConfig(batch_size=256, max_tokens=100), seed=0, data_seed=0)
+    assert not (tmp_path / "o").exists()

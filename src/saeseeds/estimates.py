@@ -1,0 +1,143 @@
+"""Resource estimates for each rule: memory, runtime and disk, from the config alone.
+
+Schedulers (SLURM) need them before a job starts, and `saeseeds plan` sums them into GPU-hours,
+CPU-hours and disk before anything is spent. They come from simple cost models (bytes stored,
+floating point operations) with throughputs measured on the machines named below; they are
+deliberately generous (a job killed for running over its time is worse than one queued a bit longer).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+# d_model of models whose size we know without downloading them; others take `models.NAME.d_model`.
+KNOWN_D_MODEL = {
+    "embedded:smollm2-135m": 576,
+    "HuggingFaceTB/SmolLM2-135M": 576,
+    "HuggingFaceTB/SmolLM-135M": 576,
+    "EleutherAI/pythia-160m": 768,
+    "gpt2": 768,
+    "openai-community/gpt2": 768,
+    "meta-llama/Meta-Llama-3-8B": 4096,
+    "meta-llama/Llama-3.1-8B": 4096,
+}
+
+# Sustained fp32/tf32 throughputs. CPU: the 2-core dev machine reaches ~100 GFLOP/s in matmuls, about
+# half of it in training; its truncated SmolLM2 forward (1889 tok/s to layer 6) is ~100 GFLOP/s.
+# GPU: a conservative fraction of an A100/H100.
+TRAIN_FLOPS = {"cpu": 50e9, "cuda": 40e12}
+FORWARD_FLOPS = {"cpu": 100e9, "cuda": 100e12}
+SAFETY = 2.0
+
+
+def d_model(config: dict[str, Any], model: str) -> int:
+    """Returns the hidden size of a config model: `d_model` if given, else from KNOWN_D_MODEL."""
+    entry = config["models"][model]
+    if "d_model" in entry:
+        return int(entry["d_model"])
+    if entry["source"] in KNOWN_D_MODEL:
+        return KNOWN_D_MODEL[entry["source"]]
+    raise KeyError(
+        f"config key 'models.{model}.d_model': hidden size of '{entry['source']}' is unknown; "
+        "set it so resources can be planned"
+    )
+
+
+def _device(section: dict[str, Any] | None) -> str:
+    return "cuda" if (section or {}).get("device", "cpu").startswith("cuda") else "cpu"
+
+
+def _minutes(seconds: float) -> int:
+    return max(1, math.ceil(SAFETY * seconds / 60))
+
+
+def hook_layer(hook: str) -> int:
+    """Returns the layer index in a hook name (`layers.6.mlp` -> 6); 0 when it names none."""
+    numbers = [int(part) for part in hook.split(".") if part.isdigit()]
+    return numbers[0] if numbers else 0
+
+
+def activations_disk_mb(acts: dict[str, Any], d: int) -> int:
+    """Returns the store's size: tokens x d x bytes per value."""
+    itemsize = 2 if acts.get("dtype", "float16") == "float16" else 4
+    return max(1, math.ceil(acts["max_tokens"] * d * itemsize / 2**20))
+
+
+def activations_minutes(acts: dict[str, Any], d: int, hook: str) -> int:
+    """Returns the caching time: model load plus a forward through the layers up to the hook.
+
+    A transformer layer costs ~24 d^2 FLOPs per token (attention and MLP weights, MLP 4x wide).
+    """
+    flops = acts["max_tokens"] * 24 * d * d * (hook_layer(hook) + 1)
+    return _minutes(60 + flops / FORWARD_FLOPS[_device(acts)])
+
+
+def activations_mem_mb(d: int) -> int:
+    """Returns memory for a model of width d in fp32 (~30 layers of 12 d^2 plus embeddings) and a batch."""
+    params = 30 * 12 * d * d + 130_000 * d
+    return 2000 + math.ceil(4 * params * 1.5 / 2**20)
+
+
+def _sae(config: dict[str, Any], sae: str) -> tuple[int, int, int]:
+    entry = config["saes"][sae]
+    acts = config["activations"]
+    tokens = entry.get("max_tokens", acts["max_tokens"] - acts["heldout_tokens"])
+    return entry["num_latents"], entry.get("batch_size", 4096), tokens
+
+
+def train_minutes(config: dict[str, Any], model: str, sae: str) -> int:
+    """Returns training time: ~6 d n FLOPs per token (dense encoder forward and its two backward matmuls)."""
+    n, _, tokens = _sae(config, sae)
+    flops = 6 * d_model(config, model) * n * tokens
+    return _minutes(30 + flops / TRAIN_FLOPS[_device(config.get("train"))])
+
+
+def train_mem_mb(config: dict[str, Any], model: str, sae: str) -> int:
+    """Returns memory for weights, Adam state and the batch's pre-activations [batch, n]."""
+    n, batch, _ = _sae(config, sae)
+    d = d_model(config, model)
+    weights = 2 * n * d * 4 * 4  # encoder + decoder, with gradients and two Adam moments
+    activations = 3 * batch * n * 4
+    return 1500 + math.ceil((weights + activations) / 2**20)
+
+
+def checkpoint_disk_mb(config: dict[str, Any], model: str, sae: str) -> int:
+    """Returns the checkpoint's size (two fp32 matrices) plus training state kept for resuming (x3)."""
+    n, _, _ = _sae(config, sae)
+    return max(1, math.ceil(4 * 2 * n * d_model(config, model) * 4 / 2**20))
+
+
+def match_minutes(config: dict[str, Any], model: str, sae: str) -> int:
+    """Returns matching time: two n x n x d similarity products plus the assignments."""
+    n, _, _ = _sae(config, sae)
+    flops = 2 * 2 * n * n * d_model(config, model)
+    assignment_s = 2 * 1e-8 * n**2.2 / 10  # sparse exact solver; dense scipy is ~10x this
+    return _minutes(10 + flops / TRAIN_FLOPS[_device(config["match"])] + assignment_s)
+
+
+def match_mem_mb(config: dict[str, Any], sae: str) -> int:
+    """Returns memory: the dense path holds n x n float64 below 4096 latents; the sparse path, blocks."""
+    n, _, _ = _sae(config, sae)
+    dense = 3 * 8 * min(n, 4096) ** 2
+    sparse = 64 * 8 * n * 4
+    return 1500 + math.ceil((dense + sparse) / 2**20)
+
+
+def match_disk_mb(config: dict[str, Any], sae: str) -> int:
+    """Returns the parquet's size: ~30 bytes per latent."""
+    n, _, _ = _sae(config, sae)
+    return max(1, math.ceil(30 * n / 2**20))
+
+
+def orphans_mem_mb(config: dict[str, Any], sae: str) -> int:
+    """Returns memory for every pair's shared mask plus the tables."""
+    n, _, _ = _sae(config, sae)
+    seeds = len(config["seeds"])
+    return 1000 + math.ceil(seeds * seeds * n * 16 / 2**20)
+
+
+def orphans_disk_mb(config: dict[str, Any], sae: str) -> int:
+    """Returns the two parquet files' size."""
+    n, _, _ = _sae(config, sae)
+    return max(1, math.ceil(len(config["seeds"]) * n * 24 / 2**20))

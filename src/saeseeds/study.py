@@ -1,0 +1,149 @@
+"""A study config: validation beyond the JSON schema, and the list of outputs it implies.
+
+The schema (workflow/schemas/config.schema.yaml) checks types and ranges key by key; this module checks
+what a schema cannot (names that must refer to each other, sizes that must fit together), so a bad
+config fails before any job runs, with the key that is wrong in the message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    """A config value that is wrong; the message names the key."""
+
+
+@dataclass(frozen=True)
+class Site:
+    """One (model, dataset, hook): the place activations are read from."""
+
+    model: str
+    dataset: str
+    hook: str
+
+    @property
+    def path(self) -> str:
+        return f"{self.model}/{self.dataset}/{self.hook}"
+
+
+def validate_schema(config: dict[str, Any], schema_path: str | Path = SCHEMA) -> dict[str, Any]:
+    """Returns the config with schema defaults filled in; raises ConfigError naming the key."""
+    import jsonschema
+
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    validator_cls = jsonschema.validators.validator_for(schema)
+    validator = _with_defaults(validator_cls)(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        err = errors[0]
+        key = ".".join(str(p) for p in err.absolute_path) or "<top level>"
+        raise ConfigError(f"config key '{key}': {err.message}")
+    return config
+
+
+def _with_defaults(validator_cls):
+    """Returns a validator class that fills in `default`s while validating (as snakemake's validate does)."""
+    import jsonschema
+
+    validate_properties = validator_cls.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for prop, sub in properties.items():
+                if isinstance(sub, dict) and "default" in sub:
+                    instance.setdefault(prop, sub["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_cls, {"properties": set_defaults})
+
+
+def check_study(config: dict[str, Any]) -> None:
+    """Raises ConfigError for cross-key problems the schema cannot see."""
+    for i, site in enumerate(config["sites"]):
+        for key, table in (("model", "models"), ("dataset", "datasets")):
+            if site[key] not in config[table]:
+                raise ConfigError(
+                    f"config key 'sites.{i}.{key}': '{site[key]}' is not defined under '{table}' "
+                    f"(defined: {sorted(config[table])})"
+                )
+        for name in site.get("saes", []):
+            if name not in config["saes"]:
+                raise ConfigError(f"config key 'sites.{i}.saes': '{name}' is not defined under 'saes'")
+    acts = config["activations"]
+    context = acts.get("context_length", 256)
+    if acts["heldout_tokens"] >= acts["max_tokens"]:
+        raise ConfigError(
+            f"config key 'activations.heldout_tokens': {acts['heldout_tokens']} leaves no training tokens "
+            f"out of activations.max_tokens={acts['max_tokens']}"
+        )
+    for key in ("max_tokens", "heldout_tokens"):
+        if acts[key] < context:
+            raise ConfigError(f"config key 'activations.{key}': {acts[key]} is less than one context ({context} tokens)")
+    for name, sae in config["saes"].items():
+        k = sae.get("k")
+        if k is not None and k > sae["num_latents"]:
+            raise ConfigError(f"config key 'saes.{name}.k': k={k} exceeds num_latents={sae['num_latents']}")
+        if sae.get("batch_size") and sae.get("max_tokens") and sae["batch_size"] > sae["max_tokens"]:
+            raise ConfigError(
+                f"config key 'saes.{name}.batch_size': {sae['batch_size']} exceeds max_tokens={sae['max_tokens']}"
+            )
+
+
+def sites(config: dict[str, Any]) -> list[Site]:
+    """Returns every (model, dataset, hook) of the study, in config order."""
+    return [Site(s["model"], s["dataset"], hook) for s in config["sites"] for hook in s["hooks"]]
+
+
+def site_saes(config: dict[str, Any]) -> list[tuple[Site, str]]:
+    """Returns every (site, sae name) pair the study trains."""
+    out = []
+    for entry in config["sites"]:
+        names = entry.get("saes", list(config["saes"]))
+        for hook in entry["hooks"]:
+            out += [(Site(entry["model"], entry["dataset"], hook), name) for name in names]
+    return out
+
+
+def site_activations(config: dict[str, Any], model: str, dataset: str, hook: str) -> dict[str, Any]:
+    """Returns the activations settings of one site: the study's, updated by the first matching site entry's."""
+    for entry in config["sites"]:
+        if (entry["model"], entry["dataset"]) == (model, dataset) and hook in entry["hooks"]:
+            return {**config["activations"], **entry.get("activations", {})}
+    raise ConfigError(f"config key 'sites': no entry has model={model}, dataset={dataset}, hook={hook}")
+
+
+def seed_pairs(seeds: list[int]) -> list[tuple[int, int]]:
+    """Returns every pair a < b of the study's seeds."""
+    return list(combinations(sorted(seeds), 2))
+
+
+def sae_train_configs(entry: dict[str, Any], train_section: dict[str, Any] | None = None):
+    """Returns (SaeConfig, TrainConfig) from one `saes` entry plus the study's `train` section.
+
+    Each key goes to the dataclass that has a field of that name; a key neither has is an error,
+    so a typo cannot silently fall back to a default.
+    """
+    from dataclasses import fields
+
+    from saeseeds.sae import SaeConfig
+    from saeseeds.train import TrainConfig
+
+    sae_fields = {f.name for f in fields(SaeConfig)}
+    train_fields = {f.name for f in fields(TrainConfig)}
+    sae_kw, train_kw = {}, {}
+    for key, value in {**(train_section or {}), **entry}.items():
+        if key in sae_fields:
+            sae_kw[key] = value
+        elif key in train_fields:
+            train_kw[key] = value
+        elif key != "threads":  # threads is the rule's, not the trainer's
+            raise ConfigError(f"config key '{key}' is neither an SaeConfig nor a TrainConfig field")
+    return SaeConfig(**sae_kw), TrainConfig(**train_kw)

@@ -1,0 +1,56 @@
+# Config validation (schema, then cross-key checks) and the functions that turn the config into file lists.
+from saeseeds import estimates, study
+
+study.validate_schema(config, workflow.source_path("../schemas/config.schema.yaml"))
+study.check_study(config)
+
+SITES = study.sites(config)
+SITE_SAES = study.site_saes(config)
+SEEDS = sorted(config["seeds"])
+PAIRS = study.seed_pairs(SEEDS)
+RESULTS = "results"
+SITE = "{model}/{dataset}/{hook}"
+SAE_DIR = f"{RESULTS}/{SITE}/{{sae}}"
+
+
+wildcard_constraints:
+    model="[A-Za-z0-9][A-Za-z0-9_.-]*",
+    dataset="[A-Za-z0-9][A-Za-z0-9_.-]*",
+    hook="[A-Za-z0-9_]+(\\.[A-Za-z0-9_]+)*",
+    sae="[A-Za-z0-9][A-Za-z0-9_.-]*",
+    seed="[0-9]+",
+    a="[0-9]+",
+    b="[0-9]+",
+
+
+def site_activations(wildcards):
+    """The activations settings of the wildcards' site (study settings with the site's overrides)."""
+    return study.site_activations(config, wildcards.model, wildcards.dataset, wildcards.hook)
+
+
+def sae_dirs():
+    """Every (site, sae) output folder, as paths under results/."""
+    return [f"{RESULTS}/{site.path}/{sae}" for site, sae in SITE_SAES]
+
+
+def checkpoint_files(wildcards, seed):
+    d = f"{RESULTS}/{wildcards.model}/{wildcards.dataset}/{wildcards.hook}/{wildcards.sae}/seed{seed}"
+    return [f"{d}/cfg.json", f"{d}/sae.safetensors"]
+
+
+def pair_matches(prefix):
+    return [f"{prefix}/matches/seed{a}-seed{b}.parquet" for a, b in PAIRS]
+
+
+def all_targets():
+    targets = []
+    for d in sae_dirs():
+        targets += [f"{d}/seed{s}/metrics.json" for s in SEEDS]
+        targets += pair_matches(d)
+        targets += [f"{d}/orphans/subsets.parquet", f"{d}/orphans/latents.parquet"]
+    targets += expand(f"{RESULTS}/figures/{{name}}.{{ext}}", name=FIGURES, ext=["html", "png"])
+    targets.append(f"{RESULTS}/summary.csv")
+    return targets
+
+
+FIGURES = ["fig1_matched_cosine", "fig2_only_in_base", "fig3_firing"]

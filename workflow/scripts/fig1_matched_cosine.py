@@ -1,0 +1,1 @@
+"""fig1_matched_cosine (placeholder until figures land)."""

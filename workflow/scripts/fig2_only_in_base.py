@@ -1,0 +1,1 @@
+"""fig2_only_in_base (placeholder until figures land)."""

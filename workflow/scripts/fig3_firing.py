@@ -1,0 +1,1 @@
+"""fig3_firing (placeholder until figures land)."""

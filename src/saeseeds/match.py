@@ -1,0 +1,200 @@
+"""Matching the latents of two SAEs: encoder and decoder Hungarian matchings, max-cos, shared flags.
+
+The output is one row per latent of SAE a with the columns of the matches contract
+(`latent, enc_partner, enc_cos, dec_partner, dec_cos, enc_maxcos, dec_maxcos, shared`), written
+as parquet with the run's metadata (threshold, definition, both shared fractions, the optimality
+certificate of each matching) as JSON under the parquet key-value metadata key b"saeseeds".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from saeseeds.assignment import Assignment, assign_dense, assign_sparse
+from saeseeds.similarity import dense_cosines, matmul_blocks, resolve_device, unit_rows
+
+COLUMNS = ("latent", "enc_partner", "enc_cos", "dec_partner", "dec_cos", "enc_maxcos", "dec_maxcos", "shared")
+DTYPES = {
+    "latent": "int64",
+    "enc_partner": "int64",
+    "enc_cos": "float32",
+    "dec_partner": "int64",
+    "dec_cos": "float32",
+    "enc_maxcos": "float32",
+    "dec_maxcos": "float32",
+    "shared": "bool",
+}
+DEFINITIONS = ("paper", "notebook")
+METADATA_KEY = b"saeseeds"
+DENSE_MAX_N = 4096
+"""Up to this many latents the full cosine matrix goes to scipy; above it, the sparse certified path."""
+
+
+class MatchesError(ValueError):
+    """A matches file or matching input that breaks the contract."""
+
+
+def shared_flags(
+    enc_partner: np.ndarray,
+    enc_cos: np.ndarray,
+    dec_partner: np.ndarray,
+    dec_cos: np.ndarray,
+    threshold: float,
+    definition: str,
+) -> np.ndarray:
+    """Returns the bool `shared` flag of each latent under the chosen definition.
+
+    "paper" (the paper's text): same partner in both matchings and both cosines >= threshold.
+    "notebook" (the authors' released notebook): both cosines > threshold, partners may differ.
+    """
+    if definition == "paper":
+        return (enc_partner == dec_partner) & (enc_cos >= threshold) & (dec_cos >= threshold)
+    if definition == "notebook":
+        return (enc_cos > threshold) & (dec_cos > threshold)
+    raise MatchesError(f"definition={definition!r}: must be one of {DEFINITIONS}")
+
+
+def _check_inputs(enc_a, dec_a, enc_b, dec_b, threshold, definition) -> tuple[int, int]:
+    arrays = {"enc_a": enc_a, "dec_a": dec_a, "enc_b": enc_b, "dec_b": dec_b}
+    shapes = {name: np.shape(x) for name, x in arrays.items()}
+    if len(set(shapes.values())) != 1 or len(shapes["enc_a"]) != 2 or 0 in shapes["enc_a"]:
+        raise MatchesError(f"dictionaries must all have the same non-empty [n, d] shape, got {shapes}")
+    for name, x in arrays.items():
+        if not np.isfinite(x).all():
+            raise MatchesError(f"{name}: has non-finite values")
+    if not (np.isfinite(threshold) and -1.0 <= threshold <= 1.0):
+        raise MatchesError(f"threshold={threshold!r}: must be a cosine in [-1, 1]")
+    if definition not in DEFINITIONS:
+        raise MatchesError(f"definition={definition!r}: must be one of {DEFINITIONS}")
+    return shapes["enc_a"]
+
+
+def match_rows(
+    wa: np.ndarray,
+    wb: np.ndarray,
+    *,
+    device: torch.device,
+    method: str = "auto",
+    dense_max_n: int = DENSE_MAX_N,
+    k: int = 32,
+    block_rows: int = 1024,
+) -> Assignment:
+    """Returns the exact maximum-cosine matching of the rows of wa to the rows of wb."""
+    n = wa.shape[0]
+    if method == "auto":
+        method = "dense" if n <= dense_max_n else "sparse"
+    ua, ub = unit_rows(wa, device), unit_rows(wb, device)
+    if method == "dense":
+        return assign_dense(dense_cosines(ua, ub))
+    if method == "sparse":
+        block_rows = min(block_rows, n)
+        return assign_sparse(matmul_blocks(ua, ub, block_rows), n, k=k, block_rows=block_rows)
+    raise MatchesError(f"method={method!r}: must be 'auto', 'dense' or 'sparse'")
+
+
+def match_dictionaries(
+    enc_a: np.ndarray,
+    dec_a: np.ndarray,
+    enc_b: np.ndarray,
+    dec_b: np.ndarray,
+    *,
+    threshold: float = 0.7,
+    definition: str = "paper",
+    device: str | torch.device | None = None,
+    method: str = "auto",
+    dense_max_n: int = DENSE_MAX_N,
+    k: int = 32,
+    block_rows: int = 1024,
+) -> tuple[pd.DataFrame, dict]:
+    """Returns (matches DataFrame, metadata) for SAE a against SAE b, one row per latent of a.
+
+    Encoder rows are matched to encoder rows and decoder rows to decoder rows, each by an exact
+    maximum-total-cosine bijection. `method` "auto" uses dense scipy up to `dense_max_n`
+    latents and the certified sparse path above; `k` and `block_rows` tune the sparse path only.
+    """
+    n, d = _check_inputs(enc_a, dec_a, enc_b, dec_b, threshold, definition)
+    dev = resolve_device(device)
+    opts = dict(device=dev, method=method, dense_max_n=dense_max_n, k=k, block_rows=block_rows)
+    enc = match_rows(enc_a, enc_b, **opts)
+    dec = match_rows(dec_a, dec_b, **opts)
+    flags = {
+        name: shared_flags(enc.partner, enc.cos, dec.partner, dec.cos, threshold, name) for name in DEFINITIONS
+    }
+    df = pd.DataFrame(
+        {
+            "latent": np.arange(n, dtype=np.int64),
+            "enc_partner": enc.partner.astype(np.int64),
+            "enc_cos": enc.cos.astype(np.float32),
+            "dec_partner": dec.partner.astype(np.int64),
+            "dec_cos": dec.cos.astype(np.float32),
+            "enc_maxcos": enc.row_max.astype(np.float32),
+            "dec_maxcos": dec.row_max.astype(np.float32),
+            "shared": flags[definition],
+        }
+    )
+    metadata = {
+        "n": int(n),
+        "d": int(d),
+        "threshold": float(threshold),
+        "definition": definition,
+        "shared_fraction_paper": float(flags["paper"].mean()),
+        "shared_fraction_notebook": float(flags["notebook"].mean()),
+        "partners_agree_fraction": float((enc.partner == dec.partner).mean()),
+        "dead_latents": {
+            "enc_a": int((~enc_a.any(axis=1)).sum()),
+            "dec_a": int((~dec_a.any(axis=1)).sum()),
+            "enc_b": int((~enc_b.any(axis=1)).sum()),
+            "dec_b": int((~dec_b.any(axis=1)).sum()),
+        },
+        "certificate": {"enc": enc.certificate, "dec": dec.certificate},
+        "certified": bool(enc.certificate["certified"] and dec.certificate["certified"]),
+    }
+    return df, metadata
+
+
+def _check_frame(df: pd.DataFrame, where: str) -> None:
+    if tuple(df.columns) != COLUMNS:
+        raise MatchesError(f"{where}: columns {list(df.columns)} differ from the contract {list(COLUMNS)}")
+    for col, dtype in DTYPES.items():
+        if str(df[col].dtype) != dtype:
+            raise MatchesError(f"{where}: column {col!r} has dtype {df[col].dtype}, contract says {dtype}")
+
+
+def write_matches(df: pd.DataFrame, metadata: dict, path: str | Path) -> None:
+    """Writes the matches as parquet with `metadata` as JSON under key b"saeseeds", atomically."""
+    path = Path(path)
+    _check_frame(df, str(path))
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    meta = dict(table.schema.metadata or {})
+    meta[METADATA_KEY] = json.dumps(metadata, sort_keys=True).encode()
+    table = table.replace_schema_metadata(meta)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def read_matches(path: str | Path) -> tuple[pd.DataFrame, dict]:
+    """Returns (DataFrame, metadata) from a matches parquet file, checking the column contract."""
+    path = Path(path)
+    if not path.is_file():
+        raise MatchesError(f"{path}: no such matches file")
+    table = pq.read_table(path)
+    raw = (table.schema.metadata or {}).get(METADATA_KEY)
+    if raw is None:
+        raise MatchesError(f"{path}: parquet metadata key {METADATA_KEY!r} missing")
+    df = table.to_pandas()
+    _check_frame(df, str(path))
+    return df, json.loads(raw)
+

@@ -6,12 +6,12 @@ Every seed of a site reads the store this writes, so they all see exactly the sa
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,7 +19,7 @@ import transformers
 from tqdm.auto import tqdm
 
 from saeseeds.corpus import load_texts, tokenize_contexts
-from saeseeds.models import DTYPES, hooked_activations, load_model, resolve_hook, weights_pin
+from saeseeds.models import hooked_activations, load_model, resolve_hook, weights_pin
 from saeseeds.store import ActivationStore, StoreError, StoreWriter
 
 STORE_DTYPES = ("float16", "float32")
@@ -47,9 +47,6 @@ class ActivationConfig:
     """Storage dtype of the activations: float16 halves disk and read time at ~1e-3 relative error,
     far below what an SAE reconstructs; float32 where values overflow float16 (max 65504)."""
 
-    model_dtype: str = "float32"
-    """Dtype the model runs in. float32 on CPU: bfloat16 matmuls are about 6x slower there."""
-
     device: str = "cpu"
     """Torch device for the forward passes."""
 
@@ -60,8 +57,6 @@ class ActivationConfig:
                 raise ValueError(f"ActivationConfig.{name} must be a positive integer, got {value!r}")
         if self.dtype not in STORE_DTYPES:
             raise ValueError(f"ActivationConfig.dtype {self.dtype!r} not one of {STORE_DTYPES}")
-        if self.model_dtype not in DTYPES:
-            raise ValueError(f"ActivationConfig.model_dtype {self.model_dtype!r} not one of {sorted(DTYPES)}")
         n_ctx = self.max_tokens // self.context_length
         if self.heldout_contexts >= n_ctx:
             raise ValueError(
@@ -82,25 +77,28 @@ def cache_activations(
     hook: str,
     cfg: ActivationConfig,
     revision: str = "main",
+    model_dtype: str = "float32",
     split: str = "train",
     text_field: str = "text",
-    log: TextIO | None = None,
+    log: logging.Logger | None = None,
 ) -> ActivationStore:
     """Returns the opened store of `hook`'s activations on the first `cfg.max_tokens` tokens of the dataset.
 
-    Loads the model, checks the hook name before reading any text, tokenises, then hands over to
-    `write_activations`.
+    Loads the model (`model_dtype`: float32 on CPU, where bfloat16 matmuls are about 6x slower),
+    checks the hook name before reading any text, tokenises, then hands over to
+    `write_activations`. Progress bars go to stderr, messages to `log`.
     """
-    log = log or sys.stderr
+    log = log or logging.getLogger("saeseeds.activations")
     start = time.perf_counter()
-    model, tokenizer = load_model(model_source, revision=revision, dtype=cfg.model_dtype, device=cfg.device)
-    print(f"loaded {model_source} ({type(model).__name__}) in {time.perf_counter() - start:.1f} s", file=log, flush=True)
+    model, tokenizer = load_model(model_source, revision=revision, dtype=model_dtype, device=cfg.device)
+    log.info("loaded %s (%s) in %.1f s", model_source, type(model).__name__, time.perf_counter() - start)
     resolve_hook(model, hook)
     texts = load_texts(dataset_source, split=split, text_field=text_field)
     input_ids = tokenize_contexts(texts, tokenizer, context_length=cfg.context_length, max_tokens=cfg.max_tokens)
     attrs = {
         "model": model_source,
         "revision": revision,
+        "model_dtype": model_dtype,
         "weights": weights_pin(model_source, model),
         "dataset": dataset_source,
         "split": split,
@@ -117,7 +115,7 @@ def write_activations(
     hook: str,
     cfg: ActivationConfig,
     attrs: dict[str, Any],
-    log: TextIO | None = None,
+    log: logging.Logger | None = None,
 ) -> ActivationStore:
     """Returns the opened store of `hook`'s activations on `input_ids` [n_ctx, L], one row per token.
 
@@ -129,7 +127,7 @@ def write_activations(
     The array bytes are a function of the inputs, `cfg`, the torch build and the thread count;
     only the attr `tokens_per_second` differs between two runs.
     """
-    log = log or sys.stderr
+    log = log or logging.getLogger("saeseeds.activations")
     hook_module = resolve_hook(model, hook)
     if input_ids.ndim != 2 or input_ids.shape[1] != cfg.context_length:
         raise ValueError(f"input_ids of shape {tuple(input_ids.shape)}, expected [n_ctx, {cfg.context_length}]")
@@ -142,7 +140,7 @@ def write_activations(
     forward_seconds = 0.0
     norm_first, norm_rest = 0.0, 0.0
     starts = range(0, n_ctx, cfg.batch_size)
-    bar = tqdm(total=n_ctx * length, unit="tok", desc=f"activations {hook}", file=log, mininterval=5)
+    bar = tqdm(total=n_ctx * length, unit="tok", desc=f"activations {hook}", mininterval=5)
     with bar:
         for batch_index, first in enumerate(starts):
             tick = time.perf_counter()
@@ -173,11 +171,9 @@ def write_activations(
         "transformers": transformers.__version__,
         "torch_threads": torch.get_num_threads(),
     }
-    print(
-        f"{n_tokens} tokens of {hook} at {stats['tokens_per_second']:.0f} tok/s; mean norm: first position "
-        f"{stats['mean_norm_first_position']:.3g}, others {stats['mean_norm_other_positions']}",
-        file=log,
-        flush=True,
+    log.info(
+        "%d tokens of %s at %.0f tok/s; mean activation norm: first position of a context %.4g, others %s",
+        n_tokens, hook, stats["tokens_per_second"], stats["mean_norm_first_position"], stats["mean_norm_other_positions"],
     )
     return writer.finish({**attrs, **stats})
 
@@ -186,7 +182,8 @@ def _store_rows(acts: torch.Tensor, store_dtype: np.dtype, *, hook: str, batch_i
     """Returns activations [B, L, d] as store rows [B*L, d]; fails on NaN/inf or float16 overflow."""
     if not torch.isfinite(acts).all():
         raise StoreError(f"hook {hook!r}: NaN or inf activations in batch {batch_index}")
-    rows = acts.reshape(-1, acts.shape[-1]).numpy().astype(store_dtype)
+    with np.errstate(over="ignore"):  # overflow is reported below, with the hook and batch
+        rows = acts.reshape(-1, acts.shape[-1]).numpy().astype(store_dtype)
     if not np.isfinite(rows).all():
         raise StoreError(
             f"hook {hook!r}: activations up to {acts.abs().max().item():.3g} overflow {store_dtype} in batch "

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from saeseeds.atomic import atomic_write
+
 
 def summarize_sae(sae_dir: str | Path, seeds: list[int], threshold: float) -> dict:
     """Returns training health, shared fractions (both definitions) and only-in-base for one (site, sae)."""
@@ -45,8 +47,5 @@ def summarize_sae(sae_dir: str | Path, seeds: list[int], threshold: float) -> di
 def write_summary(sae_dirs: list[str | Path], seeds: list[int], threshold: float, out: str | Path) -> pd.DataFrame:
     """Writes summary.csv (atomically) and returns it."""
     table = pd.DataFrame([summarize_sae(d, seeds, threshold) for d in sae_dirs])
-    out = Path(out)
-    tmp = out.with_name(out.name + ".tmp")
-    table.to_csv(tmp, index=False, float_format="%.4f")
-    tmp.rename(out)
+    atomic_write(out, lambda tmp: table.to_csv(tmp, index=False, float_format="%.4f"))
     return table

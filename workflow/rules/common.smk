@@ -33,6 +33,11 @@ def sae_dirs():
     return [f"{RESULTS}/{site.path}/{sae}" for site, sae in SITE_SAES]
 
 
+def site_sae_labels():
+    """Figure labels, one per (site, sae): the folder under results/ ({model}/{dataset}/{hook}/{sae})."""
+    return [f"{site.path}/{sae}" for site, sae in SITE_SAES]
+
+
 def checkpoint_files(wildcards, seed):
     d = f"{RESULTS}/{wildcards.model}/{wildcards.dataset}/{wildcards.hook}/{wildcards.sae}/seed{seed}"
     return [f"{d}/cfg.json", f"{d}/sae.safetensors"]

@@ -13,7 +13,7 @@ rule fig1_matched_cosine:
     log:
         "logs/figures/fig1_matched_cosine.log",
     params:
-        labels=sae_dirs(),
+        labels=site_sae_labels(),
         threshold=config["match"]["threshold"],
     threads: 1
     resources:
@@ -35,7 +35,7 @@ rule fig2_only_in_base:
     log:
         "logs/figures/fig2_only_in_base.log",
     params:
-        labels=sae_dirs(),
+        labels=site_sae_labels(),
     threads: 1
     resources:
         mem_mb=2000,
@@ -55,7 +55,7 @@ rule fig3_firing:
     log:
         "logs/figures/fig3_firing.log",
     params:
-        labels=sae_dirs(),
+        labels=site_sae_labels(),
         base=SEEDS[0],
     threads: 1
     resources:

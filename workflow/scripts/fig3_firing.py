@@ -1,1 +1,9 @@
-"""fig3_firing (placeholder until figures land)."""
+"""Fig 3: firing frequency by number of seeds sharing a latent (rule fig3_firing)."""
+from saeseeds.figures import fig3_firing, load_style, read_labelled, save_chart
+from saeseeds.logs import rule_log
+
+sm = snakemake  # noqa: F821 (provided by Snakemake)
+with rule_log(sm.log[0]):
+    style = load_style(sm.input.style)
+    latents = read_labelled(list(zip(sm.params.labels, sm.input.latents)))
+    save_chart(fig3_firing(latents, base=sm.params.base, style=style), sm.output.html, sm.output.png, ppi=style.ppi)

@@ -2,7 +2,8 @@
 from pathlib import Path
 
 from saeseeds.logs import rule_log
-from saeseeds.match import load_dictionaries, match_dictionaries, write_matches
+from saeseeds.checkpoints import load_dictionaries
+from saeseeds.match import match_dictionaries, write_matches
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 with rule_log(sm.log[0]) as log:

@@ -1,14 +1,17 @@
 """Only-in-base statistics over every subset of seeds (rule orphans)."""
+import re
+
 import numpy as np
 
+from saeseeds.atomic import write_parquet
 from saeseeds.logs import rule_log
-from saeseeds.orphans import latent_table, masks_from_matches, subset_table, write_table
+from saeseeds.orphans import latent_table, pair_masks_from_files, subset_table
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 with rule_log(sm.log[0]) as log:
-    seeds = sm.params.seeds
-    masks = masks_from_matches(sm.input.matches)
-    firing = {seed: np.load(path) for seed, path in zip(seeds, sm.input.firing)}
-    write_table(subset_table(masks), sm.output.subsets)
-    write_table(latent_table(masks, firing), sm.output.latents)
-    log.info("orphan statistics over %d seeds written", len(seeds))
+    pairs = {tuple(int(s) for s in re.findall(r"seed(\d+)", path.rsplit("/", 1)[-1])): path for path in sm.input.matches}
+    masks = pair_masks_from_files(pairs)
+    firing = {seed: np.load(path) for seed, path in zip(sm.params.seeds, sm.input.firing)}
+    write_parquet(subset_table(masks), sm.output.subsets)
+    write_parquet(latent_table(masks, firing), sm.output.latents)
+    log.info("orphan statistics over %d seeds written", len(sm.params.seeds))

@@ -47,14 +47,18 @@ class SaeConfig:
     k: int = 32
     """Active latents per token for topk/batchtopk (mean per token for batchtopk); the paper uses 32."""
 
-    normalize_decoder: bool = True
-    """Keep decoder rows at unit norm (renormalised every step, parallel gradient removed), as sparsify does."""
+    normalize_decoder: bool | None = None
+    """Keep decoder rows at unit norm (renormalised every step, parallel gradient removed). None means
+    the arch's recipe: true for topk/batchtopk/jumprelu/gated (sparsify, Bussmann, Rajamanoharan),
+    false for relu, whose L1 penalty is weighted by decoder norms instead (Anthropic, April 2024)."""
 
-    jumprelu_init_threshold: float = 0.001
-    """Initial threshold of every JumpReLU latent (SAELens' default)."""
+    jumprelu_init_threshold: float = 0.01
+    """Initial JumpReLU threshold, in units of activations rescaled to mean squared norm d (SAELens 6.x
+    default); training converts it with the first batch's scale."""
 
-    jumprelu_bandwidth: float = 0.001
-    """Width of the rectangle kernel of JumpReLU's straight-through threshold gradient (SAELens' default)."""
+    jumprelu_bandwidth: float = 0.05
+    """Width of the rectangle kernel of JumpReLU's straight-through threshold gradient, same units
+    (SAELens 6.x default)."""
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
@@ -69,6 +73,8 @@ class SaeConfig:
             value = getattr(self, key)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise SaeConfigError(f"sae {key}={value!r}: expected a positive number")
+        if self.normalize_decoder is None:
+            self.normalize_decoder = self.arch != "relu"
         if not isinstance(self.normalize_decoder, bool):
             raise SaeConfigError(f"sae normalize_decoder={self.normalize_decoder!r}: expected true or false")
 
@@ -127,10 +133,10 @@ class SparseCoder(nn.Module):
         self.b_dec = nn.Parameter(torch.zeros(d_in, device=device, dtype=dtype))
 
         if cfg.arch == "jumprelu":
-            # SAELens stores log-thresholds during training; the checkpoint holds the threshold itself
-            self.log_threshold = nn.Parameter(torch.full((n,), math.log(cfg.jumprelu_init_threshold), device=device, dtype=dtype))
+            # In input units; training sets it from jumprelu_init_threshold and the input scale
+            self.threshold = nn.Parameter(torch.full((n,), float(cfg.jumprelu_init_threshold), device=device, dtype=dtype))
         elif cfg.arch == "batchtopk":
-            # Per-token threshold used at inference, estimated during training (Bussmann et al. 2024)
+            # Threshold used at inference instead of the batch-wide top-k (Bussmann et al. 2024)
             self.register_buffer("threshold", torch.zeros((), device=device, dtype=dtype))
         elif cfg.arch == "gated":
             # Gated SAE: the magnitude path reuses encoder.weight scaled by exp(r_mag), with its own bias
@@ -175,8 +181,7 @@ class SparseCoder(nn.Module):
             relu = F.relu(pre)
             return relu, None, relu
         if arch == "jumprelu":
-            threshold = self.log_threshold.exp()
-            return jumprelu(pre, threshold, self.cfg.jumprelu_bandwidth), None, pre
+            return pre * (pre > self.threshold), None, pre
         if arch == "gated":
             gate = pre > 0
             mag = F.relu(F.linear(x - self.b_dec, self.encoder.weight * self.r_mag.exp()[:, None], self.b_mag))
@@ -244,7 +249,7 @@ class SparseCoder(nn.Module):
             "b_dec": self.b_dec,
         }
         if self.cfg.arch == "jumprelu":
-            tensors["threshold"] = self.log_threshold.exp()
+            tensors["threshold"] = self.threshold
         elif self.cfg.arch == "batchtopk":
             tensors["threshold"] = self.threshold
         elif self.cfg.arch == "gated":
@@ -284,7 +289,7 @@ class SparseCoder(nn.Module):
             sae.W_dec.copy_(tensors["W_dec"])
             sae.b_dec.copy_(tensors["b_dec"])
             if cfg.arch == "jumprelu":
-                sae.log_threshold.copy_(tensors["threshold"].log())
+                sae.threshold.copy_(tensors["threshold"])
             elif cfg.arch == "batchtopk":
                 sae.threshold.copy_(tensors["threshold"])
             elif cfg.arch == "gated":
@@ -307,31 +312,6 @@ def config_from_dict(raw: dict, *, source: str | Path = "cfg.json") -> tuple[Sae
     d_in = int(raw["d_in"])
     n = raw.get("num_latents") or d_in * raw.get("expansion_factor", 32)
     return SaeConfig(num_latents=int(n), arch="topk", k=int(raw.get("k", 32)), normalize_decoder=bool(raw.get("normalize_decoder", True))), d_in
-
-
-class _JumpReLU(torch.autograd.Function):
-    """JumpReLU with the straight-through threshold gradient of Rajamanoharan et al. (2024b)."""
-
-    @staticmethod
-    def forward(ctx, pre: Tensor, threshold: Tensor, bandwidth: float) -> Tensor:
-        ctx.save_for_backward(pre, threshold)
-        ctx.bandwidth = bandwidth
-        return pre * (pre > threshold)
-
-    @staticmethod
-    def backward(ctx, grad_out: Tensor):
-        pre, threshold = ctx.saved_tensors
-        bw = ctx.bandwidth
-        grad_pre = grad_out * (pre > threshold)
-        # d/dtheta of pre*H(pre-theta) ~ -theta/bw * K((pre-theta)/bw), K the rectangle kernel
-        in_window = ((pre - threshold).abs() < bw / 2).to(pre.dtype)
-        grad_threshold = (-(threshold / bw) * in_window * grad_out).sum(0)
-        return grad_pre, grad_threshold, None
-
-
-def jumprelu(pre: Tensor, threshold: Tensor, bandwidth: float) -> Tensor:
-    """Returns pre where pre > threshold else 0, with a kernel-estimated gradient for the threshold."""
-    return _JumpReLU.apply(pre, threshold, bandwidth)
 
 
 def auxk(pre_relu: Tensor, e: Tensor, W_dec: Tensor, dead_mask: Tensor, num_dead: int, total_variance: Tensor) -> Tensor:

@@ -1,12 +1,20 @@
 """Training SAEs on a cached activation store, one checkpoint directory per init seed.
 
 The default recipe is the one the paper used (EleutherAI `sae`, Dec 2024): Adam with
-lr = 2e-4 / sqrt(num_latents / 2^14), linear warmup then linear decay to zero, gradient clipping at
-1.0, b_dec set to the mean of the first batch (sparsify's choice since 2025; the Dec 2024 code used
-the geometric median, which for a centred init gives nearly the same point), decoder rows renormalised
+lr = 2e-4 / sqrt(num_latents / 2^14), 1000 steps of linear warmup then linear decay to zero, gradient
+clipping at 1.0, b_dec set to the mean of the first batch (sparsify's choice since 2025; the Dec 2024
+code used the geometric median, close to the mean for these activations), decoder rows renormalised
 every step with the gradient component parallel to each row removed, k = 32, AuxK off.
 
-The data order depends on `data_seed` only; `seed` only draws the initialisation.
+The data order depends on `data_seed` only; a seed only draws the initialisation. Several seeds can
+train in one job (`train_saes`): stacked weights, one read of each batch, per-seed results equal to
+training each seed alone (on CPU the difference measured is exactly zero; see tests).
+
+Training state (weights, optimiser, step, dead-latent counters, loss curve) is saved periodically to
+`<out_dir>.state/`, outside the declared outputs; a killed job restarted with the same arguments
+resumes there and ends with the same bytes as an uninterrupted run on CPU, given the same number of
+torch threads. CUDA runs are not bitwise reproducible (atomics in embedding_bag's backward, TF32 if
+enabled).
 """
 
 from __future__ import annotations
@@ -18,18 +26,23 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
 from tqdm.auto import tqdm
 
+from saeseeds.arch_stack import SPARSE_ARCHS, StackedSae
 from saeseeds.batches import BatchPlan, BatchReader
 from saeseeds.sae import SaeConfig, SparseCoder
-from saeseeds.store import open_store
+from saeseeds.store import ActivationStore, open_store
 
-OPTIMIZERS = ("adam",)
+OPTIMIZERS = ("adam", "signum")
+STATE_VERSION = 1
 
 
 class TrainConfigError(ValueError):
@@ -41,72 +54,102 @@ class TrainConfig:
     """How to train: plain JSON values so a workflow builds it from YAML."""
 
     batch_size: int = 4096
-    """Tokens (activation rows) per optimiser step; sparsify's CLI default is 32 sequences x 2048."""
+    """Tokens (activation rows) per optimiser step."""
 
     max_tokens: int | None = None
     """Training tokens; None means one pass over the store's training rows. More than the store holds
     means several passes, each with a fresh shuffle drawn from the data seed."""
 
+    optimizer: str = "adam"
+    """"adam" (the paper's recipe) or "signum" (sign of the gradient inside a schedule-free wrapper
+    with momentum 0.95, constant lr: sparsify's default since 2025)."""
+
     lr: float | None = None
-    """Peak learning rate; None gives the paper's 2e-4 / sqrt(num_latents / 2^14) for adam."""
+    """Peak learning rate; None gives 2e-4 / sqrt(num_latents / 2^14) for adam (the paper's) and
+    5e-3 / sqrt(num_latents / 2^14) for signum (sparsify's)."""
 
     warmup_steps: int = 1000
-    """Steps of linear learning-rate warmup (then linear decay to 0 at the last step), as in sparsify."""
+    """Adam only: steps of linear learning-rate warmup, then linear decay to 0 at the last step (as in
+    sparsify). Must be fewer than the training steps."""
+
+    grad_clip: float | None = 1.0
+    """Max gradient norm of each SAE (all its parameters); None disables clipping. Irrelevant to signum,
+    whose update ignores the gradient's scale."""
 
     auxk_alpha: float = 0.0
-    """Weight of the AuxK loss that revives dead latents (topk only); 0 as in the paper's recipe."""
+    """Weight of the AuxK loss that revives dead latents (topk/batchtopk); 0 as in the paper's recipe,
+    1/32 in Gao et al. (2024)."""
 
     dead_feature_threshold: int = 10_000_000
     """Tokens without firing after which a latent counts as dead for AuxK (sparsify's default)."""
 
-    grad_clip: float | None = 1.0
-    """Max global gradient norm per SAE; None disables clipping."""
+    l1_coefficient: float = 5.0
+    """relu and gated: weight of the decoder-norm-weighted L1 penalty, in units of activations rescaled
+    to mean squared norm d (Anthropic's April 2024 recipe uses 5 in these units)."""
 
-    optimizer: str = "adam"
-    """"adam" (the paper's recipe)."""
+    l0_coefficient: float = 1.0
+    """jumprelu: weight of the L0 penalty, same units (SAELens' default)."""
+
+    sparsity_warmup_steps: int = 0
+    """Steps over which the relu/gated/jumprelu sparsity coefficient rises linearly from 0."""
 
     device: str = "cpu"
-    """Torch device. CPU runs are bitwise reproducible; CUDA runs are not (atomics, TF32)."""
+    """Torch device. CPU runs are bitwise reproducible; CUDA runs are close but not bitwise."""
+
+    tf32: bool = False
+    """CUDA only: allow TF32 matmuls (faster, ~1e-3 relative error, not bitwise)."""
 
     window_rows: int = 65536
     """Rows shuffled together: whole store chunks are read in a shuffled order and rows are shuffled
     within windows of about this many rows, so reads stay contiguous."""
 
+    prefetch_batches: int = 4
+    """Batches the reader thread keeps ready ahead of training."""
+
     eval_batch_size: int = 8192
-    """Held-out rows per evaluation batch (memory only; the result does not depend on it)."""
+    """Held-out rows per evaluation batch (memory only)."""
+
+    state_every_steps: int = 500
+    """Steps between saves of the resumable training state (0 disables)."""
 
     def __post_init__(self) -> None:
-        def positive_int(key: str, allow_none: bool = False) -> None:
+        def integer(key: str, minimum: int, allow_none: bool = False) -> None:
             value = getattr(self, key)
             if value is None and allow_none:
                 return
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise TrainConfigError(f"train {key}={value!r}: expected a positive integer")
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise TrainConfigError(f"train {key}={value!r}: expected an integer >= {minimum}")
 
-        for key in ("batch_size", "window_rows", "eval_batch_size", "dead_feature_threshold"):
-            positive_int(key)
-        positive_int("max_tokens", allow_none=True)
-        if isinstance(self.warmup_steps, bool) or not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
-            raise TrainConfigError(f"train warmup_steps={self.warmup_steps!r}: expected a non-negative integer")
-        for key, allow_none in (("lr", True), ("grad_clip", True)):
+        def number(key: str, *, positive: bool, allow_none: bool = False) -> None:
             value = getattr(self, key)
             if value is None and allow_none:
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-                raise TrainConfigError(f"train {key}={value!r}: expected a positive number")
-        if isinstance(self.auxk_alpha, bool) or not isinstance(self.auxk_alpha, (int, float)) or not math.isfinite(self.auxk_alpha) or self.auxk_alpha < 0:
-            raise TrainConfigError(f"train auxk_alpha={self.auxk_alpha!r}: expected a non-negative number")
+                return
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 or (positive and value == 0):
+                raise TrainConfigError(f"train {key}={value!r}: expected a {'positive' if positive else 'non-negative'} number")
+
+        for key in ("batch_size", "window_rows", "eval_batch_size", "dead_feature_threshold", "prefetch_batches"):
+            integer(key, 1)
+        integer("max_tokens", 1, allow_none=True)
+        for key in ("warmup_steps", "sparsity_warmup_steps", "state_every_steps"):
+            integer(key, 0)
+        number("lr", positive=True, allow_none=True)
+        number("grad_clip", positive=True, allow_none=True)
+        for key in ("auxk_alpha", "l1_coefficient", "l0_coefficient"):
+            number(key, positive=False)
         if self.optimizer not in OPTIMIZERS:
             raise TrainConfigError(f"train optimizer={self.optimizer!r}: expected one of {OPTIMIZERS}")
+        if not isinstance(self.tf32, bool):
+            raise TrainConfigError(f"train tf32={self.tf32!r}: expected true or false")
         try:
             torch.device(self.device)
-        except RuntimeError as err:
+        except (RuntimeError, TypeError) as err:
             raise TrainConfigError(f"train device={self.device!r}: {err}") from err
 
 
-def default_lr(num_latents: int) -> float:
-    """Returns the paper's Adam learning rate 2e-4 / sqrt(num_latents / 2^14)."""
-    return 2e-4 / math.sqrt(num_latents / 2**14)
+def default_lr(num_latents: int, optimizer: str = "adam") -> float:
+    """Returns the default peak lr: 2e-4 (adam) or 5e-3 (signum) times 1 / sqrt(num_latents / 2^14)."""
+    base = {"adam": 2e-4, "signum": 5e-3}[optimizer]
+    return base / math.sqrt(num_latents / 2**14)
 
 
 def lr_factor(step: int, warmup_steps: int, num_steps: int) -> float:
@@ -117,83 +160,251 @@ def lr_factor(step: int, warmup_steps: int, num_steps: int) -> float:
     return max(0.0, (num_steps - step) / max(1, num_steps - warmup_steps))
 
 
-def train_sae(store_path: str | Path, out_dir: str | Path, sae_cfg: SaeConfig, train_cfg: TrainConfig, *, seed: int, data_seed: int, log: logging.Logger | None = None) -> dict:
-    """Returns the held-out metrics of one SAE trained on `store_path`, after writing its checkpoint,
-    metrics.json and firing.npy into `out_dir` (atomically: a temp sibling renamed into place)."""
+class ScheduleFreeSignum(torch.optim.Optimizer):
+    """Sign descent inside a schedule-free wrapper: sparsify's `ScheduleFreeWrapper(SignSGD(...),
+    momentum=0.95)` (Defazio et al. 2024), written out.
+
+    The parameters hold y (where gradients are taken); the state holds z (the sign-descent iterate).
+    The weights to evaluate and save are x, returned by `eval_params`.
+    """
+
+    def __init__(self, params, lr: float, momentum: float = 0.95, weight_lr_power: float = 2.0):
+        super().__init__(params, {"lr": lr, "momentum": momentum, "weight_lr_power": weight_lr_power, "weight_sum": 0.0, "lr_max": 0.0, "k": 0})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            lr, beta = group["lr"], group["momentum"]
+            group["lr_max"] = max(lr, group["lr_max"])
+            weight = group["lr_max"] ** group["weight_lr_power"]
+            group["weight_sum"] += weight
+            ckp1 = weight / group["weight_sum"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if "z" not in state:
+                    state["z"] = p.detach().clone()
+                z = state["z"]
+                x = torch.lerp(p, z, 1 - 1 / beta)  # y -> x
+                z.add_(p.grad.sign(), alpha=-lr)
+                x.lerp_(z, ckp1)
+                p.copy_(torch.lerp(x, z, 1 - beta))  # x -> y
+            group["k"] += 1
+
+    @torch.no_grad()
+    def eval_params(self) -> dict[torch.Tensor, torch.Tensor]:
+        """Returns {param: x}, the averaged weights the schedule-free method evaluates."""
+        out = {}
+        for group in self.param_groups:
+            for p in group["params"]:
+                z = self.state[p].get("z")
+                out[p] = p.detach().clone() if z is None else torch.lerp(p, z, 1 - 1 / group["momentum"])
+        return out
+
+
+def train_sae(store_path: str | Path, out_dir: str | Path, sae_cfg: SaeConfig, train_cfg: TrainConfig, *, seed: int, data_seed: int, log: logging.Logger | None = None, state_dir: str | Path | None = None, on_step: Callable[[int], None] | None = None) -> dict:
+    """Returns the held-out metrics of one SAE trained on `store_path`, after writing into `out_dir`
+    (atomically) cfg.json + sae.safetensors (sparsify layout), metrics.json, firing.npy and
+    loss_curve.parquet."""
+    return train_saes(store_path, [out_dir], sae_cfg, train_cfg, seeds=[seed], data_seed=data_seed, log=log, state_dir=state_dir, on_step=on_step)[0]
+
+
+def train_saes(store_path: str | Path, out_dirs: Sequence[str | Path], sae_cfg: SaeConfig, train_cfg: TrainConfig, *, seeds: Sequence[int], data_seed: int, log: logging.Logger | None = None, state_dir: str | Path | None = None, on_step: Callable[[int], None] | None = None) -> list[dict]:
+    """Returns held-out metrics per seed after training all `seeds` together (one read of each batch)
+    and writing seed i's outputs into `out_dirs[i]` as `train_sae` does.
+
+    `state_dir` (default `<out_dirs[0]>.state`) holds the resumable state; it is removed after success.
+    `on_step(step)` is called after every optimiser step (progress hooks, tests).
+    """
     log = log or logging.getLogger("saeseeds.train")
-    if isinstance(sae_cfg, dict):
-        sae_cfg = SaeConfig(**sae_cfg)
-    if isinstance(train_cfg, dict):
-        train_cfg = TrainConfig(**train_cfg)
-    if sae_cfg.arch != "topk":
-        raise TrainConfigError(f"sae arch={sae_cfg.arch!r}: not trainable yet (only 'topk')")
-    out_dir = Path(out_dir)
+    sae_cfg = SaeConfig(**sae_cfg) if isinstance(sae_cfg, dict) else sae_cfg
+    train_cfg = TrainConfig(**train_cfg) if isinstance(train_cfg, dict) else train_cfg
+    seeds = [int(s) for s in seeds]
+    out_dirs = [Path(p) for p in out_dirs]
+    if len(out_dirs) != len(seeds):
+        raise ValueError(f"{len(out_dirs)} out_dirs for {len(seeds)} seeds")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds={seeds}: duplicates")
+    if train_cfg.auxk_alpha > 0 and sae_cfg.arch not in SPARSE_ARCHS:
+        raise TrainConfigError(f"train auxk_alpha={train_cfg.auxk_alpha}: AuxK applies to topk/batchtopk, not arch={sae_cfg.arch!r}")
+    device = torch.device(train_cfg.device)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise TrainConfigError(f"train device={train_cfg.device!r}: CUDA is not available on this machine")
+        torch.backends.cuda.matmul.allow_tf32 = train_cfg.tf32
     store = open_store(store_path)
     num_steps = _num_steps(store.n_train, train_cfg)
-    if train_cfg.warmup_steps >= num_steps:
+    if train_cfg.optimizer == "adam" and train_cfg.warmup_steps >= num_steps:
         raise TrainConfigError(f"train warmup_steps={train_cfg.warmup_steps} must be below the {num_steps} training steps (max_tokens / batch_size)")
-    device = torch.device(train_cfg.device)
     plan = BatchPlan(store.n_train, store.array.chunks[0], train_cfg.batch_size, num_steps, data_seed=data_seed, window_rows=train_cfg.window_rows)
-    lr = train_cfg.lr or default_lr(sae_cfg.num_latents)
+    lr = train_cfg.lr or default_lr(sae_cfg.num_latents, train_cfg.optimizer)
+    state_dir = Path(state_dir) if state_dir is not None else out_dirs[0].with_name(out_dirs[0].name + ".state")
 
-    sae = SparseCoder(store.d_in, sae_cfg, seed=seed, device=device)
-    opt = torch.optim.Adam(sae.parameters(), lr=lr, foreach=False)
-    since_fired = torch.zeros(sae_cfg.num_latents, dtype=torch.long, device=device)
-    curve: list[tuple[int, float, float, float]] = []
-
+    run = _Run(store, sae_cfg, train_cfg, seeds, data_seed, num_steps, lr, device)
+    fingerprint = run.fingerprint()
+    start = run.try_resume(state_dir, fingerprint, log)
+    S = len(seeds)
     t0 = time.perf_counter()
-    with BatchReader(store, plan, device=device) as reader:
-        for step, x in enumerate(tqdm(reader, total=num_steps, desc=f"train seed {seed}", unit="step", mininterval=2.0)):
-            if step == 0:
-                with torch.no_grad():
-                    sae.b_dec.copy_(x.mean(0))
-            for group in opt.param_groups:
-                group["lr"] = lr * lr_factor(step, train_cfg.warmup_steps, num_steps)
-            dead = since_fired > train_cfg.dead_feature_threshold if train_cfg.auxk_alpha > 0 else None
-            out = sae(x, dead_mask=dead)
-            loss = out.fvu + train_cfg.auxk_alpha * out.auxk_loss
-            loss.backward()
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"seed {seed}: non-finite loss at step {step}")
-            with torch.no_grad():
-                fired = torch.zeros_like(since_fired, dtype=torch.bool)
-                fired[out.latent_indices[out.latent_acts > 0]] = True
-                since_fired += len(x)
-                since_fired[fired] = 0
-                l0 = float((out.latent_acts > 0).sum()) / len(x)
-            if sae_cfg.normalize_decoder:
-                sae.remove_gradient_parallel_to_decoder_directions()
-            if train_cfg.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(sae.parameters(), train_cfg.grad_clip, foreach=False)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            if sae_cfg.normalize_decoder:
-                sae.set_decoder_norm_to_unit_norm()
-            curve.append((step, float(loss.detach()), float(out.fvu.detach()), l0))
-    wall = time.perf_counter() - t0
+    with BatchReader(store, plan, start_step=start, prefetch=train_cfg.prefetch_batches, device=device) as reader:
+        bar = tqdm(reader, total=num_steps, initial=start, desc=f"train {sae_cfg.arch} seeds {seeds}", unit="step", mininterval=2.0)
+        for step, x in enumerate(bar, start=start):
+            run.step(step, x)
+            if on_step is not None:
+                on_step(step)
+            done = step + 1
+            if train_cfg.state_every_steps and done % train_cfg.state_every_steps == 0 and done < num_steps:
+                run.save_state(state_dir, fingerprint, done, run.elapsed + time.perf_counter() - t0)
+        bar.close()
+    wall = run.elapsed + time.perf_counter() - t0
 
-    evaluation = evaluate(sae, store.heldout(), batch_size=train_cfg.eval_batch_size)
-    metrics = {
-        "fvu": evaluation["fvu"],
-        "l0": evaluation["l0"],
-        "dead_fraction": evaluation["dead_fraction"],
-        "tokens_seen": num_steps * train_cfg.batch_size,
-        "num_steps": num_steps,
-        "seed": int(seed),
-        "data_seed": int(data_seed),
-        "wall_time_s": round(wall, 3),
-        "tokens_per_s": round(num_steps * train_cfg.batch_size / wall, 1),
-        "batch_order_sha256": plan.sha256(),
-        "heldout_tokens": store.n_heldout,
-        "train_fvu_last": curve[-1][2],
-        "lr": lr,
-        "sae": asdict(sae_cfg),
-        "train": asdict(train_cfg),
-        "store": str(store_path),
-    }
-    _warn_if_unhealthy(metrics, log, out_dir)
-    _write_outputs(out_dir, sae, metrics, evaluation["firing"])
-    return metrics
+    saes = run.final_coders()
+    heldout = store.heldout()
+    order_sha = plan.sha256()
+    results = []
+    curve = run.curve.cpu().numpy()
+    for i, (sae, out_dir, seed) in enumerate(zip(saes, out_dirs, seeds)):
+        ev = evaluate(sae, heldout, batch_size=train_cfg.eval_batch_size)
+        metrics = {
+            "fvu": ev["fvu"],
+            "l0": ev["l0"],
+            "dead_fraction": ev["dead_fraction"],
+            "tokens_seen": num_steps * train_cfg.batch_size,
+            "num_steps": num_steps,
+            "seed": seed,
+            "data_seed": int(data_seed),
+            "wall_time_s": round(wall, 3),
+            "tokens_per_s": round(num_steps * train_cfg.batch_size / wall, 1),
+            "seeds_in_job": S,
+            "batch_order_sha256": order_sha,
+            "heldout_tokens": store.n_heldout,
+            "train_fvu_last": float(curve[-1, i, 1]),
+            "lr": lr,
+            "torch_threads": torch.get_num_threads(),
+            "sae": asdict(sae_cfg),
+            "train": asdict(train_cfg),
+            "store": str(store_path),
+        }
+        metrics["warnings"] = _health_warnings(metrics)
+        for message in metrics["warnings"]:
+            log.warning("%s: unhealthy SAE: %s", out_dir, message)
+        _write_outputs(out_dir, sae, metrics, ev["firing"], curve[:, i, :])
+        results.append(metrics)
+    shutil.rmtree(state_dir, ignore_errors=True)
+    return results
+
+
+class _Run:
+    """The mutable training state of one job: stacked SAEs, optimiser, counters, loss curve."""
+
+    def __init__(self, store: ActivationStore, sae_cfg: SaeConfig, train_cfg: TrainConfig, seeds: list[int], data_seed: int, num_steps: int, lr: float, device: torch.device):
+        self.store, self.sae_cfg, self.cfg = store, sae_cfg, train_cfg
+        self.seeds, self.data_seed, self.num_steps, self.lr, self.device = seeds, data_seed, num_steps, lr, device
+        self.model = StackedSae(store.d_in, sae_cfg, seeds, device=device)
+        params = list(self.model.parameters())
+        if train_cfg.optimizer == "adam":
+            self.opt: torch.optim.Optimizer = torch.optim.Adam(params, lr=lr)
+        else:
+            self.opt = ScheduleFreeSignum(params, lr=lr)
+        S, n = len(seeds), sae_cfg.num_latents
+        self.since_fired = torch.zeros(S, n, dtype=torch.long, device=device)
+        # step, seed -> loss, fvu, l0; kept on the device so CUDA steps never wait on a copy
+        self.curve = torch.zeros(num_steps, S, 3, dtype=torch.float64, device=device)
+        self.elapsed = 0.0
+
+    def fingerprint(self) -> str:
+        """Returns what must match for a saved state to be resumed, as canonical JSON."""
+        train = {k: v for k, v in asdict(self.cfg).items() if k not in ("prefetch_batches", "eval_batch_size", "state_every_steps")}
+        attrs = self.store.attrs
+        return json.dumps(
+            {"version": STATE_VERSION, "sae": asdict(self.sae_cfg), "train": train, "seeds": self.seeds, "data_seed": self.data_seed,
+             "store": {k: attrs[k] for k in ("model", "revision", "dataset", "hook", "n_tokens", "n_train", "d_in")}},
+            sort_keys=True,
+        )
+
+    def step(self, step: int, x: torch.Tensor) -> None:
+        model, cfg = self.model, self.cfg
+        if step == 0:
+            model.init_from_first_batch(x)
+        if cfg.optimizer == "adam":
+            for group in self.opt.param_groups:
+                group["lr"] = self.lr * lr_factor(step, cfg.warmup_steps, self.num_steps)
+        sparsity = cfg.l0_coefficient if self.sae_cfg.arch == "jumprelu" else cfg.l1_coefficient
+        if cfg.sparsity_warmup_steps:
+            sparsity *= min(1.0, (step + 1) / cfg.sparsity_warmup_steps)
+        dead = self.since_fired > cfg.dead_feature_threshold if cfg.auxk_alpha > 0 else None
+        out = model.training_losses(x, dead_mask=dead, coef={"sparsity": sparsity, "auxk_alpha": cfg.auxk_alpha})
+        loss = out["loss"]
+        loss.sum().backward()
+        with torch.no_grad():
+            self.since_fired += len(x)
+            self.since_fired[out["fired"]] = 0
+            self.curve[step, :, 0] = loss.detach()
+            self.curve[step, :, 1] = out["fvu"].detach()
+            self.curve[step, :, 2] = out["l0"]
+        if self.sae_cfg.normalize_decoder:
+            model.remove_gradient_parallel_to_decoder_directions()
+        if cfg.grad_clip is not None and cfg.optimizer == "adam":
+            model.clip_grad_norm_(cfg.grad_clip)
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        if self.sae_cfg.normalize_decoder:
+            model.set_decoder_norm_to_unit_norm()
+        model.project_parameters()
+        if self.sae_cfg.arch == "batchtopk":
+            model.update_batchtopk_threshold(out["min_act"])
+        if step % 50 == 0 and not bool(torch.isfinite(loss.detach()).all()):
+            bad = [s for s, ok in zip(self.seeds, torch.isfinite(loss.detach()).tolist()) if not ok]
+            raise FloatingPointError(f"seeds {bad}: non-finite loss at step {step}; lower train.lr")
+
+    def final_coders(self) -> list[SparseCoder]:
+        """Returns each seed's trained SAE (schedule-free: the averaged weights x)."""
+        if isinstance(self.opt, ScheduleFreeSignum):
+            x = self.opt.eval_params()
+            with torch.no_grad():
+                for p, value in x.items():
+                    p.copy_(value)
+        if not bool(torch.isfinite(self.curve).all()):
+            raise FloatingPointError("non-finite loss during training; lower train.lr")
+        return self.model.to_coders()
+
+    def save_state(self, state_dir: Path, fingerprint: str, step: int, elapsed: float) -> None:
+        """Writes the state after `step` steps to state_dir/state.pt atomically."""
+        state_dir.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "fingerprint": fingerprint,
+            "step": step,
+            "elapsed": elapsed,
+            "model": self.model.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "since_fired": self.since_fired,
+            "curve": self.curve[:step],
+        }
+        tmp = state_dir / f".state.pt.tmp-{os.getpid()}"
+        torch.save(payload, tmp)
+        os.replace(tmp, state_dir / "state.pt")
+
+    def try_resume(self, state_dir: Path, fingerprint: str, log: logging.Logger) -> int:
+        """Returns the step to start from: restored from state_dir/state.pt when it matches, else 0."""
+        path = state_dir / "state.pt"
+        if not path.exists():
+            return 0
+        try:
+            payload = torch.load(path, map_location=self.device, weights_only=True)
+        except Exception as err:  # a corrupt or foreign file: start over, loudly
+            log.warning("%s: unreadable training state (%s); starting from step 0", path, err)
+            return 0
+        if payload.get("fingerprint") != fingerprint:
+            log.warning("%s: saved state belongs to another config, seed list or store; starting from step 0", path)
+            return 0
+        self.model.load_state_dict(payload["model"])
+        self.opt.load_state_dict(payload["optimizer"])
+        self.since_fired.copy_(payload["since_fired"])
+        step = int(payload["step"])
+        self.curve[:step] = payload["curve"]
+        self.elapsed = float(payload["elapsed"])
+        log.info("%s: resuming at step %d of %d", path, step, self.num_steps)
+        return step
 
 
 def _num_steps(n_train: int, cfg: TrainConfig) -> int:
@@ -220,30 +431,33 @@ def evaluate(sae: SparseCoder, heldout: np.ndarray, *, batch_size: int = 8192) -
     err = total = 0.0
     active = 0
     for start in range(0, len(x_all), batch_size):
-        x = x_all[start : start + batch_size].to(sae.device)
-        acts, idx = sae.encode(x)
-        x_hat = sae.decode(acts, idx)
-        err += float((x - x_hat).double().pow(2).sum())
-        total += float((x.double().cpu() - mean).pow(2).sum())
+        x = x_all[start : start + batch_size]
+        acts, idx = sae.encode(x.to(sae.device))
+        x_hat = sae.decode(acts, idx).cpu()
+        acts = acts.cpu()
+        err += float((x.double() - x_hat.double()).pow(2).sum())
+        total += float((x.double() - mean).pow(2).sum())
         on = acts > 0
         active += int(on.sum())
         if idx is None:
-            counts += on.sum(0).double().cpu()
+            counts += on.sum(0).double()
         else:
-            counts += torch.bincount(idx[on].cpu(), minlength=sae.num_latents).double()
+            counts += torch.bincount(idx.cpu()[on], minlength=sae.num_latents).double()
     sae.train(was_training)
     firing = (counts / len(x_all)).float().numpy()
     return {"fvu": err / total, "l0": active / len(x_all), "dead_fraction": float((counts == 0).double().mean()), "firing": firing}
 
 
-def _warn_if_unhealthy(metrics: dict, log: logging.Logger, out_dir: Path) -> None:
+def _health_warnings(metrics: dict) -> list[str]:
+    out = []
     if metrics["dead_fraction"] > 0.5:
-        log.warning("%s: unhealthy SAE: %.1f%% of latents never fire on held-out tokens", out_dir, 100 * metrics["dead_fraction"])
+        out.append(f"{100 * metrics['dead_fraction']:.1f}% of latents never fire on held-out tokens")
     if metrics["fvu"] > 0.5:
-        log.warning("%s: unhealthy SAE: held-out FVU %.3f > 0.5", out_dir, metrics["fvu"])
+        out.append(f"held-out FVU {metrics['fvu']:.3f} > 0.5")
+    return out
 
 
-def _write_outputs(out_dir: Path, sae: SparseCoder, metrics: dict, firing: np.ndarray) -> None:
+def _write_outputs(out_dir: Path, sae: SparseCoder, metrics: dict, firing: np.ndarray, curve: np.ndarray) -> None:
     tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -251,6 +465,8 @@ def _write_outputs(out_dir: Path, sae: SparseCoder, metrics: dict, firing: np.nd
     sae.save_to_disk(tmp)
     (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     np.save(tmp / "firing.npy", firing.astype(np.float32))
+    table = pa.table({"step": pa.array(np.arange(len(curve), dtype=np.int64)), "loss": curve[:, 0], "fvu": curve[:, 1], "l0": curve[:, 2]})
+    pq.write_table(table, tmp / "loss_curve.parquet")
     if out_dir.exists():
         shutil.rmtree(out_dir)
     tmp.rename(out_dir)

@@ -69,3 +69,11 @@ def test_hook_layer_drives_the_forward_estimate():
     acts = {"max_tokens": 10**9, "heldout_tokens": 1}
     assert estimates.hook_layer("layers.11.mlp") == 11
     assert estimates.activations_minutes(acts, 768, "layers.11") > estimates.activations_minutes(acts, 768, "layers.0")
+
+
+def test_cli_plan_prints_the_totals(workdir, capsys):
+    from saeseeds.cli import main
+
+    assert main(["plan", "--directory", str(workdir), "--configfile", "config/smoke.yaml"]) == 0
+    out = capsys.readouterr().out
+    assert "total" in out and "GPU-hours" in out and "train" in out

@@ -9,6 +9,7 @@ import time
 from saeseeds.checkpoints import CheckpointError
 from saeseeds.match import MatchesError
 from saeseeds.orphans import OrphansError
+from saeseeds.plan import PlanError
 
 
 def cmd_match(args: argparse.Namespace) -> int:
@@ -42,6 +43,23 @@ def cmd_match(args: argparse.Namespace) -> int:
     return 0 if meta["certified"] else 1
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    """Returns 0 after printing, per rule, the jobs, GPU-hours, CPU-hours and disk a run would still spend."""
+    from saeseeds.plan import plan
+
+    table = plan(args.directory, args.configfile, cores=args.cores, extra=args.snakemake_args)
+    if table.empty:
+        print("nothing to do: every output of the study is up to date")
+        return 0
+    print(table.to_string(index=False, float_format=lambda x: f"{x:,.2f}"))
+    total = table.iloc[-1]
+    print(
+        f"\n{int(total['jobs'])} jobs: {total['gpu_hours']:,.1f} GPU-hours, {total['cpu_hours']:,.1f} CPU-hours, "
+        f"{total['disk_gb']:,.1f} GB on disk (runtimes are what jobs reserve: about 2x the expected time)"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Returns the argument parser with one subparser per verb."""
     parser = argparse.ArgumentParser(prog="saeseeds", description="Seed-stability studies of sparse autoencoders.")
@@ -70,6 +88,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="auto: dense scipy up to 4096 latents, certified sparse above (default auto)",
     )
     match.set_defaults(func=cmd_match)
+
+    plan = verbs.add_parser(
+        "plan",
+        help="from a dry run: jobs, GPU-hours, CPU-hours and disk per rule, and the total",
+        description="Plan what a run of the study would still do, from `snakemake --dry-run` and each rule's resources.",
+    )
+    plan.add_argument("--configfile", default=None, help="study config (default: config/config.yaml)")
+    plan.add_argument("--directory", default=".", help="the workflow's root folder (default: .)")
+    plan.add_argument("--cores", type=int, default=2, help="cores a local run would use; caps threads per job (default 2)")
+    plan.add_argument("snakemake_args", nargs="*", metavar="-- SNAKEMAKE_ARGS", help="passed to snakemake (after --)")
+    plan.set_defaults(func=cmd_plan)
     return parser
 
 
@@ -79,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (CheckpointError, MatchesError, OrphansError) as e:
+    except (CheckpointError, MatchesError, OrphansError, PlanError) as e:
         print(f"saeseeds {args.verb}: error: {e}", file=sys.stderr)
         return 2
 

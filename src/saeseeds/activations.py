@@ -40,8 +40,8 @@ class ActivationConfig:
     """Tokens per context. 256 as in sparsify's default; longer contexts cost quadratic attention."""
 
     batch_size: int = 16
-    """Contexts per forward pass. Changes the float rounding of batched matmuls, so it is part of
-    what makes the store reproducible."""
+    """Contexts per forward pass: memory against speed. On CPU the activations came out bit-identical
+    for batch sizes 1 to 8; other backends may round batched matmuls differently."""
 
     dtype: str = "float16"
     """Storage dtype of the activations: float16 halves disk and read time at ~1e-3 relative error,
@@ -84,9 +84,9 @@ def cache_activations(
 ) -> ActivationStore:
     """Returns the opened store of `hook`'s activations on the first `cfg.max_tokens` tokens of the dataset.
 
-    Loads the model (`model_dtype`: float32 on CPU, where bfloat16 matmuls are about 6x slower),
-    checks the hook name before reading any text, tokenises, then hands over to
-    `write_activations`. Progress bars go to stderr, messages to `log`.
+    Loads the model in `model_dtype` (see `load_model` for why float32), checks the hook name
+    before reading any text, tokenises, then hands over to `write_activations`. Progress bars go
+    to stderr, messages to `log`.
     """
     log = log or logging.getLogger("saeseeds.activations")
     start = time.perf_counter()
@@ -121,11 +121,13 @@ def write_activations(
 
     The last `cfg.heldout_contexts` contexts become the held-out rows. Rows go to the store in
     token order, batch by batch, so memory stays at one batch. The first position of every context
-    is kept although in Llama-style models its activations have a far larger norm than the rest
-    (the "attention sink"): sparsify trains on them too. The attrs record the mean norms of both.
+    is kept, as in sparsify, although it is atypical: in SmolLM2's residual stream after layer 6 its
+    mean norm is ~7x that of the other positions (the "attention sink"); at the layer-6 MLP output
+    it is ~6x smaller. The attrs record both mean norms.
 
-    The array bytes are a function of the inputs, `cfg`, the torch build and the thread count;
-    only the attr `tokens_per_second` differs between two runs.
+    On one torch build the array bytes depend only on the model, the tokens, the hook and the
+    storage dtype (on CPU: bit-identical for batch sizes 1 to 8 and 1 or 2 threads); of the attrs
+    only `tokens_per_second` differs between two runs.
     """
     log = log or logging.getLogger("saeseeds.activations")
     hook_module = resolve_hook(model, hook)
@@ -172,8 +174,9 @@ def write_activations(
         "torch_threads": torch.get_num_threads(),
     }
     log.info(
-        "%d tokens of %s at %.0f tok/s; mean activation norm: first position of a context %.4g, others %s",
-        n_tokens, hook, stats["tokens_per_second"], stats["mean_norm_first_position"], stats["mean_norm_other_positions"],
+        "%d tokens of %s at %.0f tok/s; mean activation norm: first position of a context %.4g, others %.4g",
+        n_tokens, hook, stats["tokens_per_second"], stats["mean_norm_first_position"],
+        stats["mean_norm_other_positions"] or float("nan"),
     )
     return writer.finish({**attrs, **stats})
 

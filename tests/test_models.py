@@ -64,11 +64,11 @@ def test_a_module_outside_the_forward_is_reported(smollm):
 
 
 def tiny_gpt2():
-    return GPT2LMHeadModel(GPT2Config(n_layer=3, n_embd=32, n_head=2, n_positions=16, vocab_size=100)).eval()
+    return GPT2LMHeadModel(GPT2Config(n_layer=3, n_embd=32, n_head=2, n_positions=16, vocab_size=100, bos_token_id=0, eos_token_id=0)).eval()
 
 
 def tiny_pythia():
-    cfg = GPTNeoXConfig(num_hidden_layers=3, hidden_size=32, num_attention_heads=2, intermediate_size=64, vocab_size=100)
+    cfg = GPTNeoXConfig(num_hidden_layers=3, hidden_size=32, num_attention_heads=2, intermediate_size=64, vocab_size=100, bos_token_id=0, eos_token_id=0)
     return GPTNeoXForCausalLM(cfg).eval()
 
 

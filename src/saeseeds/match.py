@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import torch
 
 from saeseeds.assignment import Assignment, assign_dense, assign_sparse
-from saeseeds.similarity import dense_cosines, matmul_blocks, resolve_device, unit_rows
+from saeseeds.similarity import dense_cosines, matmul_blocks, resolve_device, timed, unit_rows
 
 COLUMNS = ("latent", "enc_partner", "enc_cos", "dec_partner", "dec_cos", "enc_maxcos", "dec_maxcos", "shared")
 DTYPES = {
@@ -85,7 +85,9 @@ def match_rows(
     method: str = "auto",
     dense_max_n: int = DENSE_MAX_N,
     k: int = 32,
+    depth: int = 128,
     block_rows: int = 1024,
+    timings: dict[str, float] | None = None,
 ) -> Assignment:
     """Returns the exact maximum-cosine matching of the rows of wa to the rows of wb."""
     n = wa.shape[0]
@@ -93,10 +95,14 @@ def match_rows(
         method = "dense" if n <= dense_max_n else "sparse"
     ua, ub = unit_rows(wa, device), unit_rows(wb, device)
     if method == "dense":
-        return assign_dense(dense_cosines(ua, ub))
+        with timed(timings, "similarity"):
+            sim = dense_cosines(ua, ub)
+        with timed(timings, "solve"):
+            return assign_dense(sim)
     if method == "sparse":
         block_rows = min(block_rows, n)
-        return assign_sparse(matmul_blocks(ua, ub, block_rows), n, k=k, block_rows=block_rows)
+        blocks = matmul_blocks(ua, ub, block_rows)
+        return assign_sparse(blocks, n, k=k, depth=depth, block_rows=block_rows, timings=timings)
     raise MatchesError(f"method={method!r}: must be 'auto', 'dense' or 'sparse'")
 
 
@@ -112,17 +118,24 @@ def match_dictionaries(
     method: str = "auto",
     dense_max_n: int = DENSE_MAX_N,
     k: int = 32,
+    depth: int = 128,
     block_rows: int = 1024,
+    timings: dict[str, float] | None = None,
 ) -> tuple[pd.DataFrame, dict]:
     """Returns (matches DataFrame, metadata) for SAE a against SAE b, one row per latent of a.
 
     Encoder rows are matched to encoder rows and decoder rows to decoder rows, each by an exact
     maximum-total-cosine bijection. `method` "auto" uses dense scipy up to `dense_max_n`
-    latents and the certified sparse path above; `k` and `block_rows` tune the sparse path only.
+    latents and the certified sparse path above; `k` (candidates per row and column), `depth`
+    (reserve per row) and `block_rows` tune the sparse path's speed only, never its result's value.
+    `timings`, when given, collects seconds per phase (benchmarks); it never enters the metadata,
+    which stays byte-for-byte reproducible.
     """
     n, d = _check_inputs(enc_a, dec_a, enc_b, dec_b, threshold, definition)
     dev = resolve_device(device)
-    opts = dict(device=dev, method=method, dense_max_n=dense_max_n, k=k, block_rows=block_rows)
+    opts = dict(
+        device=dev, method=method, dense_max_n=dense_max_n, k=k, depth=depth, block_rows=block_rows, timings=timings
+    )
     enc = match_rows(enc_a, enc_b, **opts)
     dec = match_rows(dec_a, dec_b, **opts)
     flags = {

@@ -8,7 +8,9 @@ changes which pairs are matched except between cosines that float32 cannot tell 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +26,19 @@ def quantize(cos: np.ndarray | torch.Tensor) -> np.ndarray:
         cos = cos.detach().cpu().numpy()
     # float64 holds every float32 exactly and the scaling by a power of two is exact too.
     return np.rint(np.asarray(cos, dtype=np.float64) * float(2**QUANTUM_BITS)).astype(np.int64)
+
+
+@contextmanager
+def timed(timings: dict[str, float] | None, key: str) -> Iterator[None]:
+    """Adds the seconds spent in the block to timings[key] (benchmarks); does nothing when timings is None."""
+    if timings is None:
+        yield
+        return
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[key] = timings.get(key, 0.0) + time.perf_counter() - start
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -49,26 +64,43 @@ def dense_cosines(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
     return (a @ b.T).cpu().numpy()
 
 
-BlockFn = Callable[[np.ndarray], torch.Tensor]
-"""Maps an array of row indices of a to their float32 cosines against every row of b, [rows, n]."""
+BlockFn = Callable[..., torch.Tensor]
+"""`block(rows, full=False)`: float32 cosines of those rows of a against every row of b, [rows, n].
+
+With `full=True` the rows are computed exactly as the candidate pass computes them (same matmul
+shape); without it a small request may take a cheaper shape, whose values the caller checks.
+"""
+
+SMALL_ROWS = 64
+"""Re-computing a few rows pads them to this many rows instead of a whole block."""
 
 
 def matmul_blocks(a: torch.Tensor, b: torch.Tensor, block_rows: int) -> BlockFn:
-    """Returns a BlockFn computing cosine rows as `a[rows] @ b.T`, always with `block_rows` rows.
+    """Returns a BlockFn computing cosine rows as `a[rows] @ b.T`, padded to a fixed number of rows.
 
-    Every call multiplies a [block_rows, d] matrix (short requests are padded with zero rows), so
-    the same (row, column) pair gets the same float32 value whenever it is computed: the
-    certificate re-computes rows and must see exactly the values the candidate pass saw.
+    Requests are padded with zero rows to `block_rows` (or to SMALL_ROWS when they fit and
+    `full` is false), so a pair gets the same float32 value whenever it is computed with the
+    same shape: the certificate re-computes rows and must see exactly the pass's values. GEMM
+    kernels usually give the same bits for any row count >= 16 too, which makes the small shape
+    safe in practice; `assign_sparse` verifies that on every re-computed row and falls back to
+    the full shape if not. The returned tensor is a view of a buffer the next call overwrites.
     """
     bt = b.T.contiguous()
+    buffers = {}
 
-    def block(rows: np.ndarray) -> torch.Tensor:
+    def block(rows: np.ndarray, full: bool = False) -> torch.Tensor:
         rows_t = torch.as_tensor(np.asarray(rows, dtype=np.int64), device=a.device)
         if len(rows_t) > block_rows:
             raise ValueError(f"asked for {len(rows_t)} rows, block size is {block_rows}")
-        x = a.new_zeros((block_rows, a.shape[1]))
+        size = block_rows if full or len(rows_t) > SMALL_ROWS else min(SMALL_ROWS, block_rows)
+        if size not in buffers:
+            # Reused buffers: a fresh 0.5 GB output per call costs page faults every time.
+            buffers[size] = (a.new_zeros((size, a.shape[1])), a.new_empty((size, b.shape[0])))
+        x, out = buffers[size]
+        x.zero_()
         x[: len(rows_t)] = a[rows_t]
-        return (x @ bt)[: len(rows_t)]
+        torch.mm(x, bt, out=out)
+        return out[: len(rows_t)]
 
     return block
 
@@ -77,10 +109,18 @@ def dense_blocks(sim: np.ndarray | torch.Tensor) -> BlockFn:
     """Returns a BlockFn reading rows of a given [n, n] similarity matrix (tests, small n)."""
     s = torch.as_tensor(np.asarray(sim, dtype=np.float32))
 
-    def block(rows: np.ndarray) -> torch.Tensor:
+    def block(rows: np.ndarray, full: bool = False) -> torch.Tensor:
         return s[torch.as_tensor(np.asarray(rows, dtype=np.int64))]
 
     return block
+
+
+def _descending_key(vals: torch.Tensor) -> torch.Tensor:
+    """Returns int64 keys in [0, 2**32) that sort ascending exactly as the float32 `vals` sort descending."""
+    bits = vals.contiguous().view(torch.int32).to(torch.int64)
+    # IEEE floats order like sign-magnitude integers; map them onto unsigned order, then flip.
+    ascending = torch.where(bits >= 0, bits + 2**31, -1 - bits)
+    return (2**32 - 1) - ascending
 
 
 @dataclass
@@ -88,74 +128,83 @@ class Candidates:
     """What one blockwise pass over all n x n cosines keeps: enough to solve and to bound the rest."""
 
     row_idx: np.ndarray
-    """[n, k] int64: columns of the k largest cosines of each row."""
+    """[n, depth] int64: columns of the `depth` largest cosines of each row, best first."""
     row_val: np.ndarray
-    """[n, k] float32: those cosines, descending."""
+    """[n, depth] float32: those cosines, descending. Every other pair of row i is <= row_val[i, -1]."""
     col_idx: np.ndarray
     """[k, n] int64: rows of the k largest cosines of each column."""
     col_val: np.ndarray
-    """[k, n] float32: those cosines, descending down axis 0."""
+    """[k, n] float32: those cosines, descending down axis 0. Every other pair is <= col_val[-1, j]."""
     diag: np.ndarray
     """[n] float32: cos(i, i), the fallback edges that guarantee a perfect matching exists."""
     row_max: np.ndarray
     """[n] float32: max cosine of each row (max-cos of each latent of a)."""
 
 
-def candidate_pass(block: BlockFn, n: int, k: int, block_rows: int) -> Candidates:
-    """Returns the row and column top-k candidates, the diagonal and row maxima from one pass.
+def candidate_pass(
+    block: BlockFn, n: int, *, k: int, depth: int, block_rows: int, timings: dict[str, float] | None = None
+) -> Candidates:
+    """Returns the top-`depth` of every row, top-k of every column, the diagonal and row maxima.
 
-    Column top-k is kept with a running threshold: after the first block only entries above the
-    current k-th best of their column are gathered, which costs one comparison per entry instead
-    of a top-k along the slow axis. An entry dropped this way is <= the column's final k-th value.
+    Row top-k is a fast top-k along the contiguous axis. Column top-k is kept with a running
+    threshold: after the first block only entries above the current k-th best of their column
+    are gathered (one comparison per entry), and the gathered ones are reduced by one sort now
+    and then. An entry dropped this way is <= the column's final k-th value, which is all the
+    certificate needs.
     """
-    if not 1 <= k <= n:
-        raise ValueError(f"candidate count k={k} must be in [1, n={n}]")
-    row_idx = np.empty((n, k), dtype=np.int64)
-    row_val = np.empty((n, k), dtype=np.float32)
+    if not 1 <= k <= depth <= n:
+        raise ValueError(f"need 1 <= k={k} <= depth={depth} <= n={n}")
+    if block_rows < k:
+        raise ValueError(f"block_rows={block_rows} must be >= k={k}")
+    row_idx = np.empty((n, depth), dtype=np.int64)
+    row_val = np.empty((n, depth), dtype=np.float32)
     diag = np.empty(n, dtype=np.float32)
-    col_val = col_idx = None
+    col_val = col_idx = thresh = mask = None
     pend_val: list[torch.Tensor] = []
     pend_row: list[torch.Tensor] = []
     pend_col: list[torch.Tensor] = []
     pending = 0
-    thresh = None
 
     def reduce_columns() -> None:
         nonlocal col_val, col_idx, thresh, pending
         vals = torch.cat([col_val.reshape(-1)] + pend_val)
         rows = torch.cat([col_idx.reshape(-1)] + pend_row)
         cols = torch.cat([torch.arange(n, device=vals.device).repeat(k)] + pend_col)
-        # Sort by (column, -value, row): the row tie-break keeps the result deterministic.
-        order = torch.as_tensor(np.lexsort((rows.cpu().numpy(), -vals.cpu().numpy(), cols.cpu().numpy())))
-        cols_s = cols.cpu()[order]
-        start = torch.searchsorted(cols_s, torch.arange(n))
-        take = (start[None, :] + torch.arange(k)[:, None]).reshape(-1)
-        col_val = vals.cpu()[order][take].reshape(k, n).to(vals.device)
-        col_idx = rows.cpu()[order][take].reshape(k, n).to(vals.device)
+        # One stable sort by (column, value descending); arrival order is deterministic, so ties are too.
+        order = torch.sort(cols * 2**32 + _descending_key(vals), stable=True).indices
+        start = torch.searchsorted(cols[order], torch.arange(n, device=vals.device))
+        take = order[(start[None, :] + torch.arange(k, device=vals.device)[:, None]).reshape(-1)]
+        col_val, col_idx = vals[take].reshape(k, n), rows[take].reshape(k, n)
         thresh = col_val[k - 1]
         pend_val.clear(), pend_row.clear(), pend_col.clear()
         pending = 0
 
     for r0 in range(0, n, block_rows):
         rows = np.arange(r0, min(r0 + block_rows, n))
-        s = block(rows)
-        v, i = torch.topk(s, k, dim=1)
+        with timed(timings, "similarity"):
+            s = block(rows, full=True)
+            if s.is_cuda:
+                torch.cuda.synchronize()
+        v, i = torch.topk(s, depth, dim=1)
         row_val[rows], row_idx[rows] = v.cpu().numpy(), i.cpu().numpy()
-        diag[rows] = s[torch.arange(len(rows)), torch.as_tensor(rows, device=s.device)].cpu().numpy()
         rows_t = torch.as_tensor(rows, device=s.device)
+        diag[rows] = s[torch.arange(len(rows), device=s.device), rows_t].cpu().numpy()
         if col_val is None:
-            if len(rows) < k:
-                raise ValueError(f"block_rows={block_rows} must be >= k={k}")
             v, i = torch.topk(s, k, dim=0)
             col_val, col_idx, thresh = v, rows_t[i], v[k - 1]
             continue
-        hit = (s > thresh[None, :]).nonzero()
+        if mask is None or mask.shape != s.shape:
+            mask = torch.empty(s.shape, dtype=torch.bool, device=s.device)
+        torch.gt(s, thresh[None, :], out=mask)
+        hit = mask.nonzero()
         if len(hit):
             pend_val.append(s[hit[:, 0], hit[:, 1]])
             pend_row.append(rows_t[hit[:, 0]])
             pend_col.append(hit[:, 1])
             pending += len(hit)
-        if pending > 4 * k * n:
+        # Reducing once the gathered entries outnumber the kept ones ~2:1 balances sort volume
+        # against how fast the running thresholds rise.
+        if pending > 2 * k * n:
             reduce_columns()
     if pending:
         reduce_columns()

@@ -49,7 +49,7 @@ def test_dense_and_sparse_equal_brute_force_on_small_instances(n):
         sim = rng.uniform(-1, 1, (n, n)).astype(np.float32)
         best = brute_force_value(sim)
         assert objective(sim, assign_dense(sim).partner) == best
-        sparse = assign_sparse(dense_blocks(sim), n, k=1, depth=1, block_rows=max(1, n // 2))
+        sparse = assign_sparse(dense_blocks(sim), n, k=1, k_col=1, depth=1, block_rows=max(1, n // 2))
         assert sparse.certificate["certified"]
         assert objective(sim, sparse.partner) == best
         assert sorted(sparse.partner) == list(range(n))
@@ -92,7 +92,9 @@ def test_sparse_equals_scipy_optimum_on_hundreds_of_random_and_adversarial_insta
         k = int(rng.integers(1, min(n, 4) + 1))
         dense = assign_dense(sim)
         depth = int(rng.integers(k, n + 1))
-        sparse = assign_sparse(dense_blocks(sim), n, k=k, depth=depth, block_rows=int(rng.integers(k, n + 1)))
+        sparse = assign_sparse(
+            dense_blocks(sim), n, k=k, k_col=int(rng.integers(1, k + 1)), depth=depth, block_rows=int(rng.integers(k, n + 1))
+        )
         cert = sparse.certificate
         assert cert["certified"], (trial, kind, cert)
         assert cert["duality_gap"] == 0
@@ -123,7 +125,7 @@ def test_certificate_catches_insufficient_candidate_graph_and_repairs_it():
     dense = assign_dense(sim)
     assert objective(sim, first) < objective(sim, dense.partner)
 
-    sparse = assign_sparse(dense_blocks(sim), n, k=2, depth=2, block_rows=8)
+    sparse = assign_sparse(dense_blocks(sim), n, k=2, k_col=2, depth=2, block_rows=8)
     cert = sparse.certificate
     assert cert["certified"] and cert["rounds"] >= 2
     assert cert["edges_final"] > cert["edges_first"]
@@ -179,7 +181,7 @@ def test_certificate_survives_a_cheap_block_shape_that_rounds_differently():
         values = exact(rows)
         return values if full else torch.nextafter(values, torch.tensor(2.0))
 
-    sparse = assign_sparse(block, n, k=2, depth=2, block_rows=8)
+    sparse = assign_sparse(block, n, k=2, k_col=2, depth=2, block_rows=8)
     cert = sparse.certificate
     assert cert["certified"] and cert["rows_recomputed"] > 0 and cert["recompute_mismatches"] == 0
     assert objective(sim, sparse.partner) == objective(sim, assign_dense(sim).partner)
@@ -187,7 +189,7 @@ def test_certificate_survives_a_cheap_block_shape_that_rounds_differently():
     def inconsistent(rows, full=False):
         return torch.nextafter(exact(rows), torch.tensor(2.0)) if len(rows) < 8 else exact(rows)
 
-    broken = assign_sparse(inconsistent, n, k=2, depth=2, block_rows=8).certificate
+    broken = assign_sparse(inconsistent, n, k=2, k_col=2, depth=2, block_rows=8).certificate
     assert not broken["certified"] and broken["recompute_mismatches"] > 0
 
 

@@ -1,20 +1,24 @@
 """Exact maximum-cosine assignment: dense scipy for small n, sparse with an optimality certificate for large n.
 
-The sparse path never holds the n x n matrix. It keeps a candidate graph E (top-k cosines of every
-row and of every column, plus the diagonal so that a perfect matching always exists), solves the
-assignment on E exactly, and then proves that no pair outside E could improve it:
+The sparse path never holds the n x n matrix. One blockwise pass keeps, per row, its top-`depth`
+cosines (the reserve) and, per column, its maximum. The candidate graph E is the top-k of every
+row, the best few rows of every column among the reserves, and the diagonal (so a perfect
+matching always exists). The assignment is solved exactly on E, and then proved optimal over
+all n^2 pairs:
 
 1. Duals. On integer profits q (see `similarity.quantize`), a matching M is optimal over all n^2
    pairs iff there are row and column potentials A, B with A_i + B_j >= q_ij for every pair and
    equality on M (LP duality for the assignment polytope). We get A, B from the sparse optimum by
-   shortest paths in its residual graph (`column_prices`) and check both conditions on E in
+   longest paths in its residual graph (`column_prices`) and check both conditions on E in
    exact int64 arithmetic, so the proof does not rely on the solver being right.
-2. Omitted pairs, all n^2 of them. A pair (i, j) outside E is below the k-th best of its row
-   (q_ij <= t_i) and of its column (q_ij <= s_j), so it is feasible whenever min(t_i, s_j) <= A_i + B_j.
-   That bound is checked for every pair at once in O(n log n) (`suspects`). Rows and columns
-   where it fails are re-computed exactly (their cosines, blockwise) and compared pair by pair.
-3. Any pair that really violates A_i + B_j >= q_ij joins E and the problem is solved again, until
-   no violation is left: then M is optimal for the full quantised matrix, with duality gap 0.
+2. Reserve pairs are known exactly and checked one by one.
+3. Every other pair is <= its row's depth-th best (t_i) and <= its column's maximum (s_j), so it
+   is feasible whenever min(t_i, s_j) <= A_i + B_j. That bound is checked for all n^2 pairs at
+   once in O(n log n) (`suspects`). Rows where it may fail are re-computed and compared pair by
+   pair; the reserve doubles as a check that re-computed cosines equal the pass's bit for bit.
+4. Any pair that violates A_i + B_j >= q_ij joins E (with the reserve pairs closest to violating)
+   and the problem is solved again, until no violation is left: then M is optimal for the full
+   quantised matrix, with duality gap 0.
 """
 
 from __future__ import annotations
@@ -26,7 +30,15 @@ from scipy.optimize import linear_sum_assignment
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import min_weight_full_bipartite_matching
 
-from saeseeds.similarity import QUANTUM_BITS, SMALL_ROWS, BlockFn, candidate_pass, quantize, timed
+from saeseeds.similarity import (
+    QUANTUM_BITS,
+    SMALL_ROWS,
+    BlockFn,
+    candidate_pass,
+    column_candidates,
+    quantize,
+    timed,
+)
 
 QUANTUM = 2.0**-QUANTUM_BITS
 TOLERANCE_NOTE = (
@@ -202,6 +214,7 @@ def assign_sparse(
     n: int,
     *,
     k: int = 32,
+    k_col: int = 4,
     depth: int = 128,
     block_rows: int = 1024,
     max_rounds: int = 100,
@@ -211,27 +224,28 @@ def assign_sparse(
 
     `block(rows)` gives the float32 cosines of those rows of a against all of b and must give the
     same value for a pair every time it is asked (see `similarity.matmul_blocks`). The candidate
-    graph starts as the top-k of every row and column plus the diagonal; the top-`depth` of every
-    row is kept aside (the reserve), so most omitted pairs that need an exact look are read from
-    memory instead of being re-computed. `timings`, when given, collects seconds per phase.
+    graph starts as the top-k of every row, for every column its k_col best rows among the row
+    reserves (the top-`depth` of every row), and the diagonal. The reserve is also what the
+    certificate reads first, so most omitted pairs that need an exact look cost no re-computation.
+    `timings`, when given, collects seconds per phase.
     """
     block_rows = min(block_rows, n)
-    k = min(k, n, block_rows)
+    k = min(k, n)
     depth = min(max(depth, k), n)
     with timed(timings, "pass"):
-        cand = candidate_pass(block, n, k=k, depth=depth, block_rows=block_rows, timings=timings)
+        cand = candidate_pass(block, n, depth=depth, block_rows=block_rows, timings=timings)
     ar = np.arange(n)
+    col_rows, col_cols, col_vals = column_candidates(cand, k_col)
     edges = EdgeSet(
         n,
-        np.concatenate([np.repeat(ar, k), cand.col_idx.reshape(-1), ar]),
-        np.concatenate([cand.row_idx[:, :k].reshape(-1), np.tile(ar, k), ar]),
-        np.concatenate([cand.row_val[:, :k].reshape(-1), cand.col_val.reshape(-1), cand.diag]),
+        np.concatenate([np.repeat(ar, k), col_rows, ar]),
+        np.concatenate([cand.row_idx[:, :k].reshape(-1), col_cols, ar]),
+        np.concatenate([cand.row_val[:, :k].reshape(-1), col_vals, cand.diag]),
     )
     reserve_q = quantize(cand.row_val)
-    # Every pair outside the reserve is <= its row's depth-th best and, unless it is a column
-    # candidate, <= its column's k-th best.
+    # Every pair outside the reserve is <= its row's depth-th best; every pair is <= its column's max.
     t = reserve_q[:, -1]
-    s = quantize(cand.col_val[k - 1])
+    s = quantize(cand.col_max)
     first_edges = len(edges.key)
     stats = {"edges_from_reserve": 0, "edges_from_recompute": 0, "rows_recomputed": 0, "pairs_recomputed": 0}
     mismatches = 0
@@ -298,6 +312,7 @@ def assign_sparse(
             "duality_gap": (objective - dual) * QUANTUM if certified else None,
             "objective_quantised": objective,
             "candidates_per_row": k,
+            "candidates_per_column": k_col,
             "reserve_per_row": depth,
             "edges_first": first_edges,
             "edges_final": int(len(edges.key)),

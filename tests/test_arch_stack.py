@@ -189,7 +189,7 @@ def test_auxk_revives_latents_that_never_win_the_top_k():
         with torch.no_grad():
             acts, pattern = m.encode(X)
         fired = torch.zeros(128, dtype=torch.bool)
-        fired[pattern.lat[acts > 0]] = True
+        fired[pattern.lat[0][acts > 0]] = True
         alive[alpha] = int(fired[64:].sum())
     assert alive[0.0] == 0
     assert alive[1 / 32] >= 5

@@ -122,26 +122,38 @@ class BatchReader:
 
     def _run(self) -> None:
         try:
-            pending: list[np.ndarray] = []
-            have, B = 0, self.plan.batch_size
-            pin = self.device.type == "cuda"
+            B = self.plan.batch_size
+            carry = np.empty((0, self.store.d_in), dtype=self.store.array.dtype)
             for window, offset, count in self.plan.windows_from(self.start_step):
                 data = self._read_window(window)
-                pending.append(data[window.perm[offset : offset + count]])
-                have += count
-                while have >= B:
-                    block = np.concatenate(pending) if len(pending) > 1 else pending[0]
-                    batch = torch.from_numpy(np.ascontiguousarray(block[:B], dtype=np.float32))
-                    if not np.isfinite(block[:B]).all():
-                        raise ValueError(f"{self.store.path}: non-finite activations in a training batch")
-                    if pin:
-                        batch = batch.pin_memory()
-                    if not self._put(batch):
+                idx = window.perm[offset : offset + count]
+                pos = 0
+                if len(carry):
+                    take = min(B - len(carry), count)
+                    carry = np.concatenate([carry, data[idx[:take]]])
+                    pos = take
+                    if len(carry) == B:
+                        if not self._emit(carry):
+                            return
+                        carry = carry[:0]
+                # gather one batch at a time so only the window itself is held, not a permuted copy
+                while pos + B <= count:
+                    if not self._emit(data[idx[pos : pos + B]]):
                         return
-                    pending, have = [block[B:]], have - B
+                    pos += B
+                if pos < count:
+                    carry = np.concatenate([carry, data[idx[pos:]]])
             self._put(None)
         except BaseException as err:  # surfaced in the consumer thread
             self._put(err)
+
+    def _emit(self, rows: np.ndarray) -> bool:
+        if not np.isfinite(rows).all():
+            raise ValueError(f"{self.store.path}: non-finite activations in a training batch")
+        batch = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32))
+        if self.device.type == "cuda":
+            batch = batch.pin_memory()
+        return self._put(batch)
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         while True:

@@ -106,8 +106,8 @@ class TrainConfig:
     prefetch_batches: int = 4
     """Batches the reader thread keeps ready ahead of training."""
 
-    eval_batch_size: int = 8192
-    """Held-out rows per evaluation batch (memory only)."""
+    eval_batch_size: int = 2048
+    """Held-out rows per evaluation batch (memory only: a [batch, num_latents] matrix is formed)."""
 
     state_every_steps: int = 500
     """Steps between saves of the resumable training state (0 disables)."""
@@ -179,17 +179,18 @@ class ScheduleFreeSignum(torch.optim.Optimizer):
             weight = group["lr_max"] ** group["weight_lr_power"]
             group["weight_sum"] += weight
             ckp1 = weight / group["weight_sum"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if "z" not in state:
-                    state["z"] = p.detach().clone()
-                z = state["z"]
-                x = torch.lerp(p, z, 1 - 1 / beta)  # y -> x
-                z.add_(p.grad.sign(), alpha=-lr)
-                x.lerp_(z, ckp1)
-                p.copy_(torch.lerp(x, z, 1 - beta))  # x -> y
+            params = [p for p in group["params"] if p.grad is not None]
+            for p in params:
+                if "z" not in self.state[p]:
+                    self.state[p]["z"] = p.detach().clone()
+            zs = [self.state[p]["z"] for p in params]
+            grads = [p.grad for p in params]
+            # In place, p goes y -> x -> averaged x -> new y; the gradient buffer is consumed by sign_
+            torch._foreach_lerp_(params, zs, 1 - 1 / beta)
+            torch._foreach_sign_(grads)
+            torch._foreach_add_(zs, grads, alpha=-lr)
+            torch._foreach_lerp_(params, zs, ckp1)
+            torch._foreach_lerp_(params, zs, 1 - beta)
             group["k"] += 1
 
     @torch.no_grad()
@@ -246,16 +247,24 @@ def train_saes(store_path: str | Path, out_dirs: Sequence[str | Path], sae_cfg: 
     start = run.try_resume(state_dir, fingerprint, log)
     S = len(seeds)
     t0 = time.perf_counter()
+    wait = 0.0  # time the loop spent waiting for the reader: ~0 when prefetching keeps up
     with BatchReader(store, plan, start_step=start, prefetch=train_cfg.prefetch_batches, device=device) as reader:
-        bar = tqdm(reader, total=num_steps, initial=start, desc=f"train {sae_cfg.arch} seeds {seeds}", unit="step", mininterval=2.0)
-        for step, x in enumerate(bar, start=start):
+        batches = iter(reader)
+        bar = tqdm(total=num_steps, initial=start, desc=f"train {sae_cfg.arch} seeds {seeds}", unit="step", mininterval=2.0)
+        for step in range(start, num_steps):
+            tick = time.perf_counter()
+            x = next(batches)
+            wait += time.perf_counter() - tick
             run.step(step, x)
+            bar.update()
             if on_step is not None:
                 on_step(step)
             done = step + 1
             if train_cfg.state_every_steps and done % train_cfg.state_every_steps == 0 and done < num_steps:
                 run.save_state(state_dir, fingerprint, done, run.elapsed + time.perf_counter() - t0)
         bar.close()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     wall = run.elapsed + time.perf_counter() - t0
 
     saes = run.final_coders()
@@ -264,7 +273,7 @@ def train_saes(store_path: str | Path, out_dirs: Sequence[str | Path], sae_cfg: 
     results = []
     curve = run.curve.cpu().numpy()
     for i, (sae, out_dir, seed) in enumerate(zip(saes, out_dirs, seeds)):
-        ev = evaluate(sae, heldout, batch_size=train_cfg.eval_batch_size)
+        ev = evaluate(sae.to(device), heldout, batch_size=train_cfg.eval_batch_size)
         metrics = {
             "fvu": ev["fvu"],
             "l0": ev["l0"],
@@ -275,6 +284,7 @@ def train_saes(store_path: str | Path, out_dirs: Sequence[str | Path], sae_cfg: 
             "data_seed": int(data_seed),
             "wall_time_s": round(wall, 3),
             "tokens_per_s": round(num_steps * train_cfg.batch_size / wall, 1),
+            "reader_wait_s": round(wait, 3),
             "seeds_in_job": S,
             "batch_order_sha256": order_sha,
             "heldout_tokens": store.n_heldout,
@@ -303,7 +313,8 @@ class _Run:
         self.model = StackedSae(store.d_in, sae_cfg, seeds, device=device)
         params = list(self.model.parameters())
         if train_cfg.optimizer == "adam":
-            self.opt: torch.optim.Optimizer = torch.optim.Adam(params, lr=lr)
+            # fused: one pass over each tensor instead of a dozen elementwise kernels (~3x faster step)
+            self.opt: torch.optim.Optimizer = torch.optim.Adam(params, lr=lr, fused=True)
         else:
             self.opt = ScheduleFreeSignum(params, lr=lr)
         S, n = len(seeds), sae_cfg.num_latents

@@ -11,5 +11,14 @@ EMBEDDED_MODEL = "embedded:smollm2-135m"
 @pytest.fixture(scope="session")
 def smollm():
     """(model, tokenizer) of the embedded SmolLM2-135M, float32 on CPU; tests must not modify it."""
-    torch.set_num_threads(min(2, torch.get_num_threads()))
     return load_model(EMBEDDED_MODEL)
+
+
+@pytest.fixture
+def torch_one_thread():
+    """Runs a test with one torch thread: on a busy machine, two threads on forwards as small as a
+    test's spin at every barrier and run 15-25x slower than one."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -12,6 +12,8 @@ from saeseeds.corpus import load_texts, tokenize_contexts
 from saeseeds.models import hooked_activations, resolve_hook
 from saeseeds.store import StoreError, open_store
 
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
 HOOK = "layers.6.mlp"
 SITE = {"model": "embedded:smollm2-135m", "revision": "main", "dataset": "embedded:kjv-pydoc"}
 

@@ -6,6 +6,8 @@ import torch
 
 from saeseeds.corpus import load_texts, tokenize_contexts
 
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
 KJV_CHAPTERS = 1189
 
 

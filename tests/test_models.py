@@ -4,6 +4,8 @@ from transformers import GPT2Config, GPT2LMHeadModel, GPTNeoXConfig, GPTNeoXForC
 
 from saeseeds.models import hooked_activations, load_model, resolve_hook, weights_pin
 
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
 TOKENS = torch.tensor([[504, 260, 3225, 2114, 3425, 260, 17207, 284], [1670, 282, 253, 6129, 30, 2, 378, 1095]])
 
 

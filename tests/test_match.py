@@ -15,7 +15,7 @@ from safetensors.numpy import save_file
 from saeseeds.assignment import assign_dense, assign_sparse, column_prices, solve_edges, suspects
 from saeseeds.checkpoints import CheckpointError, load_dictionaries
 from saeseeds.match import COLUMNS, MatchesError, match_dictionaries, read_matches, write_matches
-from saeseeds.similarity import dense_blocks, matmul_blocks, quantize, unit_rows
+from saeseeds.similarity import candidate_pass, column_candidates, dense_blocks, matmul_blocks, quantize, unit_rows
 
 torch.set_num_threads(1)
 
@@ -56,7 +56,7 @@ def test_dense_and_sparse_equal_brute_force_on_small_instances(n):
 
 
 def trap_instance(rng, n, hubs):
-    """Returns a matrix whose row and column top-`hubs` all point at a few hub rows/columns.
+    """Returns a matrix whose rows' and columns' best entries all point at a few hub rows/columns.
 
     The candidate graph then holds no good perfect matching: the true optimum uses pairs far
     down every row's ranking, which only the certificate can bring in.
@@ -147,6 +147,21 @@ def test_column_prices_are_feasible_and_tight_duals():
     assert (a + b[partner] == q[np.arange(n), partner]).all()
 
 
+def test_candidate_pass_keeps_exact_row_reserves_column_maxima_and_diagonal():
+    rng = np.random.default_rng(12)
+    sim = rng.uniform(-1, 1, (37, 37)).astype(np.float32)
+    cand = candidate_pass(dense_blocks(sim), 37, depth=5, block_rows=8)
+    np.testing.assert_array_equal(cand.row_val, -np.sort(-sim, axis=1)[:, :5])
+    np.testing.assert_array_equal(np.take_along_axis(sim, cand.row_idx, axis=1), cand.row_val)
+    np.testing.assert_array_equal(cand.col_max, sim.max(axis=0))
+    np.testing.assert_array_equal(cand.diag, np.diag(sim))
+    rows, cols, vals = column_candidates(cand, 2)
+    np.testing.assert_array_equal(sim[rows, cols], vals)
+    for j in range(37):
+        in_reserve = sorted((sim[i, j] for i in range(37) if j in cand.row_idx[i]), reverse=True)
+        assert sorted(vals[cols == j], reverse=True) == in_reserve[:2]
+
+
 def test_suspects_cover_every_pair_that_breaks_the_bound():
     rng = np.random.default_rng(4)
     for _ in range(50):
@@ -222,6 +237,15 @@ def test_dense_and_sparse_match_dictionaries_agree_on_noisy_shared_copies():
         np.testing.assert_allclose(dense[col], sparse[col], atol=1e-6)
 
 
+def test_sparse_path_is_deterministic():
+    rng = np.random.default_rng(13)
+    a, b, _ = random_dicts(rng, 200, 16)
+    first = match_dictionaries(a, a, b, b, method="sparse", k=4, depth=8, block_rows=32)
+    second = match_dictionaries(a, a, b, b, method="sparse", k=4, depth=8, block_rows=32)
+    pd.testing.assert_frame_equal(first[0], second[0])
+    assert first[1] == second[1]
+
+
 def test_frame_has_contract_columns_and_both_definitions_in_metadata():
     rng = np.random.default_rng(7)
     a, b, perm = random_dicts(rng, 100, 16, shared=0.5, noise=0.3)
@@ -262,6 +286,8 @@ def test_bad_inputs_fail_naming_the_culprit():
         match_dictionaries(x, x, x, x, threshold=1.5)
     with pytest.raises(MatchesError, match="definition"):
         match_dictionaries(x, x, x, x, definition="loose")
+    with pytest.raises(MatchesError, match="method"):
+        match_dictionaries(x, x, x, x, method="greedy")
 
 
 def test_write_read_round_trip_is_atomic_and_deterministic(tmp_path):

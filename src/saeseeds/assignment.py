@@ -95,7 +95,7 @@ PREEMPT = 10
 
 
 class EdgeSet:
-    """The candidate graph: unique (row, col) pairs with their float32 cosine and integer profit."""
+    """The candidate graph: unique (row, col) pairs, kept sorted by row * n + col, with their float32 cosine."""
 
     def __init__(self, n: int, rows: np.ndarray, cols: np.ndarray, cos: np.ndarray):
         self.n = n

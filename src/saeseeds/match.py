@@ -90,6 +90,8 @@ def match_rows(
     timings: dict[str, float] | None = None,
 ) -> Assignment:
     """Returns the exact maximum-cosine matching of the rows of wa to the rows of wb."""
+    if method not in ("auto", "dense", "sparse"):
+        raise MatchesError(f"method={method!r}: must be 'auto', 'dense' or 'sparse'")
     n = wa.shape[0]
     if method == "auto":
         method = "dense" if n <= dense_max_n else "sparse"
@@ -99,11 +101,9 @@ def match_rows(
             sim = dense_cosines(ua, ub)
         with timed(timings, "solve"):
             return assign_dense(sim)
-    if method == "sparse":
-        block_rows = min(block_rows, n)
-        blocks = matmul_blocks(ua, ub, block_rows)
-        return assign_sparse(blocks, n, k=k, depth=depth, block_rows=block_rows, timings=timings)
-    raise MatchesError(f"method={method!r}: must be 'auto', 'dense' or 'sparse'")
+    block_rows = min(block_rows, n)
+    blocks = matmul_blocks(ua, ub, block_rows)
+    return assign_sparse(blocks, n, k=k, depth=depth, block_rows=block_rows, timings=timings)
 
 
 def match_dictionaries(

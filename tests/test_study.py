@@ -19,6 +19,7 @@ def load(name):
 def test_shipped_configs_are_valid(name):
     config = study.validate_schema(load(name))
     study.check_study(config)
+    study.check_training(config)
     assert len(study.sites(config)) >= 1
 
 
@@ -95,3 +96,17 @@ def test_sae_entry_splits_into_model_and_training_configs():
     assert (train_cfg.batch_size, train_cfg.device) == (32, "cpu")
     with pytest.raises(study.ConfigError, match="lerning_rate"):
         study.sae_train_configs({"arch": "topk", "num_latents": 64, "lerning_rate": 1.0})
+
+
+def test_training_settings_are_checked_before_any_job():
+    config = study.validate_schema(load("smoke.yaml"))
+    config["saes"]["topk-256"]["warmup_steps"] = 5
+    config["saes"]["topk-256"]["optimizer"] = "adam"
+    config["train"]["device"] = "cuda:x"
+    with pytest.raises(study.ConfigError, match="device"):
+        study.check_training(config)
+
+
+def test_seed_groups_cover_every_seed_once():
+    assert study.seed_groups([3, 1, 2, 0, 4], 2) == [[0, 1], [2, 3], [4]]
+    assert study.seed_groups(list(range(9)), 9) == [list(range(9))]

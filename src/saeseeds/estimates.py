@@ -86,19 +86,20 @@ def _sae(config: dict[str, Any], sae: str) -> tuple[int, int, int]:
     return entry["num_latents"], entry.get("batch_size", 4096), tokens
 
 
-def train_minutes(config: dict[str, Any], model: str, sae: str) -> int:
-    """Returns training time: ~6 d n FLOPs per token (dense encoder forward and its two backward matmuls)."""
+def train_minutes(config: dict[str, Any], model: str, sae: str, seeds: int = 1) -> int:
+    """Returns training time for `seeds` stacked SAEs: ~6 d n FLOPs per token and seed (the dense
+    encoder forward and its two backward matmuls)."""
     n, _, tokens = _sae(config, sae)
-    flops = 6 * d_model(config, model) * n * tokens
+    flops = 6 * d_model(config, model) * n * tokens * seeds
     return _minutes(30 + flops / TRAIN_FLOPS[_device(config.get("train"))])
 
 
-def train_mem_mb(config: dict[str, Any], model: str, sae: str) -> int:
-    """Returns memory for weights, Adam state and the batch's pre-activations [batch, n]."""
+def train_mem_mb(config: dict[str, Any], model: str, sae: str, seeds: int = 1) -> int:
+    """Returns memory for `seeds` SAEs' weights, Adam state and pre-activations [batch, n]."""
     n, batch, _ = _sae(config, sae)
     d = d_model(config, model)
-    weights = 2 * n * d * 4 * 4  # encoder + decoder, with gradients and two Adam moments
-    activations = 3 * batch * n * 4
+    weights = seeds * 2 * n * d * 4 * 4  # encoder + decoder, with gradients and two Adam moments
+    activations = seeds * 3 * batch * n * 4
     return 1500 + math.ceil((weights + activations) / 2**20)
 
 

@@ -57,7 +57,8 @@ def parse_jobs(text: str) -> list[PlannedJob]:
     for line in text.splitlines():
         rule = _RULE.match(line)
         if rule:
-            jobs.append(PlannedJob(rule.group(1)))
+            # train_seeds_0_1_2 and its siblings are one rule family: report them together as "train"
+            jobs.append(PlannedJob(re.sub(r"^train_seeds_[0-9_]+$", "train", rule.group(1))))
             continue
         found = _FIELD.match(line)
         if found and jobs:

@@ -97,6 +97,23 @@ def check_study(config: dict[str, Any]) -> None:
             )
 
 
+def check_training(config: dict[str, Any]) -> None:
+    """Raises ConfigError unless every SAE entry builds valid SaeConfig and TrainConfig objects."""
+    for name, entry in config["saes"].items():
+        try:
+            sae_train_configs(entry, config.get("train"))
+        except ConfigError:
+            raise
+        except ValueError as err:
+            raise ConfigError(f"config key 'saes.{name}': {err}") from err
+
+
+def seed_groups(seeds: list[int], per_job: int) -> list[list[int]]:
+    """Returns the seeds cut into consecutive groups of `per_job`, each trained by one job."""
+    seeds = sorted(seeds)
+    return [seeds[i : i + per_job] for i in range(0, len(seeds), per_job)]
+
+
 def sites(config: dict[str, Any]) -> list[Site]:
     """Returns every (model, dataset, hook) of the study, in config order."""
     return [Site(s["model"], s["dataset"], hook) for s in config["sites"] for hook in s["hooks"]]
@@ -144,6 +161,6 @@ def sae_train_configs(entry: dict[str, Any], train_section: dict[str, Any] | Non
             sae_kw[key] = value
         elif key in train_fields:
             train_kw[key] = value
-        elif key != "threads":  # threads is the rule's, not the trainer's
+        elif key not in ("threads", "seeds_per_job"):  # the rule's, not the trainer's
             raise ConfigError(f"config key '{key}' is neither an SaeConfig nor a TrainConfig field")
     return SaeConfig(**sae_kw), TrainConfig(**train_kw)

@@ -3,6 +3,7 @@ from saeseeds import estimates, study
 
 study.validate_schema(config, workflow.source_path("../schemas/config.schema.yaml"))
 study.check_study(config)
+study.check_training(config)
 
 SITES = study.sites(config)
 SITE_SAES = study.site_saes(config)

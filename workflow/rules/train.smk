@@ -1,23 +1,37 @@
-rule train:
-    """Train one SAE on one site's activations with one initialisation seed."""
-    input:
-        f"{RESULTS}/{SITE}/activations.zarr",
-    output:
-        cfg=f"{SAE_DIR}/seed{{seed}}/cfg.json",
-        weights=f"{SAE_DIR}/seed{{seed}}/sae.safetensors",
-        metrics=f"{SAE_DIR}/seed{{seed}}/metrics.json",
-        firing=f"{SAE_DIR}/seed{{seed}}/firing.npy",
-    log:
-        f"logs/train/{SITE}/{{sae}}/seed{{seed}}.log",
-    params:
-        sae=lambda w: config["saes"][w.sae],
-        train=config.get("train", {}),
-        data_seed=config["data_seed"],
-    threads: config.get("train", {}).get("threads", 2)
-    resources:
-        mem_mb=lambda w: estimates.train_mem_mb(config, w.model, w.sae),
-        runtime=lambda w: estimates.train_minutes(config, w.model, w.sae),
-        disk_mb=lambda w: estimates.checkpoint_disk_mb(config, w.model, w.sae),
-        gpu=1 if config.get("train", {}).get("device", "cpu").startswith("cuda") else 0,
-    script:
-        "../scripts/train.py"
+# Training: one job per group of `train.seeds_per_job` seeds (default 1). A group trains its seeds
+# stacked, reading each batch once; every seed still gets its own checkpoint folder. Rules are named
+# train_seeds_<seeds> (e.g. train_seeds_0_1_2) since a job's outputs are fixed by the seeds it trains.
+TRAIN = config.get("train", {})
+
+
+def train_outputs(seeds):
+    return {
+        kind: [f"{SAE_DIR}/seed{s}/{name}" for s in seeds]
+        for kind, name in (("cfg", "cfg.json"), ("weights", "sae.safetensors"), ("metrics", "metrics.json"), ("firing", "firing.npy"))
+    }
+
+
+for _group in study.seed_groups(SEEDS, TRAIN.get("seeds_per_job", 1)):
+
+    rule:
+        name:
+            "train_seeds_" + "_".join(map(str, _group))
+        input:
+            f"{RESULTS}/{SITE}/activations.zarr",
+        output:
+            **train_outputs(_group),
+        log:
+            f"logs/train/{SITE}/{{sae}}/seeds_{'_'.join(map(str, _group))}.log",
+        params:
+            seeds=_group,
+            sae=lambda w: config["saes"][w.sae],
+            train=TRAIN,
+            data_seed=config["data_seed"],
+        threads: TRAIN.get("threads", 2)
+        resources:
+            mem_mb=lambda w, seeds=_group: estimates.train_mem_mb(config, w.model, w.sae, len(seeds)),
+            runtime=lambda w, seeds=_group: estimates.train_minutes(config, w.model, w.sae, len(seeds)),
+            disk_mb=lambda w, seeds=_group: len(seeds) * estimates.checkpoint_disk_mb(config, w.model, w.sae),
+            gpu=int(TRAIN.get("device", "cpu").startswith("cuda")),
+        script:
+            "../scripts/train.py"

@@ -121,3 +121,19 @@ def test_checkpoint_with_wrong_tensor_shape_is_rejected(tmp_path):
 def test_bad_config_names_the_key(kw, culprit):
     with pytest.raises(SaeConfigError, match=culprit):
         SaeConfig(**kw)
+
+
+@pytest.mark.parametrize("arch, extra", [("batchtopk", {"threshold"}), ("jumprelu", {"threshold"}), ("relu", set()), ("gated", {"r_mag", "b_mag"})])
+def test_other_archs_keep_sparsify_tensors_and_describe_themselves(tmp_path, arch, extra):
+    from safetensors.torch import load_file
+
+    sae = make(seed=1, arch=arch)
+    sae.save_to_disk(tmp_path / arch)
+    cfg = json.loads((tmp_path / arch / "cfg.json").read_text())
+    assert cfg["activation"] == arch and cfg["arch"] == arch  # sparsify refuses it rather than running it as TopK
+    names = set(load_file(str(tmp_path / arch / "sae.safetensors")))
+    assert names == {"encoder.weight", "encoder.bias", "W_dec", "b_dec"} | extra
+    back = SparseCoder.load_from_disk(tmp_path / arch)
+    assert back.cfg == sae.cfg
+    x = torch.randn(6, D)
+    assert torch.equal(sae.eval()(x).sae_out, back.eval()(x).sae_out)

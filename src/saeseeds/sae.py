@@ -6,8 +6,10 @@ writes the result back through `SparseCoder.save_to_disk`.
 
 A TopK checkpoint is exactly what sparsify 1.3.3 writes (`cfg.json` with its keys and `d_in`,
 `sae.safetensors` with `encoder.weight`, `encoder.bias`, `W_dec`, `b_dec`), so sparsify's
-`SparseCoder.load_from_disk` reads it. Other architectures keep those four tensors, add their own by name
-and describe themselves in extra `cfg.json` keys (`arch`, ...); sparsify cannot load those.
+`SparseCoder.load_from_disk` reads it. Other architectures keep those four tensors and add their own by
+name: `threshold` [n] (jumprelu: per latent; batchtopk: a scalar used at inference), `r_mag` and `b_mag`
+[n] (gated; `encoder` is the gate path and W_mag = exp(r_mag) * W_gate). Their cfg.json has sparsify's
+keys with `activation` set to the arch, plus `arch` and every SaeConfig field; sparsify refuses them.
 """
 
 from __future__ import annotations
@@ -222,7 +224,8 @@ class SparseCoder(nn.Module):
         self.W_dec.grad -= parallel * self.W_dec.data
 
     def config_dict(self) -> dict:
-        """Returns cfg.json's content: sparsify's keys for topk, plus `arch` and its fields otherwise."""
+        """Returns cfg.json's content: exactly sparsify's keys for topk; for other archs the same keys
+        with activation=<arch>, plus every SaeConfig field (extra tensors are listed in the module docstring)."""
         cfg = self.cfg
         n, d = cfg.num_latents, self.d_in
         sparsify_cfg = {
@@ -238,7 +241,9 @@ class SparseCoder(nn.Module):
         }
         if cfg.arch == "topk":
             return {**sparsify_cfg, "d_in": d}
-        return {**sparsify_cfg, "d_in": d, **asdict(cfg)}
+        # `activation` names the arch so sparsify refuses the file (unknown activation) instead of
+        # running it as a TopK SAE; `arch` and the other SaeConfig fields describe it for saeseeds
+        return {**sparsify_cfg, "activation": cfg.arch, "d_in": d, **asdict(cfg)}
 
     def state_tensors(self) -> dict[str, Tensor]:
         """Returns the checkpoint tensors by name: sparsify's four plus the arch's extras."""

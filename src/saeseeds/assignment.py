@@ -26,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 from scipy.optimize import linear_sum_assignment
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import min_weight_full_bipartite_matching
@@ -92,6 +93,9 @@ def _check_square(shape: tuple[int, ...]) -> int:
 
 PREEMPT = 10
 """Per violating reserve pair, how many of the nearest-to-violating reserve pairs join the graph too."""
+
+DEEPEN = 4
+"""A re-computed row's reserve grows to this many times `depth`."""
 
 
 class EdgeSet:
@@ -198,12 +202,49 @@ def suspects(row_bound: np.ndarray, col_bound: np.ndarray, a: np.ndarray, b: np.
     return side(row_bound, a, col_bound, b), side(col_bound, b, row_bound, a)
 
 
-def _recompute(block: BlockFn, rows: np.ndarray, cand) -> tuple[np.ndarray, int]:
+class Reserve:
+    """Pairs whose cosines are known exactly, per row, plus a bound on every other pair of the row.
+
+    Starts as the pass's top-`depth` of every row. A row the certificate had to re-compute in
+    full gets a deeper reserve from those exact values, so later rounds need not re-compute it.
+    """
+
+    def __init__(self, idx: np.ndarray, val: np.ndarray):
+        n, depth = idx.shape
+        self.rows = np.repeat(np.arange(n), depth)
+        self.cols = idx.reshape(-1).astype(np.int64)
+        self.val = val.reshape(-1)
+        self.q = quantize(self.val)
+        self.bound = quantize(val[:, -1])
+        """[n] int64: every pair of row i outside the reserve has profit <= bound[i]."""
+
+    def check(self, rows: np.ndarray, sim: np.ndarray) -> int:
+        """Returns how many reserve values of `rows` differ from their re-computed cosines `sim`."""
+        where = np.full(len(self.bound), -1)
+        where[rows] = np.arange(len(rows))
+        sel = where[self.rows] >= 0
+        return int((sim[where[self.rows[sel]], self.cols[sel]] != self.val[sel]).sum())
+
+    def deepen(self, rows: np.ndarray, sim: np.ndarray, depth: int) -> None:
+        """Replaces the reserve of `rows` by their top-`depth` from exact full rows `sim`."""
+        v, i = torch.topk(torch.from_numpy(sim), min(depth, sim.shape[1]), dim=1)
+        v, i = v.numpy(), i.numpy()
+        drop = np.zeros(len(self.bound), dtype=bool)
+        drop[rows] = True
+        keep = ~drop[self.rows]
+        self.rows = np.concatenate([self.rows[keep], np.repeat(rows, v.shape[1])])
+        self.cols = np.concatenate([self.cols[keep], i.reshape(-1).astype(np.int64)])
+        self.val = np.concatenate([self.val[keep], v.reshape(-1)])
+        self.q = np.concatenate([self.q[keep], quantize(v.reshape(-1))])
+        self.bound[rows] = quantize(v[:, -1])
+
+
+def _recompute(block: BlockFn, rows: np.ndarray, reserve: Reserve) -> tuple[np.ndarray, int]:
     """Returns (cosine rows as numpy, how many reserve values they contradict), retrying in full shape."""
     differ = 0
     for full_shape in (False, True):
         sim = block(rows, full=full_shape).cpu().numpy()
-        differ = int((sim[np.arange(len(rows))[:, None], cand.row_idx[rows]] != cand.row_val[rows]).sum())
+        differ = reserve.check(rows, sim)
         if differ == 0:
             break
     return sim, differ
@@ -242,9 +283,8 @@ def assign_sparse(
         np.concatenate([cand.row_idx[:, :k].reshape(-1), col_cols, ar]),
         np.concatenate([cand.row_val[:, :k].reshape(-1), col_vals, cand.diag]),
     )
-    reserve_q = quantize(cand.row_val)
-    # Every pair outside the reserve is <= its row's depth-th best; every pair is <= its column's max.
-    t = reserve_q[:, -1]
+    reserve = Reserve(cand.row_idx, cand.row_val)
+    # Every pair is <= its column's max (and, outside the reserve, <= reserve.bound of its row).
     s = quantize(cand.col_max)
     first_edges = len(edges.key)
     stats = {"edges_from_reserve": 0, "edges_from_recompute": 0, "rows_recomputed": 0, "pairs_recomputed": 0}
@@ -258,19 +298,20 @@ def assign_sparse(
         a = _profit_of(n, rows, cols, q, partner) - b[partner]
         if (a[rows] + b[cols] < q).any():
             raise RuntimeError("dual potentials infeasible on the candidate graph; this is a bug")
-        # Reserve pairs are known exactly; edges among them are feasible by construction.
-        slack = a[:, None] + b[cand.row_idx] - reserve_q
-        bad_i, bad_d = np.nonzero(slack < 0)
-        if len(bad_i):
-            # The next duals will move a little, so the nearly tight pairs are the likely next
-            # violators: adding the closest few now saves a whole re-solve (3 rounds -> 2 here).
-            slack[edges.contains(np.repeat(ar, depth), cand.row_idx.reshape(-1)).reshape(n, depth)] = np.iinfo(np.int64).max
-            extra = min(slack.size - 1, (1 + PREEMPT) * len(bad_i))
-            cut = np.partition(slack.reshape(-1), extra)[extra]
-            bad_i, bad_d = np.nonzero(slack < min(cut, np.iinfo(np.int64).max))
-        new = [(bad_i, cand.row_idx[bad_i, bad_d], cand.row_val[bad_i, bad_d])]
-        stats["edges_from_reserve"] += len(bad_i)
-        sus_rows, sus_cols = suspects(t, s, a, b)
+        with timed(timings, "check"):
+            # Reserve pairs are known exactly; edges among them are feasible by construction.
+            slack = a[reserve.rows] + b[reserve.cols] - reserve.q
+            bad = np.flatnonzero(slack < 0)
+            if len(bad):
+                # The next duals will move a little, so the nearly tight pairs are the likely next
+                # violators: adding the closest few now saves whole re-solves (3 rounds -> 2 here).
+                slack[edges.contains(reserve.rows, reserve.cols)] = np.iinfo(np.int64).max
+                extra = min(len(slack) - 1, (1 + PREEMPT) * len(bad))
+                cut = np.partition(slack, extra)[extra]
+                bad = np.flatnonzero(slack < min(cut, np.iinfo(np.int64).max))
+            new = [(reserve.rows[bad], reserve.cols[bad], reserve.val[bad])]
+            stats["edges_from_reserve"] += len(bad)
+            sus_rows, sus_cols = suspects(reserve.bound, s, a, b)
         if len(sus_rows) and len(sus_cols):
             col_mask = np.zeros(n, dtype=bool)
             col_mask[sus_cols] = True
@@ -278,21 +319,24 @@ def assign_sparse(
             for c0 in range(0, len(sus_rows), step):
                 r = sus_rows[c0 : c0 + step]
                 with timed(timings, "recompute"):
-                    full, differ = _recompute(block, r, cand)
-                # The proof assumes re-computed cosines equal the pass's; the reserve checks that.
-                mismatches += differ
-                sim = full[:, col_mask]
-                qr = quantize(sim)
-                stats["rows_recomputed"] += len(r)
-                stats["pairs_recomputed"] += qr.size
-                bi, bj = np.nonzero(qr > a[r][:, None] + b[sus_cols][None, :])
-                gi, gj = r[bi], sus_cols[bj]
-                known = edges.contains(gi, gj)
-                # A known edge is feasible with its stored value; seeing it violate means the
-                # re-computed cosine differs from the pass, and then no bound above is a proof.
-                mismatches += int(known.sum())
-                new.append((gi[~known], gj[~known], sim[bi[~known], bj[~known]]))
-                stats["edges_from_recompute"] += int((~known).sum())
+                    full, differ = _recompute(block, r, reserve)
+                    # The proof assumes re-computed cosines equal the pass's; the reserve checks that.
+                    mismatches += differ
+                    sim = full[:, col_mask]
+                    qr = quantize(sim)
+                    stats["rows_recomputed"] += len(r)
+                    stats["pairs_recomputed"] += qr.size
+                    bi, bj = np.nonzero(qr > a[r][:, None] + b[sus_cols][None, :])
+                    gi, gj = r[bi], sus_cols[bj]
+                    known = edges.contains(gi, gj)
+                    # A known edge is feasible with its stored value; seeing it violate means the
+                    # re-computed cosine differs from the pass, and then no bound is a proof.
+                    mismatches += int(known.sum())
+                    new.append((gi[~known], gj[~known], sim[bi[~known], bj[~known]]))
+                    stats["edges_from_recompute"] += int((~known).sum())
+                    if differ == 0:
+                        # Keep what was paid for: a deeper reserve spares this row later rounds.
+                        reserve.deepen(r, full, DEEPEN * depth)
         n_new = sum(len(x[0]) for x in new)
         if n_new == 0 or mismatches:
             break

@@ -427,7 +427,7 @@ def _num_steps(n_train: int, cfg: TrainConfig) -> int:
 
 
 @torch.no_grad()
-def evaluate(sae: SparseCoder, heldout: np.ndarray, *, batch_size: int = 8192) -> dict:
+def evaluate(sae: SparseCoder, heldout: np.ndarray, *, batch_size: int = 2048) -> dict:
     """Returns held-out fvu, l0 (mean active latents per token), dead_fraction (latents that never fire)
     and firing (float32 fraction of tokens on which each latent fires)."""
     if len(heldout) == 0:

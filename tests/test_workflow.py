@@ -69,6 +69,8 @@ def test_checkpoints_metrics_and_firing(study):
         assert metrics["seed"] == seed and metrics["data_seed"] == config["data_seed"]
         assert 0 < metrics["fvu"] < 1 and 0 <= metrics["dead_fraction"] <= 1
         orders.add(metrics["batch_order_sha256"])
+        curve = pd.read_parquet(d / "loss_curve.parquet")
+        assert list(curve.columns)[:4] == ["step", "loss", "fvu", "l0"] and len(curve) > 0
         firing = np.load(d / "firing.npy")
         assert firing.shape == (n,) and ((firing >= 0) & (firing <= 1)).all()
     assert len(orders) == 1  # every seed read the same batches in the same order

@@ -1,5 +1,11 @@
 # Config validation (schema, then cross-key checks) and the functions that turn the config into file lists.
+import os
+
 from saeseeds import estimates, study
+
+# Idle OpenMP threads sleep instead of spinning: with spinning, two torch threads on a shared 2-core
+# machine ran 2.5-4x slower per training step (benchmarks/README.md). Job scripts inherit this.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 study.validate_schema(config, workflow.source_path("../schemas/config.schema.yaml"))
 study.check_study(config)

@@ -7,7 +7,13 @@ TRAIN = config.get("train", {})
 def train_outputs(seeds):
     return {
         kind: [f"{SAE_DIR}/seed{s}/{name}" for s in seeds]
-        for kind, name in (("cfg", "cfg.json"), ("weights", "sae.safetensors"), ("metrics", "metrics.json"), ("firing", "firing.npy"))
+        for kind, name in (
+            ("cfg", "cfg.json"),
+            ("weights", "sae.safetensors"),
+            ("metrics", "metrics.json"),
+            ("firing", "firing.npy"),
+            ("loss_curve", "loss_curve.parquet"),
+        )
     }
 
 

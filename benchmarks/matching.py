@@ -197,7 +197,7 @@ def table(rows: list[dict]) -> str:
     """Returns the markdown table for benchmarks/README.md."""
     by = {(r["method"], r["n"]): r for r in rows}
     lines = [
-        "| n | paper recipe: similarity + LSA | scipy lean: similarity + LSA | saeseeds | speed-up vs paper / lean "
+        "| n | paper recipe: similarity + LSA | scipy float64: similarity + LSA | saeseeds | speed-up vs paper / float64 "
         "| matmul floor | saeseeds / floor | certified (rounds enc/dec) | same optimum |",
         "|---|---|---|---|---|---|---|---|---|",
     ]

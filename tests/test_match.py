@@ -17,7 +17,6 @@ from saeseeds.checkpoints import CheckpointError, load_dictionaries
 from saeseeds.match import COLUMNS, MatchesError, match_dictionaries, read_matches, write_matches
 from saeseeds.similarity import candidate_pass, column_candidates, dense_blocks, matmul_blocks, quantize, unit_rows
 
-torch.set_num_threads(1)
 
 
 def brute_force_value(sim: np.ndarray) -> int:

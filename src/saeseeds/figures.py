@@ -14,7 +14,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
 import re
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -24,6 +23,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+from saeseeds.atomic import atomic_write
 from saeseeds.powerlaw import OFFSET, PLAIN, PowerLawComparison, only_in_base_curve
 
 PAPER_ONLY_IN_BASE = 0.35
@@ -584,7 +584,4 @@ def _render(chart: alt.TopLevelMixin, fmt: str, **kwargs) -> bytes:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))

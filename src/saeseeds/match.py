@@ -9,7 +9,6 @@ certificate of each matching) as JSON under the parquet key-value metadata key b
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from saeseeds.atomic import atomic_write
 from saeseeds.assignment import Assignment, assign_dense, assign_sparse
 from saeseeds.similarity import dense_cosines, matmul_blocks, resolve_device, timed, unit_rows
 
@@ -189,13 +189,7 @@ def write_matches(df: pd.DataFrame, metadata: dict, path: str | Path) -> None:
     meta = dict(table.schema.metadata or {})
     meta[METADATA_KEY] = json.dumps(metadata, sort_keys=True).encode()
     table = table.replace_schema_metadata(meta)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
 
 def read_matches(path: str | Path) -> tuple[pd.DataFrame, dict]:

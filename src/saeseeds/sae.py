@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import NamedTuple
@@ -25,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
+
+from saeseeds.atomic import atomic_write
 
 ARCHS = ("topk", "batchtopk", "jumprelu", "relu", "gated")
 SPARSIFY_KEYS = ("activation", "expansion_factor", "normalize_decoder", "num_latents", "k", "multi_topk", "skip_connection", "transcode")
@@ -266,9 +267,9 @@ class SparseCoder(nn.Module):
         """Writes `cfg.json` and `sae.safetensors` into directory `path` (created), each file atomically."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        _atomic_write(path / "sae.safetensors", lambda p: save_file(self.state_tensors(), str(p), metadata={"format": "pt"}))
+        atomic_write(path / "sae.safetensors", lambda p: save_file(self.state_tensors(), str(p), metadata={"format": "pt"}))
         text = json.dumps(self.config_dict())
-        _atomic_write(path / "cfg.json", lambda p: Path(p).write_text(text))
+        atomic_write(path / "cfg.json", lambda p: Path(p).write_text(text))
 
     @staticmethod
     def load_from_disk(path: str | Path, device: str | torch.device = "cpu") -> "SparseCoder":
@@ -334,11 +335,3 @@ def auxk(pre_relu: Tensor, e: Tensor, W_dec: Tensor, dead_mask: Tensor, num_dead
     return scale * (e_hat - e.detach()).pow(2).sum() / total_variance
 
 
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

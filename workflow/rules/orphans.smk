@@ -10,6 +10,7 @@ rule orphans:
         f"logs/orphans/{SITE}/{{sae}}.log",
     params:
         seeds=SEEDS,
+        pairs=PAIRS,  # in the order of input.matches
     threads: 1
     resources:
         mem_mb=lambda w: estimates.orphans_mem_mb(config, w.sae),

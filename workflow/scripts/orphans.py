@@ -1,6 +1,4 @@
 """Only-in-base statistics over every subset of seeds (rule orphans)."""
-import re
-
 import numpy as np
 
 from saeseeds.atomic import write_parquet
@@ -9,8 +7,7 @@ from saeseeds.orphans import latent_table, pair_masks_from_files, subset_table
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 with rule_log(sm.log[0]) as log:
-    pairs = {tuple(int(s) for s in re.findall(r"seed(\d+)", path.rsplit("/", 1)[-1])): path for path in sm.input.matches}
-    masks = pair_masks_from_files(pairs)
+    masks = pair_masks_from_files({tuple(pair): path for pair, path in zip(sm.params.pairs, sm.input.matches)})
     firing = {seed: np.load(path) for seed, path in zip(sm.params.seeds, sm.input.firing)}
     write_parquet(subset_table(masks), sm.output.subsets)
     write_parquet(latent_table(masks, firing), sm.output.latents)

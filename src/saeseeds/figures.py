@@ -158,7 +158,7 @@ def fig1_matched_cosine(matches: pd.DataFrame, *, threshold: float, style: Figur
     The paper's figure shows one pair of seeds, so pass one pair per label (the workflow passes the
     first two seeds); all rows given are counted. `threshold` is the shared-latent cosine threshold.
     """
-    _require_columns(matches, ["label", "enc_partner", "dec_partner", "enc_cos", "dec_cos", "shared"], "matches")
+    require_columns(matches, ["label", "enc_partner", "dec_partner", "enc_cos", "dec_cos", "shared"], "matches")
     if not 0 < threshold <= 1:
         raise ValueError(f"threshold must be in (0, 1], got {threshold}")
     labels = _labels(matches)
@@ -220,7 +220,7 @@ def fig1_matched_cosine(matches: pd.DataFrame, *, threshold: float, style: Figur
             ],
         )
     )
-    return _apply_style(chart, style)
+    return apply_style(chart, style)
 
 
 def fig2_only_in_base(
@@ -241,7 +241,7 @@ def fig2_only_in_base(
     the two models part ways; None draws them over the data only.
     Points are means over every (subset, base) row of a size; bars are ±1 std, the band min-max.
     """
-    _require_columns(subsets, ["label", "size", "only_in_base"], "subsets")
+    require_columns(subsets, ["label", "size", "only_in_base"], "subsets")
     labels = _labels(subsets)
     unknown = sorted(set(fits) - set(labels))
     if unknown:
@@ -357,7 +357,7 @@ def fig2_only_in_base(
     chart = alt.hconcat(left, right, spacing=40).properties(
         title=alt.TitleParams("Latents found only in the base SAE vs number of seeds", subtitle=subtitle)
     )
-    return _apply_style(chart, style)
+    return apply_style(chart, style)
 
 
 def fig3_firing(latents: pd.DataFrame, *, base: int, style: FigureStyle) -> alt.TopLevelMixin:
@@ -369,7 +369,7 @@ def fig3_firing(latents: pd.DataFrame, *, base: int, style: FigureStyle) -> alt.
     on log10(frequency) to match the axis. Latents that never fired (frequency 0) cannot go on a log
     axis; their number is printed under the panel title.
     """
-    _require_columns(latents, ["label", "base", "latent", "n_shared", "firing_frequency"], "latents")
+    require_columns(latents, ["label", "base", "latent", "n_shared", "firing_frequency"], "latents")
     labels = _labels(latents)
     boxes, notes, n_seeds = [], {}, 0
     for label in labels:
@@ -453,7 +453,7 @@ def fig3_firing(latents: pd.DataFrame, *, base: int, style: FigureStyle) -> alt.
             ],
         )
     )
-    return _apply_style(chart, style)
+    return apply_style(chart, style)
 
 
 def _cosine_histogram(matches: pd.DataFrame, bin_width: float) -> pd.DataFrame:
@@ -542,7 +542,7 @@ def _number(value: float) -> str:
     return f"{value:.2g}" if value == 0 or 1e-3 <= abs(value) < 1e4 else f"{value:.1e}"
 
 
-def _apply_style(chart: alt.TopLevelMixin, style: FigureStyle) -> alt.TopLevelMixin:
+def apply_style(chart: alt.TopLevelMixin, style: FigureStyle) -> alt.TopLevelMixin:
     return (
         chart.configure(font=style.font, background="white")
         .configure_title(fontSize=style.title_size, subtitleFontSize=style.subtitle_size, anchor="start",
@@ -568,7 +568,7 @@ def _label_colors(labels: list[str], style: FigureStyle) -> list[str]:
     return style.label_colors[: len(labels)]
 
 
-def _require_columns(frame: pd.DataFrame, columns: list[str], what: str) -> None:
+def require_columns(frame: pd.DataFrame, columns: list[str], what: str) -> None:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise ValueError(f"{what} table lacks column(s) {missing}; has {list(frame.columns)}")

@@ -301,3 +301,24 @@ def _finite_or_none(value: float | None) -> float | None:
     if value is None or not math.isfinite(value):
         return None
     return float(value)
+
+
+def fits_table(fits: dict[str, PowerLawComparison]) -> pd.DataFrame:
+    """Returns one row per (label, model) with parameters, standard errors, fit criteria and the model comparison."""
+    rows = []
+    for label, comparison in fits.items():
+        for fit in (comparison.plain, comparison.offset):
+            if fit is None:
+                continue
+            row = {"label": label, "model": fit.model, "points": fit.n_points}
+            for name in ("a", "b", "c"):
+                row[name] = fit.params.get(name)
+                row[f"{name}_se"] = fit.stderr.get(name)
+            row |= {"rss": fit.rss, "aic": fit.aic, "aicc": fit.aicc, "bic": fit.bic}
+            if fit.model == OFFSET:
+                row |= {"f_statistic": comparison.f_statistic, "f_pvalue": comparison.f_pvalue,
+                        "delta_aic": comparison.delta_aic, "delta_bic": comparison.delta_bic}
+            rows.append(row)
+    columns = ["label", "model", "points", "a", "a_se", "b", "b_se", "c", "c_se", "rss", "aic", "aicc", "bic",
+               "f_statistic", "f_pvalue", "delta_aic", "delta_bic"]
+    return pd.DataFrame(rows, columns=columns)

@@ -17,6 +17,10 @@ import yaml
 SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
 
+CHANCE_SEEDS = 3
+"""Chance levels (rule chance) use the pairs of at most this many seeds of a variant."""
+
+
 class ConfigError(ValueError):
     """A config value that is wrong; the message names the key."""
 
@@ -77,6 +81,15 @@ def check_study(config: dict[str, Any]) -> None:
         for name in site.get("saes", []):
             if name not in config["saes"]:
                 raise ConfigError(f"config key 'sites.{i}.saes': '{name}' is not defined under 'saes'")
+    seen: set[tuple[Site, str]] = set()
+    for site, name in site_saes(config):
+        if (site, name) in seen:
+            raise ConfigError(f"config key 'sites': SAE '{name}' is trained twice at {site.path} (two entries list that hook)")
+        seen.add((site, name))
+    for key in ("baseline", "cosine_sae"):
+        name = config.get("figures", {}).get(key)
+        if name is not None and name not in config["saes"]:
+            raise ConfigError(f"config key 'figures.{key}': '{name}' is not defined under 'saes'")
     acts = config["activations"]
     context = acts.get("context_length", 256)
     if acts["heldout_tokens"] >= acts["max_tokens"]:
@@ -137,6 +150,17 @@ def site_activations(config: dict[str, Any], model: str, dataset: str, hook: str
     raise ConfigError(f"config key 'sites': no entry has model={model}, dataset={dataset}, hook={hook}")
 
 
+def sae_seeds(config: dict[str, Any], sae: str) -> list[int]:
+    """Returns the seeds of one SAE variant: its own `seeds` list, else the study's."""
+    return sorted(config["saes"][sae].get("seeds", config["seeds"]))
+
+
+def baseline_sae(config: dict[str, Any], key: str = "baseline") -> str:
+    """Returns the SAE variant named by `figures.<key>`, else the first variant of the first site."""
+    name = config.get("figures", {}).get(key)
+    return name if name is not None else site_saes(config)[0][1]
+
+
 def seed_pairs(seeds: list[int]) -> list[tuple[int, int]]:
     """Returns every pair a < b of the study's seeds."""
     return list(combinations(sorted(seeds), 2))
@@ -161,6 +185,6 @@ def sae_train_configs(entry: dict[str, Any], train_section: dict[str, Any] | Non
             sae_kw[key] = value
         elif key in train_fields:
             train_kw[key] = value
-        elif key not in ("threads", "seeds_per_job"):  # the rule's, not the trainer's
+        elif key not in ("threads", "seeds_per_job", "seeds"):  # the workflow's, not the trainer's
             raise ConfigError(f"config key '{key}' is neither an SaeConfig nor a TrainConfig field")
     return SaeConfig(**sae_kw), TrainConfig(**train_kw)

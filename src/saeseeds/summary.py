@@ -1,51 +1,120 @@
-"""The study's summary table: one row per (site, sae) with the numbers a reader compares with the paper."""
+"""The study's summary table: one row per (site, SAE variant) with the numbers a reader compares with the paper.
+
+Written as parquet (for the figures of sweeps: Figs 4, 5, A1 read it), CSV, markdown and HTML (for the
+report). Columns: where (site, layer, stream), what (arch, latents, k, training tokens, seeds), health
+(FVU, L0, dead fraction), agreement under the three labellings of `saeseeds.agreement` with spread
+over pairs and a bootstrap interval, chance levels (`saeseeds.chance`) and only-in-base at 2 and N seeds.
+"""
 
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
-from saeseeds.atomic import atomic_write
+from saeseeds.agreement import agreement_stats
+from saeseeds.atomic import atomic_write, write_parquet
+
+MARKDOWN_COLUMNS = {
+    "site": "site", "sae": "SAE", "seeds": "seeds", "fvu": "FVU", "l0": "L0", "dead_fraction": "dead",
+    "shared_paper_mean": "shared (paper)", "shared_paper_std": "± std", "shared_notebook_mean": "shared (notebook)",
+    "shared_maxcos_mean": "shared (max-cos)", "enc_maxcos_mean": "mean max-cos",
+    "chance_init_shared_paper": "chance (init)", "only_in_base_max_seeds": "only-in-base at N",
+}
 
 
-def summarize_sae(sae_dir: str | Path, seeds: list[int], threshold: float) -> dict:
-    """Returns training health, shared fractions (both definitions) and only-in-base for one (site, sae)."""
+def hook_position(hook: str) -> tuple[int | None, str]:
+    """Returns (layer, stream) of a hook name: `layers.6.mlp` -> (6, 'mlp'), `h.3` -> (3, 'residual')."""
+    parts = hook.split(".")
+    numbers = [int(p) for p in parts if p.isdigit()]
+    layer = numbers[0] if numbers else None
+    last = parts[-1]
+    if last.isdigit():
+        return layer, "residual"
+    if last in ("mlp", "feed_forward", "ffn"):
+        return layer, "mlp"
+    if last in ("attn", "self_attn", "attention"):
+        return layer, "attention"
+    return layer, last
+
+
+def summarize_sae(sae_dir: str | Path, seeds: Sequence[int], threshold: float) -> dict:
+    """Returns the summary row of one (site, sae) folder: results/{model}/{dataset}/{hook}/{sae}.
+
+    What was trained (arch, latents, k, tokens) is read from the seeds' metrics.json, not the config.
+    """
     sae_dir = Path(sae_dir)
+    seeds = sorted(seeds)
     metrics = [json.loads((sae_dir / f"seed{s}" / "metrics.json").read_text()) for s in seeds]
-    paper, notebook, enc_cos, enc_maxcos = [], [], [], []
-    for path in sorted((sae_dir / "matches").glob("seed*-seed*.parquet")):
-        table = pd.read_parquet(path)
-        paper.append(table["shared"].mean())
-        notebook.append(((table["enc_cos"] > threshold) & (table["dec_cos"] > threshold)).mean())
-        enc_cos.append(table["enc_cos"].mean())
-        enc_maxcos.append(table["enc_maxcos"].mean())
+    tables = [pd.read_parquet(sae_dir / "matches" / f"seed{a}-seed{b}.parquet") for i, a in enumerate(seeds) for b in seeds[i + 1 :]]
+    chance = json.loads((sae_dir / "chance.json").read_text())
     subsets = pd.read_parquet(sae_dir / "orphans" / "subsets.parquet")
     by_size = subsets.groupby("size")["only_in_base"]
     largest = int(subsets["size"].max())
-    parts = sae_dir.parts
-    return {
-        "site": "/".join(parts[-4:-1]),
-        "sae": parts[-1],
+    model, dataset, hook, sae = sae_dir.parts[-4:]
+    layer, stream = hook_position(hook)
+    variant = metrics[0]["sae"]
+    row = {
+        "site": f"{model}/{dataset}/{hook}", "model": model, "dataset": dataset, "hook": hook,
+        "layer": layer, "stream": stream, "sae": sae, "arch": variant["arch"], "num_latents": int(variant["num_latents"]),
+        "k": variant.get("k") if variant["arch"] in ("topk", "batchtopk") else None,
+        "train_tokens": int(metrics[0]["tokens_seen"]),
         "seeds": len(seeds),
         "fvu": float(np.mean([m["fvu"] for m in metrics])),
         "l0": float(np.mean([m["l0"] for m in metrics])),
         "dead_fraction": float(np.mean([m["dead_fraction"] for m in metrics])),
-        "shared_paper_mean": float(np.mean(paper)),
-        "shared_paper_std": float(np.std(paper)),
-        "shared_notebook_mean": float(np.mean(notebook)),
-        "matched_enc_cos_mean": float(np.mean(enc_cos)),
-        "enc_maxcos_mean": float(np.mean(enc_maxcos)),
+    }
+    row |= agreement_stats(tables, threshold)
+    row |= {f"chance_init_{k}": v for k, v in chance["init"].items()}
+    row |= {f"chance_random_{k}": v for k, v in chance["random"].items()}
+    row |= {
         "only_in_base_2": float(by_size.mean().loc[2]),
         "only_in_base_max_seeds": float(by_size.mean().loc[largest]),
         "only_in_base_max_seeds_std": float(by_size.std(ddof=0).loc[largest]),
     }
+    return row
 
 
-def write_summary(sae_dirs: list[str | Path], seeds: list[int], threshold: float, out: str | Path) -> pd.DataFrame:
-    """Writes summary.csv (atomically) and returns it."""
-    table = pd.DataFrame([summarize_sae(d, seeds, threshold) for d in sae_dirs])
-    atomic_write(out, lambda tmp: table.to_csv(tmp, index=False, float_format="%.4f"))
+def summary_table(entries: Sequence[dict[str, Any]], threshold: float) -> pd.DataFrame:
+    """Returns the summary of every entry {dir, seeds}, in the given order."""
+    table = pd.DataFrame([summarize_sae(e["dir"], e["seeds"], threshold) for e in entries])
+    table["k"] = table["k"].astype("Int64")
+    table["layer"] = table["layer"].astype("Int64")
+    return table
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    """Returns the reader's columns of the summary as a GitHub markdown table (fractions to 3 decimals)."""
+    cols = [c for c in MARKDOWN_COLUMNS if c in table.columns]
+    lines = ["| " + " | ".join(MARKDOWN_COLUMNS[c] for c in cols) + " |", "|" + "---|" * len(cols)]
+    for _, row in table[cols].iterrows():
+        cells = [f"{v:.3f}" if isinstance(v, float) else ("" if pd.isna(v) else str(v)) for v in row]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def to_html(table: pd.DataFrame, title: str) -> str:
+    """Returns the reader's columns of the summary as a small standalone HTML page (the report embeds HTML)."""
+    cols = [c for c in MARKDOWN_COLUMNS if c in table.columns]
+    return table_html(table[cols].rename(columns=MARKDOWN_COLUMNS), title)
+
+
+def table_html(table: pd.DataFrame, title: str) -> str:
+    """Returns any table as a small standalone HTML page with numbers to 4 significant digits."""
+    body = table.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="", border=0)
+    style = "body{font-family:DejaVu Sans,sans-serif;font-size:13px} td,th{padding:3px 8px;text-align:right} th{border-bottom:1px solid #999}"
+    return f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{style}</style></head><body><h3>{html.escape(title)}</h3>{body}</body></html>\n"
+
+
+def write_summary(entries: Sequence[dict[str, Any]], threshold: float, *, csv: str | Path, parquet: str | Path, markdown: str | Path, html: str | Path) -> pd.DataFrame:
+    """Writes the summary in all four formats (each atomically) and returns it."""
+    table = summary_table(entries, threshold)
+    write_parquet(table, parquet)
+    atomic_write(csv, lambda tmp: table.to_csv(tmp, index=False, float_format="%.4f"))
+    atomic_write(markdown, lambda tmp: Path(tmp).write_text(to_markdown(table)))
+    atomic_write(html, lambda tmp: Path(tmp).write_text(to_html(table, "Summary: one row per site and SAE variant")))
     return table

@@ -2,6 +2,7 @@
 import os
 
 from saeseeds import estimates, study
+from saeseeds.study import CHANCE_SEEDS
 
 # Idle OpenMP threads sleep instead of spinning: with spinning, two torch threads on a shared 2-core
 # machine ran 2.5-4x slower per training step (benchmarks/README.md). Job scripts inherit this.
@@ -14,7 +15,6 @@ study.check_training(config)
 SITES = study.sites(config)
 SITE_SAES = study.site_saes(config)
 SEEDS = sorted(config["seeds"])
-PAIRS = study.seed_pairs(SEEDS)
 RESULTS = "results"
 SITE = "{model}/{dataset}/{hook}"
 SAE_DIR = f"{RESULTS}/{SITE}/{{sae}}"
@@ -45,23 +45,38 @@ def site_sae_labels():
     return [f"{site.path}/{sae}" for site, sae in SITE_SAES]
 
 
+def seeds_of(sae):
+    """The seeds of an SAE variant (its own `seeds`, else the study's)."""
+    return study.sae_seeds(config, sae)
+
+
+def pairs_of(sae):
+    """Every seed pair a < b of an SAE variant, in the order its matches are listed."""
+    return study.seed_pairs(seeds_of(sae))
+
+
 def checkpoint_files(wildcards, seed):
     d = f"{RESULTS}/{wildcards.model}/{wildcards.dataset}/{wildcards.hook}/{wildcards.sae}/seed{seed}"
     return [f"{d}/cfg.json", f"{d}/sae.safetensors"]
 
 
-def pair_matches(prefix):
-    return [f"{prefix}/matches/seed{a}-seed{b}.parquet" for a, b in PAIRS]
+def pair_matches(prefix, sae):
+    return [f"{prefix}/matches/seed{a}-seed{b}.parquet" for a, b in pairs_of(sae)]
+
+
+def first_pair_matches():
+    """The matches of each (site, sae)'s first seed pair, in sae_dirs() order (Figs 1, A2, A3)."""
+    return [f"{d}/matches/seed{pairs_of(sae)[0][0]}-seed{pairs_of(sae)[0][1]}.parquet" for d, (_, sae) in zip(sae_dirs(), SITE_SAES)]
 
 
 def all_targets():
     targets = []
-    for d in sae_dirs():
-        targets += [f"{d}/seed{s}/metrics.json" for s in SEEDS]
-        targets += pair_matches(d)
-        targets += [f"{d}/orphans/subsets.parquet", f"{d}/orphans/latents.parquet"]
+    for d, (_, sae) in zip(sae_dirs(), SITE_SAES):
+        targets += [f"{d}/seed{s}/metrics.json" for s in seeds_of(sae)]
+        targets += pair_matches(d, sae)
+        targets += [f"{d}/orphans/subsets.parquet", f"{d}/orphans/latents.parquet", f"{d}/chance.json"]
     targets += expand(f"{RESULTS}/figures/{{name}}.{{ext}}", name=FIGURES, ext=["html", "png"])
-    targets.append(f"{RESULTS}/summary.csv")
+    targets += [f"{RESULTS}/summary.csv", f"{RESULTS}/summary.parquet", f"{RESULTS}/summary.md"]
     return targets
 
 

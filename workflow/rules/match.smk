@@ -19,3 +19,24 @@ rule match:
         gpu=1 if config["match"]["device"].startswith("cuda") else 0,
     script:
         "../scripts/match.py"
+
+
+rule chance:
+    """Chance levels of the shared fraction: the same seeds untrained, and the trained ones under a random matching."""
+    input:
+        lambda w: [f for s in seeds_of(w.sae)[: CHANCE_SEEDS] for f in checkpoint_files(w, s)],
+    output:
+        f"{SAE_DIR}/chance.json",
+    log:
+        f"logs/chance/{SITE}/{{sae}}.log",
+    params:
+        seeds=lambda w: seeds_of(w.sae)[: CHANCE_SEEDS],
+        threshold=config["match"]["threshold"],
+        device=config["match"]["device"],
+    threads: 1
+    resources:
+        mem_mb=lambda w: estimates.match_mem_mb(config, w.sae),
+        runtime=lambda w: 3 * estimates.match_minutes(config, w.model, w.sae),
+        gpu=1 if config["match"]["device"].startswith("cuda") else 0,
+    script:
+        "../scripts/chance.py"

@@ -1,6 +1,8 @@
 # Training: one job per group of `train.seeds_per_job` seeds (default 1). A group trains its seeds
 # stacked, reading each batch once; every seed still gets its own checkpoint folder. Rules are named
 # train_seeds_<seeds> (e.g. train_seeds_0_1_2) since a job's outputs are fixed by the seeds it trains.
+import re
+
 TRAIN = config.get("train", {})
 
 
@@ -17,11 +19,23 @@ def train_outputs(seeds):
     }
 
 
-for _group in study.seed_groups(SEEDS, TRAIN.get("seeds_per_job", 1)):
+def train_groups():
+    """Returns {seed group: SAE variants trained in that group}; variants with their own `seeds` get their own groups."""
+    groups = {}
+    for sae in dict.fromkeys(name for _, name in SITE_SAES):
+        for group in study.seed_groups(seeds_of(sae), TRAIN.get("seeds_per_job", 1)):
+            groups.setdefault(tuple(group), []).append(sae)
+    return groups
+
+
+for _group, _saes in train_groups().items():
 
     rule:
         name:
             "train_seeds_" + "_".join(map(str, _group))
+        wildcard_constraints:
+            # a seed's files belong to exactly one group per variant, so no two rules can make the same file
+            sae="|".join(re.escape(s) for s in _saes),
         input:
             f"{RESULTS}/{SITE}/activations.zarr",
         output:

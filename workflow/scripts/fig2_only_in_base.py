@@ -1,10 +1,12 @@
-"""Fig 2: only-in-base fraction vs number of seeds, with power-law fits (rule fig2_only_in_base)."""
+"""Fig 2: only-in-base fraction vs number of seeds, with power-law fits and their table (rule fig2_only_in_base)."""
 import json
 from pathlib import Path
 
+from saeseeds.atomic import atomic_write
 from saeseeds.figures import fig2_only_in_base, load_style, read_labelled, save_chart
 from saeseeds.logs import rule_log
-from saeseeds.powerlaw import MIN_POINTS_PLAIN, fit_only_in_base
+from saeseeds.powerlaw import MIN_POINTS_PLAIN, fit_only_in_base, fits_table
+from saeseeds.summary import table_html
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 with rule_log(sm.log[0]) as log:
@@ -17,7 +19,10 @@ with rule_log(sm.log[0]) as log:
         else:
             log.warning("%s: %d subset sizes, too few to fit a power law", label, group["size"].nunique())
     save_chart(fig2_only_in_base(subsets, fits, style=style), sm.output.html, sm.output.png, ppi=style.ppi)
-    out = Path(sm.output.fits)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps({k: f.to_dict() for k, f in fits.items()}, indent=2, sort_keys=True, allow_nan=False))
-    tmp.rename(out)
+    text = json.dumps({k: f.to_dict() for k, f in fits.items()}, indent=2, sort_keys=True, allow_nan=False)
+    atomic_write(sm.output.fits, lambda tmp: Path(tmp).write_text(text))
+    table = fits_table(fits)
+    atomic_write(sm.output.table_csv, lambda tmp: table.to_csv(tmp, index=False, float_format="%.6g"))
+    page = table_html(table, "Power-law fits of only-in-base vs number of seeds (± standard errors; F-test and AIC compare the models)")
+    atomic_write(sm.output.table_html, lambda tmp: Path(tmp).write_text(page))
+    log.info("fits:\n%s", table.to_string())

@@ -4,5 +4,6 @@ from saeseeds.summary import write_summary
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 with rule_log(sm.log[0]) as log:
-    table = write_summary(sm.params.sae_dirs, sm.params.seeds, sm.params.threshold, sm.output[0])
+    out = sm.output
+    table = write_summary(sm.params.entries, sm.params.threshold, csv=out.csv, parquet=out.parquet, markdown=out.markdown, html=out.html)
     log.info("summary:\n%s", table.to_string())

@@ -1,0 +1,23 @@
+rule summary:
+    """One row per (site, sae): health, shared fraction (three labellings, spread, bootstrap), chance, only-in-base."""
+    input:
+        metrics=[f"{d}/seed{s}/metrics.json" for d, (_, sae) in zip(sae_dirs(), SITE_SAES) for s in seeds_of(sae)],
+        matches=[m for d, (_, sae) in zip(sae_dirs(), SITE_SAES) for m in pair_matches(d, sae)],
+        subsets=[f"{d}/orphans/subsets.parquet" for d in sae_dirs()],
+        chance=[f"{d}/chance.json" for d in sae_dirs()],
+    output:
+        csv=report(f"{RESULTS}/summary.csv", caption="../report/summary.rst", category="Summary"),
+        parquet=f"{RESULTS}/summary.parquet",
+        markdown=f"{RESULTS}/summary.md",
+        html=report(f"{RESULTS}/summary.html", caption="../report/summary.rst", category="Summary"),
+    log:
+        "logs/summary.log",
+    params:
+        entries=[{"dir": d, "seeds": seeds_of(sae)} for d, (_, sae) in zip(sae_dirs(), SITE_SAES)],
+        threshold=config["match"]["threshold"],
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/summary.py"

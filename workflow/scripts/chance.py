@@ -1,0 +1,14 @@
+"""Chance levels of the shared fraction for one (site, sae) (rule chance)."""
+import json
+from pathlib import Path
+
+from saeseeds.atomic import atomic_write
+from saeseeds.chance import chance_levels
+from saeseeds.logs import rule_log
+
+sm = snakemake  # noqa: F821 (provided by Snakemake)
+with rule_log(sm.log[0]) as log:
+    folders = sorted({str(Path(f).parent) for f in sm.input}, key=lambda p: int(Path(p).name.removeprefix("seed")))
+    levels = chance_levels(folders, sm.params.seeds, threshold=sm.params.threshold, device=sm.params.device)
+    atomic_write(sm.output[0], lambda tmp: Path(tmp).write_text(json.dumps(levels, indent=2, sort_keys=True) + "\n"))
+    log.info("chance levels: %s", levels)

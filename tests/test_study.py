@@ -110,3 +110,37 @@ def test_training_settings_are_checked_before_any_job():
 def test_seed_groups_cover_every_seed_once():
     assert study.seed_groups([3, 1, 2, 0, 4], 2) == [[0, 1], [2, 3], [4]]
     assert study.seed_groups(list(range(9)), 9) == [list(range(9))]
+
+
+def test_variant_seeds_default_to_the_study_seeds():
+    config = study.validate_schema(load("config.yaml"))
+    assert study.sae_seeds(config, "topk-1152-k8") == sorted(config["seeds"])
+    assert study.sae_seeds(config, "topk-576-k8") == [0, 1, 2]
+    assert study.baseline_sae(config) == "topk-576-k8"
+    del config["figures"]["baseline"]
+    assert study.baseline_sae(config) == "topk-1152-k8"  # the first variant of the first site
+
+
+@pytest.mark.parametrize(
+    "edit,key",
+    [
+        (lambda c: c["saes"]["topk-256"].update(seeds=[0]), "saes.topk-256.seeds"),
+        (lambda c: c["saes"]["topk-256"].update(seeds=[1, 1]), "saes.topk-256.seeds"),
+        (lambda c: c.update(figures={"baseline": "nope"}), "figures.baseline"),
+        (lambda c: c.update(figures={"cosine_sae": "nope"}), "figures.cosine_sae"),
+        (lambda c: c["sites"].append(dict(c["sites"][0])), "sites"),
+        (lambda c: c.update(recipe={"lr": 1}), "<top level>"),
+    ],
+)
+def test_variant_and_figure_keys_are_checked(edit, key):
+    config = copy.deepcopy(load("smoke.yaml"))
+    edit(config)
+    with pytest.raises(study.ConfigError, match=f"config key '{key}'"):
+        study.check_study(study.validate_schema(config))
+
+
+def test_x_keys_hold_yaml_anchors():
+    config = load("config.yaml")
+    assert "x-recipe" in config
+    study.validate_schema(config)
+    assert config["saes"]["relu-576"]["max_tokens"] == config["x-recipe"]["max_tokens"]

@@ -1,6 +1,7 @@
 """The smoke study end to end: every output exists and honours its contract; a rerun does nothing."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -102,15 +103,47 @@ def test_orphans_contract(study):
     assert latents["n_shared"].between(0, len(seeds) - 1).all()
 
 
+FIGURES = ["fig1_matched_cosine", "fig2_only_in_base", "fig3_firing", "fig4_ablations", "fig5_layers",
+           "figA1_labellings", "figA2_encoder_cosines", "figA3_decoder_cosines"]
+
+
 def test_figures_and_summary(study):
     workdir, _ = study
-    for name in ("fig1_matched_cosine", "fig2_only_in_base", "fig3_firing"):
+    for name in FIGURES:
         png = workdir / "results" / "figures" / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         html = (workdir / "results" / "figures" / f"{name}.html").read_text()
         assert "cdn.jsdelivr" not in html
     summary = pd.read_csv(workdir / "results" / "summary.csv")
-    assert len(summary) == 1 and 0 <= summary.loc[0, "shared_paper_mean"] <= 1
+    assert len(summary) == 3 and summary["shared_paper_mean"].between(0, 1).all()
+    assert (workdir / "results" / "summary.md").read_text().startswith("| site |")
+    fits = pd.read_csv(workdir / "results" / "figures" / "fig2_powerlaw_fits.csv")
+    assert list(fits.columns[:4]) == ["label", "model", "points", "a"]
+
+
+def test_summary_agrees_with_the_matches_brute_force(study):
+    """Every summary number recomputed from the per-pair parquet files and metrics by hand."""
+    workdir, config = study
+    summary = pd.read_parquet(workdir / "results" / "summary.parquet")
+    threshold = config["match"]["threshold"]
+    for _, row in summary.iterrows():
+        d = workdir / "results" / row["site"] / row["sae"]
+        seeds = sorted(config["saes"][row["sae"]].get("seeds", config["seeds"]))
+        assert row["seeds"] == len(seeds)
+        paper, notebook, maxcos = [], [], []
+        for a, b in combinations(seeds, 2):
+            t = pd.read_parquet(d / "matches" / f"seed{a}-seed{b}.parquet")
+            paper.append(np.mean([(t.enc_partner[i] == t.dec_partner[i]) and t.enc_cos[i] >= threshold and t.dec_cos[i] >= threshold for i in range(len(t))]))
+            notebook.append(np.mean([t.enc_cos[i] > threshold and t.dec_cos[i] > threshold for i in range(len(t))]))
+            maxcos.append(np.mean([t.enc_maxcos[i] >= threshold and t.dec_maxcos[i] >= threshold for i in range(len(t))]))
+        assert row["shared_paper_mean"] == pytest.approx(np.mean(paper))
+        assert row["shared_paper_std"] == pytest.approx(np.std(paper))
+        assert row["shared_notebook_mean"] == pytest.approx(np.mean(notebook))
+        assert row["shared_maxcos_mean"] == pytest.approx(np.mean(maxcos))
+        fvu = np.mean([json.loads((d / f"seed{s}" / "metrics.json").read_text())["fvu"] for s in seeds])
+        assert row["fvu"] == pytest.approx(fvu)
+        chance = json.loads((d / "chance.json").read_text())
+        assert row["chance_init_shared_paper"] == chance["init"]["shared_paper"]
 
 
 def test_rerun_does_nothing_and_dry_run_touches_nothing(study):
@@ -122,6 +155,60 @@ def test_rerun_does_nothing_and_dry_run_touches_nothing(study):
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
     after = {p: p.stat().st_mtime_ns for p in (workdir / "results").rglob("*") if p.is_file()}
     assert before == after
+
+
+def planned(workdir, *args):
+    """Returns {rule: [outputs]} of the jobs a dry run would run."""
+    proc = snakemake(workdir, "--dry-run", *args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs, rule = {}, None
+    for line in proc.stdout.splitlines():
+        if line.startswith(("rule ", "localrule ")) and line.endswith(":"):
+            rule = line.split()[1].rstrip(":")
+            jobs.setdefault(rule, [])
+        elif rule and line.strip().startswith("output:"):
+            jobs[rule] += [p.strip() for p in line.split(":", 1)[1].split(",")]
+    jobs.pop("all", None)
+    return jobs
+
+
+def edited_config(workdir, edit):
+    config = yaml.safe_load((workdir / "config" / "smoke.yaml").read_text())
+    edit(config)
+    path = workdir / "config" / "edited.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return "config/edited.yaml"
+
+
+def test_restyling_reruns_only_the_figures(study):
+    workdir, _ = study
+    style = workdir / "workflow" / "report" / "figure_style.json"
+    stat, text = style.stat(), style.read_text()
+    try:
+        style.write_text(text.replace('"title_size": 16', '"title_size": 18'))
+        jobs = planned(workdir)
+    finally:
+        style.write_text(text)
+        os.utime(style, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert set(jobs) == set(FIGURES)
+
+
+def test_new_threshold_reruns_matching_derived_rules_but_no_training(study):
+    workdir, _ = study
+    configfile = edited_config(workdir, lambda c: c["match"].update(threshold=0.6))
+    jobs = planned(workdir, "--configfile", configfile)
+    assert {"match", "chance", "orphans", "summary"} <= set(jobs)
+    assert not [r for r in jobs if r.startswith(("train", "activations"))]
+    changed = snakemake(workdir, "--list-changes", "params", "--configfile", configfile).stdout
+    assert "matches/seed0-seed1.parquet" in changed and "sae.safetensors" not in changed
+
+
+def test_changing_one_variant_reruns_only_its_chain(study):
+    workdir, _ = study
+    jobs = planned(workdir, "--configfile", edited_config(workdir, lambda c: c["saes"]["topk-128"].update(k=4)))
+    per_variant = [p for rule, outs in jobs.items() if rule not in FIGURES + ["summary"] for p in outs]
+    assert per_variant and all("/topk-128/" in p for p in per_variant)
+    assert any(r.startswith("train") for r in jobs) and "activations" not in jobs
 
 
 def test_report_includes_the_figures(study):

@@ -25,7 +25,8 @@ import torch
 from saeseeds.agreement import shared_fractions
 from saeseeds.checkpoints import load_dictionaries
 from saeseeds.match import match_dictionaries
-from saeseeds.sae import SparseCoder, config_from_dict
+from saeseeds.arch_stack import StackedSae
+from saeseeds.sae import config_from_dict
 from saeseeds.similarity import resolve_device, unit_rows
 from saeseeds.study import CHANCE_SEEDS
 
@@ -33,10 +34,10 @@ RANDOM_MATCHING_SEED = 0
 
 
 def init_dictionaries(cfg_path: str | Path, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Returns (W_enc, W_dec) [n, d] of the variant in `cfg_path` as initialised from `seed` (untrained)."""
+    """Returns (W_enc, W_dec) [n, d] of the variant in `cfg_path` as training initialises it from `seed`."""
     cfg, d_in = config_from_dict(json.loads(Path(cfg_path).read_text()), source=cfg_path)
-    sae = SparseCoder(d_in, cfg, seed=seed)
-    return sae.encoder.weight.detach().numpy().copy(), sae.W_dec.detach().numpy().copy()
+    sae = StackedSae(d_in, cfg, [seed])
+    return sae.W_enc[0].detach().numpy().copy(), sae.W_dec[0].detach().numpy().copy()
 
 
 def random_matching(enc_a: np.ndarray, dec_a: np.ndarray, enc_b: np.ndarray, dec_b: np.ndarray, *, seed: int, device: str | None = None) -> pd.DataFrame:

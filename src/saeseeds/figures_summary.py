@@ -162,9 +162,9 @@ def _top(frame: pd.DataFrame) -> float:
 
 
 def _same(a, b) -> bool:
-    if pd.isna(a) and pd.isna(b):
-        return True
-    return a == b
+    if pd.isna(a) or pd.isna(b):
+        return bool(pd.isna(a) and pd.isna(b))
+    return bool(a == b)
 
 
 def _x_label(panel: str, row: pd.Series) -> str:

@@ -150,6 +150,19 @@ def site_activations(config: dict[str, Any], model: str, dataset: str, hook: str
     raise ConfigError(f"config key 'sites': no entry has model={model}, dataset={dataset}, hook={hook}")
 
 
+def canonical(value: Any) -> Any:
+    """Returns `value` with every dict's keys sorted, recursively.
+
+    Rule params go through this so that reordering keys in a YAML file is not a change: Snakemake
+    compares params by their text, and would otherwise rerun everything downstream.
+    """
+    if isinstance(value, dict):
+        return {k: canonical(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [canonical(v) for v in value]
+    return value
+
+
 def sae_seeds(config: dict[str, Any], sae: str) -> list[int]:
     """Returns the seeds of one SAE variant: its own `seeds` list, else the study's."""
     return sorted(config["saes"][sae].get("seeds", config["seeds"]))

@@ -5,9 +5,9 @@ rule activations:
     log:
         f"logs/activations/{SITE}.log",
     params:
-        model=lambda w: config["models"][w.model],
-        dataset=lambda w: config["datasets"][w.dataset],
-        activations=lambda w: site_activations(w),
+        model=lambda w: study.canonical(config["models"][w.model]),
+        dataset=lambda w: study.canonical(config["datasets"][w.dataset]),
+        activations=lambda w: study.canonical(site_activations(w)),
     threads: workflow.cores
     resources:
         mem_mb=lambda w: estimates.activations_mem_mb(estimates.d_model(config, w.model)),

@@ -44,8 +44,9 @@ for _group, _saes in train_groups().items():
             f"logs/train/{SITE}/{{sae}}/seeds_{'_'.join(map(str, _group))}.log",
         params:
             seeds=_group,
-            sae=lambda w: config["saes"][w.sae],
-            train=TRAIN,
+            # the variant's recipe without its seed list: adding a seed must not retrain the others
+            sae=lambda w: study.canonical({k: v for k, v in config["saes"][w.sae].items() if k != "seeds"}),
+            train=study.canonical(TRAIN),
             data_seed=config["data_seed"],
         threads: TRAIN.get("threads", 2)
         resources:

@@ -132,8 +132,9 @@ def feature_table(latents: pd.DataFrame, frequency: np.ndarray, empirical: np.nd
     n_true = len(frequency)
     seeds = sorted(latents["seed"].unique().tolist())
     hit = latents[latents["recovered"]]
-    if hit["feature"].max(initial=-1) >= n_true:
-        raise RecoveryError(f"a latent recovers feature {hit['feature'].max()}, but there are {n_true}")
+    top = int(hit["feature"].to_numpy().max(initial=-1))
+    if top >= n_true:
+        raise RecoveryError(f"a latent recovers feature {top}, but there are {n_true}")
     by = [[] for _ in range(n_true)]
     for seed, feature in zip(hit["seed"].to_numpy(), hit["feature"].to_numpy()):
         by[feature].append(int(seed))

@@ -17,6 +17,7 @@ Magnitudes of active features are Gamma distributed (non-negative, given mean an
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -297,3 +298,50 @@ def write_synthetic_store(
         "mean_active_observed": float(counts.sum() / n_tokens),
     }
     return writer.finish(meta)
+
+
+def check_config(config: dict[str, Any]) -> None:
+    """Raises ConfigError unless synthetic models have valid `synthetic:` blocks and pair with synthetic datasets.
+
+    A synthetic site generates its rows, so its dataset must say so (`source: synthetic`) rather than
+    name a corpus that would be silently ignored; and real models must not carry a `synthetic:` block.
+    """
+    from saeseeds.study import ConfigError
+
+    for name, entry in config["models"].items():
+        is_synthetic = entry["source"] == SOURCE
+        if is_synthetic != ("synthetic" in entry):
+            raise ConfigError(
+                f"config key 'models.{name}.synthetic': needed exactly when source is '{SOURCE}' "
+                f"(source is '{entry['source']}')"
+            )
+        if is_synthetic:
+            try:
+                SyntheticConfig.from_dict(entry["synthetic"])
+            except SyntheticError as err:
+                raise ConfigError(f"config key 'models.{name}.synthetic': {err}") from err
+    for i, site in enumerate(config["sites"]):
+        model = config["models"][site["model"]]["source"] == SOURCE
+        data = config["datasets"][site["dataset"]]["source"] == SOURCE
+        if model != data:
+            raise ConfigError(
+                f"config key 'sites.{i}': model '{site['model']}' and dataset '{site['dataset']}' must both be "
+                f"'{SOURCE}' or both not"
+            )
+
+
+def minutes(raw: dict[str, Any], n_tokens: int) -> int:
+    """Returns a generous runtime: ~20 ns per (token, feature) for the draws plus the x = a F product."""
+    seconds = n_tokens * raw["n_true"] * (20e-9 + 2 * raw["d"] / 20e9)
+    return max(1, math.ceil(2 * (10 + seconds) / 60))
+
+
+def mem_mb(raw: dict[str, Any]) -> int:
+    """Returns memory: a chunk's firing pattern and coefficients [CHUNK_ROWS, n_true] several times over."""
+    return 1000 + math.ceil(6 * 8 * CHUNK_ROWS * (raw["n_true"] + raw["d"]) / 2**20)
+
+
+def disk_mb(raw: dict[str, Any], acts: dict[str, Any]) -> int:
+    """Returns the store plus the ground truth."""
+    itemsize = 2 if acts.get("dtype", "float16") == "float16" else 4
+    return max(1, math.ceil((acts["max_tokens"] * raw["d"] * itemsize + 16 * raw["n_true"] * (raw["d"] + 4)) / 2**20))

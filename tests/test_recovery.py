@@ -1,5 +1,7 @@
 """Ground-truth recovery: planted features are found, planted noise latents are rejected; easy settings agree."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -124,3 +126,27 @@ def test_easy_setting_every_seed_recovers_almost_all_and_seeds_agree(tmp_path):
         for j in range(i + 1, 3):
             _, meta = match_dictionaries(*weights[i], *weights[j], threshold=0.7)
             assert meta["shared_fraction_paper"] >= 0.85
+
+
+def test_fig4_draws_the_union_curve_the_frequency_bins_and_the_orphan_split(tmp_path):
+    from pathlib import Path
+
+    from saeseeds.figures import load_style, save_chart
+    from saeseeds.recovery_figure import fig4_recovery, frequency_bins, union_curve
+
+    frames, orphans = tables()
+    latents = latent_table(frames, orphans)
+    features = feature_table(latents, np.array([0.5, 0.3, 0.1, 0.05, 0.05]), np.zeros(5), np.full(5, -1))
+    union = union_table(features, [0, 1, 2])
+    label = lambda t: t.assign(label="synthetic/x/sae")[["label", *t.columns]]  # noqa: E731
+    curve = union_curve(label(union))
+    assert curve["mean"].tolist() == pytest.approx([(3 + 3 + 1) / 15, (4 + 3 + 3) / 15, 4 / 5])
+    bins = frequency_bins(label(features), bins=2)
+    union_rows = bins[bins["recovered by"] == "union of all seeds"]
+    assert union_rows["features"].sum() == 5 and union_rows["fraction"].tolist() == pytest.approx([1 / 3, 1.0])
+    style = load_style(Path(__file__).resolve().parents[1] / "workflow" / "report" / "figure_style.json")
+    chart = fig4_recovery(label(latents), label(features), label(union), style=style)
+    spec = json.dumps(chart.to_dict())
+    assert "20.0% are true features" in spec and "one seed 46.7%, all 3 seeds 80.0%" in spec
+    save_chart(chart, tmp_path / "f.html", tmp_path / "f.png", ppi=72)
+    assert (tmp_path / "f.png").read_bytes().startswith(b"\x89PNG")

@@ -119,3 +119,52 @@ def test_unknown_key_is_rejected():
 def test_firing_probabilities_sum_to_mean_active():
     p = firing_probabilities(100, 0.7, 5.0)
     assert p.sum() == pytest.approx(5.0) and p[0] > p[-1]
+
+
+def default_study():
+    import yaml
+
+    from saeseeds import study
+
+    root = __import__("pathlib").Path(__file__).resolve().parents[1]
+    return study.validate_schema(yaml.safe_load((root / "config" / "config.yaml").read_text()))
+
+
+def test_default_study_has_a_valid_synthetic_site():
+    from saeseeds import estimates
+    from saeseeds.synthetic import check_config
+
+    config = default_study()
+    check_config(config)
+    synthetic = [n for n, m in config["models"].items() if m["source"] == "synthetic"]
+    assert synthetic and estimates.d_model(config, synthetic[0]) == config["models"][synthetic[0]]["synthetic"]["d"]
+
+
+@pytest.mark.parametrize(
+    "edit, key",
+    [
+        (lambda c, m: c["models"][m]["synthetic"].update(orthogonal=True), f"models.MODEL.synthetic"),
+        (lambda c, m: c["models"][m].pop("synthetic"), "models.MODEL.synthetic"),
+        (lambda c, m: c["models"]["smollm2-135m"].update(synthetic={"d": 4, "n_true": 4, "mean_active": 1}),
+         "models.smollm2-135m.synthetic"),
+        (lambda c, m: c["sites"][1].update(dataset="kjv-pydoc"), "sites.1"),
+    ],
+)
+def test_synthetic_config_errors_name_the_key(edit, key):
+    from saeseeds.study import ConfigError
+    from saeseeds.synthetic import check_config
+
+    config = default_study()
+    model = config["sites"][1]["model"]
+    edit(config, model)
+    with pytest.raises(ConfigError, match=key.replace("MODEL", model)):
+        check_config(config)
+
+
+def test_schema_rejects_unknown_synthetic_key():
+    from saeseeds.study import ConfigError, validate_schema
+
+    config = default_study()
+    config["models"][config["sites"][1]["model"]]["synthetic"]["noise_sd"] = 0.1
+    with pytest.raises(ConfigError, match="synthetic"):
+        validate_schema(config)

@@ -143,7 +143,7 @@ def test_fig4_draws_the_union_curve_the_frequency_bins_and_the_orphan_split(tmp_
     assert curve["mean"].tolist() == pytest.approx([(3 + 3 + 1) / 15, (4 + 3 + 3) / 15, 4 / 5])
     bins = frequency_bins(label(features), bins=2)
     union_rows = bins[bins["recovered by"] == "union of all seeds"]
-    assert union_rows["features"].sum() == 5 and union_rows["fraction"].tolist() == pytest.approx([1 / 3, 1.0])
+    assert union_rows["features"].sum() == 5 and union_rows["fraction"].tolist() == pytest.approx([2 / 3, 1.0])
     style = load_style(Path(__file__).resolve().parents[1] / "workflow" / "report" / "figure_style.json")
     chart = fig4_recovery(label(latents), label(features), label(union), style=style)
     spec = json.dumps(chart.to_dict())

@@ -168,3 +168,9 @@ def test_schema_rejects_unknown_synthetic_key():
     config["models"][config["sites"][1]["model"]]["synthetic"]["noise_sd"] = 0.1
     with pytest.raises(ConfigError, match="synthetic"):
         validate_schema(config)
+
+
+def test_float16_overflow_names_the_dtype_key(tmp_path):
+    cfg = SyntheticConfig(d=4, n_true=4, mean_active=1.0, magnitude_mean=1e5, magnitude_std=0.0)
+    with pytest.raises(SyntheticError, match="activations.dtype"):
+        write_synthetic_store(tmp_path / "a.zarr", tmp_path / "t.npz", cfg, n_tokens=100, n_heldout=10)

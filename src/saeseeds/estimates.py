@@ -36,6 +36,8 @@ def d_model(config: dict[str, Any], model: str) -> int:
     entry = config["models"][model]
     if "d_model" in entry:
         return int(entry["d_model"])
+    if entry["source"] == "synthetic":  # generated activations (saeseeds.synthetic) have width synthetic.d
+        return int(entry["synthetic"]["d"])
     if entry["source"] in KNOWN_D_MODEL:
         return KNOWN_D_MODEL[entry["source"]]
     raise KeyError(

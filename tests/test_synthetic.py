@@ -130,6 +130,11 @@ def default_study():
     return study.validate_schema(yaml.safe_load((root / "config" / "config.yaml").read_text()))
 
 
+def synthetic_site(config):
+    """Index of the default study's synthetic site entry."""
+    return next(i for i, s in enumerate(config["sites"]) if config["models"][s["model"]]["source"] == "synthetic")
+
+
 def test_default_study_has_a_valid_synthetic_site():
     from saeseeds import estimates
     from saeseeds.synthetic import check_config
@@ -147,7 +152,7 @@ def test_default_study_has_a_valid_synthetic_site():
         (lambda c, m: c["models"][m].pop("synthetic"), "models.MODEL.synthetic"),
         (lambda c, m: c["models"]["smollm2-135m"].update(synthetic={"d": 4, "n_true": 4, "mean_active": 1}),
          "models.smollm2-135m.synthetic"),
-        (lambda c, m: c["sites"][1].update(dataset="kjv-pydoc"), "sites.1"),
+        (lambda c, m: c["sites"][synthetic_site(c)].update(dataset="kjv-pydoc"), "sites.SITE"),
     ],
 )
 def test_synthetic_config_errors_name_the_key(edit, key):
@@ -155,9 +160,10 @@ def test_synthetic_config_errors_name_the_key(edit, key):
     from saeseeds.synthetic import check_config
 
     config = default_study()
-    model = config["sites"][1]["model"]
+    site = synthetic_site(config)
+    model = config["sites"][site]["model"]
     edit(config, model)
-    with pytest.raises(ConfigError, match=key.replace("MODEL", model)):
+    with pytest.raises(ConfigError, match=key.replace("MODEL", model).replace("SITE", str(site))):
         check_config(config)
 
 
@@ -165,7 +171,7 @@ def test_schema_rejects_unknown_synthetic_key():
     from saeseeds.study import ConfigError, validate_schema
 
     config = default_study()
-    config["models"][config["sites"][1]["model"]]["synthetic"]["noise_sd"] = 0.1
+    config["models"][config["sites"][synthetic_site(config)]["model"]]["synthetic"]["noise_sd"] = 0.1
     with pytest.raises(ConfigError, match="synthetic"):
         validate_schema(config)
 

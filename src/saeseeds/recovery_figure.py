@@ -14,7 +14,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from saeseeds.figures import FigureStyle, _apply_style, _labels, _require_columns
+from saeseeds.figures import FigureStyle, _labels, apply_style, require_columns
 from saeseeds.recovery import cross_table
 
 TRUE, SPURIOUS = "true feature", "spurious"
@@ -23,7 +23,7 @@ FREQUENCY_BINS = 10
 
 def union_curve(union: pd.DataFrame) -> pd.DataFrame:
     """Returns per (label, size): mean, min and max fraction of true features recovered by a subset of that size."""
-    _require_columns(union, ["label", "size", "members", "recovered_fraction"], "union")
+    require_columns(union, ["label", "size", "members", "recovered_fraction"], "union")
     g = union.groupby(["label", "size"], sort=False)["recovered_fraction"]
     return pd.DataFrame({"mean": g.mean(), "lo": g.min(), "hi": g.max()}).reset_index()
 
@@ -31,7 +31,7 @@ def union_curve(union: pd.DataFrame) -> pd.DataFrame:
 def frequency_bins(features: pd.DataFrame, bins: int = FREQUENCY_BINS) -> pd.DataFrame:
     """Returns per (label, log-frequency bin): features in it, mean fraction of seeds recovering them, and
     the fraction the union of all seeds recovers."""
-    _require_columns(features, ["label", "frequency", "fraction_of_seeds", "n_seeds"], "features")
+    require_columns(features, ["label", "frequency", "fraction_of_seeds", "n_seeds"], "features")
     rows = []
     for label, f in features.groupby("label", sort=False):
         logf = np.log10(f["frequency"].to_numpy())
@@ -48,7 +48,7 @@ def frequency_bins(features: pd.DataFrame, bins: int = FREQUENCY_BINS) -> pd.Dat
 
 def figX1_recovery(latents: pd.DataFrame, features: pd.DataFrame, union: pd.DataFrame, *, style: FigureStyle) -> alt.TopLevelMixin:
     """Returns Fig. X1: union recovery vs seeds, recovery vs true frequency, orphans split into true and spurious."""
-    _require_columns(latents, ["label", "seed", "n_shared", "recovered"], "latents")
+    require_columns(latents, ["label", "seed", "n_shared", "recovered"], "latents")
     labels = _labels(latents)
     curve, freq = union_curve(union), frequency_bins(features)
     crosses = []
@@ -98,4 +98,4 @@ def figX1_recovery(latents: pd.DataFrame, features: pd.DataFrame, union: pd.Data
         "Ground truth: which true features do seeds recover, and are orphan latents real?",
         subtitle=["A latent recovers the true feature its decoder row is matched to (exact matching) when their cosine",
                   "is at least the threshold; a true feature is recovered by a set of seeds if any of them recovers it."]))
-    return _apply_style(chart, style)
+    return apply_style(chart, style)

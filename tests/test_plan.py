@@ -23,14 +23,15 @@ def workdir(tmp_path):
 def test_plan_counts_every_job_of_the_smoke_study(workdir):
     table = plan(workdir, "config/smoke.yaml").set_index("rule")
     config = yaml.safe_load((ROOT / "config/smoke.yaml").read_text())
-    seeds = len(config["seeds"])
-    assert table.loc["activations", "jobs"] == 1
-    assert table.loc["train", "jobs"] == seeds
-    assert table.loc["match", "jobs"] == seeds * (seeds - 1) // 2
+    variants = [sae for site in config["sites"] for sae in site["saes"]]
+    seeds = {sae: len(config["saes"][sae].get("seeds", config["seeds"])) for sae in variants}
+    assert table.loc["activations", "jobs"] == len(config["sites"])
+    assert table.loc["train", "jobs"] == sum(seeds[sae] for sae in variants)
+    assert table.loc["match", "jobs"] == sum(seeds[sae] * (seeds[sae] - 1) // 2 for sae in variants)
     assert table.loc["total", "jobs"] == table.drop("total")["jobs"].sum()
     assert table.loc["total", "gpu_hours"] == 0  # the smoke study runs on CPU
     expected_mb = estimates.activations_disk_mb(config["activations"], 576)
-    assert table.loc["activations", "disk_gb"] == pytest.approx(expected_mb / 1000)
+    assert table.loc["activations", "disk_gb"] == pytest.approx(len(config["sites"]) * expected_mb / 1000)
 
 
 def test_gpu_jobs_count_as_gpu_hours(workdir):

@@ -216,3 +216,19 @@ def test_report_includes_the_figures(study):
     proc = snakemake(workdir, "--report", "results/report.html")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (workdir / "results" / "report.html").stat().st_size > 10_000
+
+
+def test_paper_design_dry_runs_every_figure(tmp_path):
+    """config/paper.yaml cannot run here (GPU, hub), but its whole DAG must resolve."""
+    for name in ("workflow", "config"):
+        shutil.copytree(ROOT / name, tmp_path / name)
+    cmd = [sys.executable, "-m", "snakemake", "--dry-run", "--cores", "1", "--configfile", "config/paper.yaml"]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    config = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())
+    for name in FIGURES + ["summary", "chance"]:
+        assert f"rule {name}:" in proc.stdout or f"localrule {name}:" in proc.stdout, name
+    for site in config["sites"]:
+        for hook in site["hooks"]:
+            assert f"results/{site['model']}/{site['dataset']}/{hook}/activations.zarr" in proc.stdout
+    assert "relu-32k/matches/seed0-seed1.parquet" in proc.stdout and "topk-131k/orphans/subsets.parquet" in proc.stdout

@@ -8,16 +8,13 @@ certificate of each matching) as JSON under the parquet key-value metadata key b
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 
-from saeseeds.atomic import atomic_write
+from saeseeds.atomic import METADATA_KEY, read_parquet_with_metadata, write_parquet_with_metadata
 from saeseeds.assignment import Assignment, assign_dense, assign_sparse
 from saeseeds.similarity import dense_cosines, matmul_blocks, resolve_device, timed, unit_rows
 
@@ -33,7 +30,6 @@ DTYPES = {
     "shared": "bool",
 }
 DEFINITIONS = ("paper", "notebook")
-METADATA_KEY = b"saeseeds"
 DENSE_MAX_N = 4096
 """Up to this many latents the full cosine matrix goes to scipy; above it, the sparse certified path."""
 
@@ -183,13 +179,8 @@ def _check_frame(df: pd.DataFrame, where: str) -> None:
 
 def write_matches(df: pd.DataFrame, metadata: dict, path: str | Path) -> None:
     """Writes the matches as parquet with `metadata` as JSON under key b"saeseeds", atomically."""
-    path = Path(path)
     _check_frame(df, str(path))
-    table = pa.Table.from_pandas(df, preserve_index=False)
-    meta = dict(table.schema.metadata or {})
-    meta[METADATA_KEY] = json.dumps(metadata, sort_keys=True).encode()
-    table = table.replace_schema_metadata(meta)
-    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+    write_parquet_with_metadata(df, metadata, path)
 
 
 def read_matches(path: str | Path) -> tuple[pd.DataFrame, dict]:
@@ -197,11 +188,9 @@ def read_matches(path: str | Path) -> tuple[pd.DataFrame, dict]:
     path = Path(path)
     if not path.is_file():
         raise MatchesError(f"{path}: no such matches file")
-    table = pq.read_table(path)
-    raw = (table.schema.metadata or {}).get(METADATA_KEY)
-    if raw is None:
+    df, metadata = read_parquet_with_metadata(path)
+    if metadata is None:
         raise MatchesError(f"{path}: parquet metadata key {METADATA_KEY!r} missing")
-    df = table.to_pandas()
     _check_frame(df, str(path))
-    return df, json.loads(raw)
+    return df, metadata
 

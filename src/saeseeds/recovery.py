@@ -11,17 +11,14 @@ latents that only one seed learns real features or noise?
 from __future__ import annotations
 
 import itertools
-import json
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
-from saeseeds.atomic import atomic_write
-from saeseeds.match import METADATA_KEY, match_rows
+from saeseeds.atomic import read_parquet_with_metadata, write_parquet_with_metadata
+from saeseeds.match import match_rows
 from saeseeds.orphans import members_label
 from saeseeds.similarity import resolve_device
 
@@ -85,9 +82,7 @@ def write_truth_matches(table: pd.DataFrame, meta: dict, path: str | Path) -> No
     """Writes one seed's truth matching as parquet with `meta` as JSON under key b"saeseeds", atomically."""
     if tuple(table.columns) != TRUTH_COLUMNS:
         raise RecoveryError(f"{path}: columns {list(table.columns)}, expected {list(TRUTH_COLUMNS)}")
-    arrow = pa.Table.from_pandas(table, preserve_index=False)
-    arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}), METADATA_KEY: json.dumps(meta, sort_keys=True).encode()})
-    atomic_write(path, lambda tmp: pq.write_table(arrow, tmp))
+    write_parquet_with_metadata(table, meta, path)
 
 
 def read_truth_matches(path: str | Path) -> tuple[pd.DataFrame, dict]:
@@ -95,12 +90,10 @@ def read_truth_matches(path: str | Path) -> tuple[pd.DataFrame, dict]:
     path = Path(path)
     if not path.is_file():
         raise RecoveryError(f"{path}: no such truth-matching file")
-    arrow = pq.read_table(path)
-    raw = (arrow.schema.metadata or {}).get(METADATA_KEY)
-    table = arrow.to_pandas()
-    if raw is None or tuple(table.columns) != TRUTH_COLUMNS:
+    table, meta = read_parquet_with_metadata(path)
+    if meta is None or tuple(table.columns) != TRUTH_COLUMNS:
         raise RecoveryError(f"{path}: not a truth-matching file (columns {list(table.columns)})")
-    return table, json.loads(raw)
+    return table, meta
 
 
 def latent_table(truth: Mapping[int, pd.DataFrame], orphans_latents: pd.DataFrame) -> pd.DataFrame:

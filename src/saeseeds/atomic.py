@@ -1,22 +1,62 @@
-"""Atomic file outputs: write beside the target, then rename, so a killed job never leaves half a file."""
+"""Atomic file outputs: write beside the target, then rename, so a killed job never leaves half a file.
+
+A write that fails for want of space or permission raises `OutputError`, one line naming the file
+and what to do, instead of a traceback from deep inside pyarrow or zarr.
+"""
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 
+_ADVICE = {
+    errno.ENOSPC: "no space left on the device: free space there, or point results/ at a larger disk",
+    errno.EDQUOT: "disk quota exceeded: free space there, or point results/ at a larger disk",
+    errno.EACCES: "permission denied: make the folder writable by this user",
+    errno.EPERM: "operation not permitted: make the folder writable by this user",
+    errno.EROFS: "read-only file system: point results/ at a writable disk",
+}
+
+
+class OutputError(OSError):
+    """An output that could not be written (disk full, quota, permissions); the message names it."""
+
+
+def output_error(path: str | Path, err: OSError, what: str | None = None) -> str:
+    """Returns one line saying which output could not be written and why, for an OSError."""
+    reason = _ADVICE.get(err.errno, err.strerror or str(err))
+    code = errno.errorcode.get(err.errno, "") if err.errno else ""
+    detail = f" ({what})" if what else ""
+    return f"cannot write {path}{detail}: {reason}{f' [{code}]' if code else ''}"
+
+
+def as_output_error(path: str | Path, err: OSError, what: str | None = None) -> OutputError:
+    """Returns an OutputError (same errno) whose message is `output_error`'s one line."""
+    out = OutputError(output_error(path, err, what))
+    out.errno = err.errno
+    return out
+
 
 def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
-    """Returns `path` after `write(tmp)` filled a temporary sibling that is then renamed onto it."""
+    """Returns `path` after `write(tmp)` filled a temporary sibling that is then synced and renamed onto it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         write(tmp)
+        # The bytes reach the disk before the name does: after a crash of the machine the file is
+        # either the old one, absent, or whole.
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        if isinstance(err, OutputError) or err.errno not in _ADVICE:
+            raise
+        raise as_output_error(path, err) from err
     finally:
         tmp.unlink(missing_ok=True)
     return path

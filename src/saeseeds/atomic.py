@@ -47,6 +47,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(path)
         write(tmp)
         # The bytes reach the disk before the name does: after a crash of the machine the file is
         # either the old one, absent, or whole.
@@ -60,6 +61,25 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def remove_stale_temps(path: str | Path) -> None:
+    """Removes temporary siblings `.{name}.tmp-*` that writers of `path` killed earlier left behind.
+
+    Only one job ever writes a given output (Snakemake sees to that), so any such sibling is stale.
+    """
+    import shutil
+
+    path = Path(path)
+    if not path.parent.is_dir():
+        return
+    prefix = f".{path.name}.tmp-"
+    for sibling in path.parent.iterdir():
+        if sibling.name.startswith(prefix):
+            if sibling.is_dir() and not sibling.is_symlink():
+                shutil.rmtree(sibling, ignore_errors=True)
+            else:
+                sibling.unlink(missing_ok=True)
 
 
 def write_parquet(table: pd.DataFrame, path: str | Path) -> Path:

@@ -99,6 +99,8 @@ class StoreWriter:
         if tuple(array.shape) != (self.n_tokens, self.d_in) or array.chunks[0] != self._chunk_rows or array.dtype != np.dtype(dtype):
             return 0
         self.group, self.array = group, array
+        for partial in (self.tmp_path / ARRAY).rglob("*.partial"):  # zarr's own temp files of a killed write
+            partial.unlink(missing_ok=True)
         names = self.chunk_names()
         kept = checksums.verified_prefix(self.tmp_path, names)
         checksums.rewrite_manifest(self.tmp_path, [(checksums.file_sha256(self.tmp_path / n), n) for n in names[:kept]])
@@ -113,8 +115,8 @@ class StoreWriter:
         free = shutil.disk_usage(folder).free
         if needed > free:
             raise StoreError(
-                f"cannot write {self.path}: needs up to {needed / 2**30:,.2f} GiB ({self.n_tokens - self.resumed_rows} rows "
-                f"x {self.d_in} x {dtype}), only {free / 2**30:,.2f} GiB free on the disk holding {folder}; "
+                f"cannot write {self.path}: needs up to {_size(needed)} ({self.n_tokens - self.resumed_rows} rows "
+                f"x {self.d_in} x {dtype}), only {_size(free)} free on the disk holding {folder}; "
                 "free space, point results/ at a larger disk, or lower activations.max_tokens"
             )
 
@@ -180,6 +182,14 @@ class StoreWriter:
         except OSError as err:
             raise StoreError(output_error(self.path, err)) from err
         return open_store(self.path)
+
+
+def _size(n_bytes: float) -> str:
+    """Returns a byte count in the largest unit that keeps it >= 1 (KiB .. TiB)."""
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        n_bytes /= 1024
+        if n_bytes < 1024 or unit == "TiB":
+            return f"{n_bytes:,.1f} {unit}"
 
 
 def chunk_names(array: zarr.Array, n_chunks: int) -> list[str]:

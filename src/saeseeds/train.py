@@ -37,7 +37,7 @@ import torch
 from tqdm.auto import tqdm
 
 from saeseeds.arch_stack import SPARSE_ARCHS, StackedSae
-from saeseeds.atomic import as_output_error
+from saeseeds.atomic import as_output_error, remove_stale_temps
 from saeseeds.batches import BatchPlan, BatchReader, NonFiniteBatch
 from saeseeds.sae import SaeConfig, SparseCoder
 from saeseeds.store import ActivationStore, open_store
@@ -515,8 +515,7 @@ def _write_outputs(out_dir: Path, sae: SparseCoder, metrics: dict, firing: np.nd
     """Writes one seed's folder beside its place, then renames it there: never half a checkpoint."""
     tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
     try:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+        remove_stale_temps(out_dir)
         tmp.mkdir(parents=True)
         sae.save_to_disk(tmp)
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")

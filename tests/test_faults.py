@@ -340,3 +340,166 @@ def test_read_only_results_folder_names_the_output():
     finally:
         (folder / "results").chmod(0o755)
         shutil.rmtree(folder)
+
+
+# -- a real snakemake, killed at each stage, finishes with --rerun-incomplete to the same bytes --------
+
+SITE = "smollm2-135m/kjv-pydoc/layers.2.mlp"
+SAE_DIR = f"results/{SITE}/topk-512"
+PAIRS = ["seed0-seed1", "seed0-seed2", "seed1-seed2"]
+TARGETS = [f"{SAE_DIR}/orphans/subsets.parquet", *(f"{SAE_DIR}/matches/{p}.parquet" for p in PAIRS)]
+# What differs between two uninterrupted runs too: speeds and times, nothing computed from the data.
+VOLATILE = {"metrics.json": {"wall_time_s", "tokens_per_s", "reader_wait_s"}, "activations.zarr/zarr.json": {"tokens_per_second"}}
+
+
+def fault_config():
+    """The smoke study cut to one site, one 512-latent SAE and 3 seeds trained in one job, with small
+    store chunks and frequent training states so that each stage can be killed half-way."""
+    config = yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text())
+    config["sites"] = [{"model": "smollm2-135m", "dataset": "kjv-pydoc", "hooks": ["layers.2.mlp"], "saes": ["topk-512"]}]
+    config["activations"].update(max_tokens=16384, heldout_tokens=2048, batch_size=8, chunk_rows=512)
+    config["saes"] = {"topk-512": {"arch": "topk", "num_latents": 512, "k": 8, "batch_size": 256, "max_tokens": 256 * 300,
+                                   "warmup_steps": 2, "state_every_steps": 10}}
+    config["train"].update(seeds_per_job=3)
+    return config
+
+
+def workflow_copy(path):
+    for name in ("workflow", "config"):
+        shutil.copytree(ROOT / name, path / name)
+    (path / "faults.yaml").write_text(yaml.safe_dump(fault_config()))
+    return path
+
+
+def snakemake_cmd(*flags, targets=()):
+    """Targets come first: --configfile takes every word after it up to the next option."""
+    return [sys.executable, "-m", "snakemake", *targets, "--cores", "2", *flags, "--configfile", "faults.yaml"]
+
+
+def outputs(workdir):
+    """Returns {path under results/: bytes, with the volatile fields of JSON files dropped}."""
+    out = {}
+    for path in sorted((workdir / "results").rglob("*")):
+        rel = path.relative_to(workdir / "results").as_posix()
+        if not path.is_file() or any(part.startswith(".") or part.endswith((".tmp", ".state")) for part in rel.split("/")):
+            continue  # temporaries of killed writers: hidden or .tmp/.state names, never an output's name
+        data = path.read_bytes()
+        for suffix, keys in VOLATILE.items():
+            if rel.endswith(suffix):
+                doc = json.loads(data)
+                target = doc["attributes"] if "attributes" in doc else doc
+                for key in keys:
+                    target.pop(key, None)
+                data = json.dumps(doc, sort_keys=True).encode()
+        out[rel] = data
+    return out
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """One uninterrupted run: every killed run must end with its bytes."""
+    workdir = workflow_copy(tmp_path_factory.mktemp("uninterrupted"))
+    start = time.perf_counter()
+    proc = subprocess.run(snakemake_cmd(targets=TARGETS), cwd=workdir, capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    print(f"uninterrupted run: {time.perf_counter() - start:.1f} s")
+    return outputs(workdir)
+
+
+def group_alive(pgid):
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def run_and_kill(workdir, ready, what, timeout=900):
+    """Starts snakemake in its own process group, SIGKILLs the whole group once `ready()` holds."""
+    subprocess.run(snakemake_cmd("--unlock"), cwd=workdir, capture_output=True, timeout=300)  # the killed run's lock
+    with open(workdir / f"snakemake-{what}.log", "w") as log:
+        proc = subprocess.Popen(snakemake_cmd("--rerun-incomplete", targets=TARGETS), cwd=workdir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.time() + timeout
+    while not ready():
+        assert proc.poll() is None, f"snakemake ended (rc {proc.returncode}) before the kill point: {what}"
+        assert time.time() < deadline, f"timed out waiting to kill during {what}"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    for _ in range(200):
+        if not group_alive(proc.pid):
+            break
+        time.sleep(0.05)
+    assert not group_alive(proc.pid), "a job outlived the kill of its process group"
+
+
+def manifest_lines(workdir):
+    path = workdir / "results" / SITE / "activations.zarr.tmp" / checksums.MANIFEST
+    return len(checksums.read_manifest(path.parent)) if path.exists() else 0
+
+
+@pytest.fixture(scope="module")
+def killed_three_times(tmp_path_factory):
+    """The same study killed during caching, during training and during matching, each time resumed with
+    --rerun-incomplete; yields (workdir, {stage: the outputs present right after its kill})."""
+    workdir = workflow_copy(tmp_path_factory.mktemp("killed"))
+    after_kill = {}
+    start = time.perf_counter()
+    run_and_kill(workdir, lambda: manifest_lines(workdir) >= 3, "caching")
+    after_kill["caching"] = (outputs(workdir), manifest_lines(workdir))
+    state = workdir / SAE_DIR / "seed0.state" / "state.pt"
+    run_and_kill(workdir, state.exists, "training")
+    after_kill["training"] = (outputs(workdir), torch.load(state, weights_only=True)["step"])
+    match_logs = workdir / "logs" / "match" / SITE / "topk-512"
+    run_and_kill(workdir, lambda: match_logs.exists() and any(match_logs.iterdir()), "matching")
+    after_kill["matching"] = (outputs(workdir), sorted(p.name for p in match_logs.iterdir()))
+    subprocess.run(snakemake_cmd("--unlock"), cwd=workdir, capture_output=True, timeout=300)
+    proc = subprocess.run(snakemake_cmd("--rerun-incomplete", targets=TARGETS), cwd=workdir, capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    print(f"three kills and the final run: {time.perf_counter() - start:.1f} s")
+    return workdir, after_kill
+
+
+def assert_no_partial_output(present, reference):
+    """Whatever a kill left under an output's name is whole: byte-identical to the uninterrupted run."""
+    for rel, data in present.items():
+        assert rel in reference, f"{rel}: not an output of the study"
+        assert data == reference[rel], f"{rel}: left half-written by the kill"
+
+
+def test_kill_during_caching_leaves_no_store_and_the_rerun_resumes_from_its_chunks(killed_three_times, reference):
+    workdir, after_kill = killed_three_times
+    present, listed = after_kill["caching"]
+    assert listed >= 3
+    assert not any(rel.startswith(f"{SITE}/activations.zarr/") for rel in present)
+    assert_no_partial_output(present, reference)
+    log = (workdir / "logs" / "activations" / f"{SITE}.log").read_text()
+    assert "resuming an interrupted cache" in log and "rows kept" in log
+
+
+def test_kill_during_training_leaves_no_checkpoint_and_the_rerun_resumes_at_its_step(killed_three_times, reference):
+    workdir, after_kill = killed_three_times
+    present, step = after_kill["training"]
+    assert step >= 10
+    assert not any(rel.startswith(f"{SITE}/topk-512/seed") for rel in present)  # no checkpoint of a killed job
+    assert_no_partial_output(present, reference)
+    log = (workdir / "logs" / "train" / SITE / "topk-512" / "seeds_0_1_2.log").read_text()
+    assert "resuming at step" in log
+
+
+def test_kill_during_matching_leaves_no_half_parquet(killed_three_times, reference):
+    _, after_kill = killed_three_times
+    present, started = after_kill["matching"]
+    assert started
+    assert_no_partial_output(present, reference)
+
+
+def test_killed_three_times_ends_with_the_bytes_of_an_uninterrupted_run(killed_three_times, reference):
+    workdir, _ = killed_three_times
+    final = outputs(workdir)
+    assert sorted(final) == sorted(reference)
+    different = [rel for rel in reference if final[rel] != reference[rel]]
+    assert different == []
+    assert len(reference) > 30
+    leftovers = [p for p in (workdir / "results").rglob("*") if p.name.endswith((".tmp", ".state", ".partial")) or ".tmp-" in p.name]
+    assert leftovers == []

@@ -503,3 +503,21 @@ def test_killed_three_times_ends_with_the_bytes_of_an_uninterrupted_run(killed_t
     assert len(reference) > 30
     leftovers = [p for p in (workdir / "results").rglob("*") if p.name.endswith((".tmp", ".state", ".partial")) or ".tmp-" in p.name]
     assert leftovers == []
+
+
+FAILING_JOB = """
+import sys
+from saeseeds.atomic import OutputError
+from saeseeds.logs import rule_log
+with rule_log(sys.argv[1]):
+    raise OutputError("cannot write results/x.parquet: no space left on the device [ENOSPC]")
+"""
+
+
+def test_a_job_failing_on_a_named_error_says_it_in_one_line(tmp_path):
+    """What Snakemake shows of a failed job is the message; the traceback stays in the job's log file."""
+    log = tmp_path / "job.log"
+    proc = subprocess.run([sys.executable, "-c", FAILING_JOB, str(log)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == "OutputError: cannot write results/x.parquet: no space left on the device [ENOSPC]"
+    assert "Traceback" in log.read_text() and "no space left" in log.read_text()

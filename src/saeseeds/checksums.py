@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 MANIFEST = "SHA256SUMS"
@@ -85,16 +86,20 @@ def verify(store: Path, chunk_names: list[str], chunk_rows: int, n_rows: int) ->
             f"{store}: {MANIFEST} lists {len(listed)} chunk files, the array has {len(chunk_names)}; "
             f"rebuild the store: snakemake --forcerun {store}"
         )
-    for index, (digest, name) in enumerate(listed):
+    def digest_of(name: str) -> str | None:
         path = store / name
-        rows = f"rows {index * chunk_rows}-{min((index + 1) * chunk_rows, n_rows) - 1}"
-        if not path.is_file():
-            problem = "is missing"
-        elif file_sha256(path) != digest:
-            problem = f"does not match its checksum ({path.stat().st_size} bytes; truncated or altered)"
-        else:
-            continue
-        raise ChecksumError(f"{store}: chunk {index} ({rows}, file {name}) {problem}; rebuild the store: snakemake --forcerun {store}")
+        return file_sha256(path) if path.is_file() else None
+
+    # hashlib releases the GIL on large buffers: threads hash chunks on every core (~0.3-2 GB/s each)
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        actual = pool.map(digest_of, [name for _, name in listed])
+        for index, ((digest, name), got) in enumerate(zip(listed, actual)):
+            if got == digest:
+                continue
+            path = store / name
+            rows = f"rows {index * chunk_rows}-{min((index + 1) * chunk_rows, n_rows) - 1}"
+            problem = "is missing" if got is None else f"does not match its checksum ({path.stat().st_size} bytes; truncated or altered)"
+            raise ChecksumError(f"{store}: chunk {index} ({rows}, file {name}) {problem}; rebuild the store: snakemake --forcerun {store}")
 
 
 def write_fingerprint(store: Path, fingerprint: str) -> None:

@@ -11,7 +11,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+import zarr
 
 from saeseeds import checksums
 from saeseeds.activations import ActivationConfig, write_activations
@@ -146,8 +146,6 @@ def test_nan_in_a_batch_stops_training_naming_step_seeds_and_store(tmp_path):
     data = rows(3000)
     path = tmp_path / "acts.zarr"
     write_store(path, data, n_heldout=1000, attrs={"hook": "h"}, dtype="float32")
-    import zarr
-
     zarr.open_group(str(path), mode="r+")["activations"][10] = np.nan
     # as a store written by a tool that listed the NaN chunk's bytes
     checksums.rewrite_manifest(path, [(checksums.file_sha256(path / n), n) for _, n in checksums.read_manifest(path)])

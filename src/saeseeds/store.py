@@ -149,13 +149,13 @@ class StoreWriter:
         end = self.cursor + n
         if end > self.n_tokens:
             raise StoreError(f"{self.path}: {end} rows written, store holds {self.n_tokens}")
-        if n:
-            try:
+        try:
+            if n:
                 self.array[self.cursor : end] = block[:n]
-            except OSError as err:
-                raise StoreError(output_error(self.tmp_path, err, f"chunk {self.cursor // self._chunk_rows}")) from err
-        self.cursor = end
-        self._record_checksums()
+            self.cursor = end
+            self._record_checksums()
+        except OSError as err:
+            raise StoreError(output_error(self.tmp_path, err, f"chunk {self.cursor // self._chunk_rows}")) from err
         rest = block[n:]
         self._pending = [rest] if len(rest) else []
         self._pending_rows = len(rest)
@@ -163,10 +163,10 @@ class StoreWriter:
     def _record_checksums(self) -> None:
         """Lists every chunk that is now whole on disk (the last, short one once all rows are in)."""
         done = self.n_chunks if self.cursor >= self.n_tokens else self.cursor // self._chunk_rows
-        names = self.chunk_names()
         for index in range(self._hashed, done):
-            checksums.append_manifest(self.tmp_path, checksums.file_sha256(self.tmp_path / names[index]), names[index])
-        self._hashed = max(self._hashed, done)
+            name = chunk_name(self.array, index)
+            checksums.append_manifest(self.tmp_path, checksums.file_sha256(self.tmp_path / name), name)
+            self._hashed = index + 1
 
     def finish(self, attrs: dict[str, Any]) -> ActivationStore:
         """Flushes, checks the row count, writes attrs with complete=true and renames into place."""
@@ -192,9 +192,14 @@ def _size(n_bytes: float) -> str:
             return f"{n_bytes:,.1f} {unit}"
 
 
+def chunk_name(array: zarr.Array, index: int) -> str:
+    """Returns the file of row chunk `index` of a row-chunked 2-D array, relative to the store."""
+    return f"{ARRAY}/{array.metadata.encode_chunk_key((index, 0))}"
+
+
 def chunk_names(array: zarr.Array, n_chunks: int) -> list[str]:
     """Returns the chunk files of a row-chunked 2-D array, relative to the store, in row order."""
-    return [f"{ARRAY}/{array.metadata.encode_chunk_key((i, 0))}" for i in range(n_chunks)]
+    return [chunk_name(array, i) for i in range(n_chunks)]
 
 
 def open_store(path: str | Path, *, verify: bool = False) -> ActivationStore:

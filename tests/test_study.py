@@ -44,7 +44,7 @@ def test_schema_fills_defaults():
         (("train", "device"), "gpu", "train.device"),
         (("saes", "topk-256", "arch"), "sigmoid", "saes.topk-256.arch"),
         (("saes", "topk-256", "num_latents"), -4, "saes.topk-256.num_latents"),
-        (("saes", "topk-256", "lerning_rate"), 0.1, "saes.topk-256"),
+        (("saes", "topk-256", "lerning_rate"), 0.1, "saes.topk-256.lerning_rate"),
         (("sites", 0, "hooks"), [], "sites.0.hooks"),
     ],
 )
@@ -129,7 +129,7 @@ def test_variant_seeds_default_to_the_study_seeds():
         (lambda c: c.update(figures={"baseline": "nope"}), "figures.baseline"),
         (lambda c: c.update(figures={"cosine_sae": "nope"}), "figures.cosine_sae"),
         (lambda c: c["sites"].append(dict(c["sites"][0])), "sites"),
-        (lambda c: c.update(recipe={"lr": 1}), "<top level>"),
+        (lambda c: c.update(recipe={"lr": 1}), "recipe"),
     ],
 )
 def test_variant_and_figure_keys_are_checked(edit, key):

@@ -15,7 +15,8 @@ import zarr
 from saeseeds.batches import BatchPlan, BatchReader
 from saeseeds.sae import SaeConfig, SaeConfigError, SparseCoder
 from saeseeds.store import StoreWriter, open_store, write_store
-from saeseeds.train import TrainConfig, TrainConfigError, evaluate, train_sae, train_saes
+from saeseeds import checksums
+from saeseeds.train import TrainConfig, TrainConfigError, TrainingDiverged, evaluate, train_sae, train_saes
 
 D, TRUE_DIRS = 32, 64
 SAE = SaeConfig(num_latents=96, k=4)
@@ -124,7 +125,10 @@ def test_nan_in_store_fails_naming_the_store(tmp_path):
     write_store(path, rows, n_heldout=200, attrs={})
     arr = zarr.open_group(str(path), mode="r+")["activations"]
     arr[5] = np.full(D, np.nan, dtype=np.float16)
-    with pytest.raises(ValueError, match="bad.zarr.*non-finite"):
+    # Checksums would catch the edit first; re-list them, as a store written with NaN by another tool would be.
+    names = [f"activations/c/{i}/0" for i in range(len(checksums.read_manifest(path)))]
+    checksums.rewrite_manifest(path, [(checksums.file_sha256(path / n), n) for n in names])
+    with pytest.raises(TrainingDiverged, match=r"non-finite activations in the batch of step \d+ for seeds \[0\] \(store .*bad.zarr\)"):
         train_sae(path, tmp_path / "out", SAE, TrainConfig(batch_size=100, warmup_steps=1), seed=0, data_seed=0)
     assert not (tmp_path / "out").exists()
 

@@ -6,6 +6,7 @@ Every seed of a site reads the store this writes, so they all see exactly the sa
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import math
 import time
@@ -50,8 +51,12 @@ class ActivationConfig:
     device: str = "cpu"
     """Torch device for the forward passes."""
 
+    chunk_rows: int = 8192
+    """Rows per zarr chunk: the unit of reads in training, of checksums, and of resuming a killed
+    cache (a restarted job keeps every whole chunk written before the kill)."""
+
     def __post_init__(self) -> None:
-        for name in ("max_tokens", "heldout_tokens", "context_length", "batch_size"):
+        for name in ("max_tokens", "heldout_tokens", "context_length", "batch_size", "chunk_rows"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"ActivationConfig.{name} must be a positive integer, got {value!r}")
@@ -123,7 +128,11 @@ def write_activations(
     token order, batch by batch, so memory stays at one batch. The first position of every context
     is kept, as in sparsify, although it is atypical: in SmolLM2's residual stream after layer 6 its
     mean norm is ~7x that of the other positions (the "attention sink"); at the layer-6 MLP output
-    it is ~6x smaller. The attrs record both mean norms.
+    it is ~6x smaller. The attrs record both mean norms (of the stored, dtype-rounded rows).
+
+    A job killed part-way leaves `<store>.tmp` with its whole chunks checksummed; rerun with the same
+    model, tokens, hook and settings, it keeps those chunks and restarts the forward passes at the
+    batch holding the first missing row, so the store ends with the same bytes as an uninterrupted run.
 
     On one torch build the array bytes depend only on the model, the tokens, the hook and the
     storage dtype (on CPU: bit-identical for batch sizes 1 to 8 and 1 or 2 threads); of the attrs
@@ -138,25 +147,44 @@ def write_activations(
     if n_heldout_ctx >= n_ctx:
         raise ValueError(f"heldout_tokens={cfg.heldout_tokens} leaves none of {n_ctx} contexts for training")
     store_dtype = np.dtype(cfg.dtype)
+    tokens_sha256 = hashlib.sha256(input_ids.to(torch.int64).numpy().tobytes()).hexdigest()
+    fingerprint = json.dumps({"attrs": attrs, "hook": hook, "config": asdict(cfg), "tokens_sha256": tokens_sha256,
+                              "torch": torch.__version__, "transformers": transformers.__version__}, sort_keys=True, default=str)
     writer: StoreWriter | None = None
-    forward_seconds = 0.0
+    forward_seconds, computed = 0.0, 0
     norm_first, norm_rest = 0.0, 0.0
-    starts = range(0, n_ctx, cfg.batch_size)
+    starts = list(range(0, n_ctx, cfg.batch_size))
+    batch_index = 0
     bar = tqdm(total=n_ctx * length, unit="tok", desc=f"activations {hook}", mininterval=5)
     with bar:
-        for batch_index, first in enumerate(starts):
+        while batch_index < len(starts):
+            first = starts[batch_index]
             tick = time.perf_counter()
             acts = hooked_activations(model, hook_module, input_ids[first : first + cfg.batch_size])
             forward_seconds += time.perf_counter() - tick
             acts = acts.detach().to("cpu", torch.float32)
+            computed += acts.shape[0] * length
             rows = _store_rows(acts, store_dtype, hook=hook, batch_index=batch_index)
-            norms = acts.norm(dim=-1, dtype=torch.float64)
-            norm_first += norms[:, 0].sum().item()
-            norm_rest += norms[:, 1:].sum().item()
             if writer is None:
-                writer = StoreWriter(store_path, n_ctx * length, rows.shape[1], dtype=cfg.dtype)
-            writer.append(rows)
+                writer = StoreWriter(store_path, n_ctx * length, rows.shape[1], dtype=cfg.dtype,
+                                     chunk_rows=cfg.chunk_rows, fingerprint=fingerprint)
+                resume_batch = writer.resumed_rows // (cfg.batch_size * length)
+                if writer.resumed_rows:
+                    log.info("%s: resuming an interrupted cache: %d of %d rows kept (whole chunks with matching "
+                             "checksums); forward passes restart at batch %d of %d", store_path, writer.resumed_rows,
+                             n_ctx * length, resume_batch, len(starts))
+                for done in range(resume_batch):  # their norms, from the rows already stored
+                    lo, hi = starts[done] * length, min(starts[done] + cfg.batch_size, n_ctx) * length
+                    norm_first, norm_rest = _add_norms(writer.array[lo:hi], length, norm_first, norm_rest)
+                if resume_batch:
+                    bar.update(resume_batch * cfg.batch_size * length)
+                    batch_index = resume_batch
+                    continue
+            norm_first, norm_rest = _add_norms(rows, length, norm_first, norm_rest)
+            stored = writer.cursor + writer.pending_rows - first * length  # rows of this batch already in the store
+            writer.append(rows[max(0, stored):])
             bar.update(rows.shape[0])
+            batch_index += 1
     n_tokens = n_ctx * length
     stats = {
         "hook": hook,
@@ -165,10 +193,10 @@ def write_activations(
         "context_length": length,
         "dtype": cfg.dtype,
         "config": asdict(cfg),
-        "tokens_sha256": hashlib.sha256(input_ids.to(torch.int64).numpy().tobytes()).hexdigest(),
+        "tokens_sha256": tokens_sha256,
         "mean_norm_first_position": norm_first / n_ctx,
         "mean_norm_other_positions": norm_rest / (n_ctx * (length - 1)) if length > 1 else None,
-        "tokens_per_second": n_tokens / forward_seconds,
+        "tokens_per_second": computed / forward_seconds,
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "torch_threads": torch.get_num_threads(),
@@ -179,6 +207,12 @@ def write_activations(
         stats["mean_norm_other_positions"] or float("nan"),
     )
     return writer.finish({**attrs, **stats})
+
+
+def _add_norms(rows: np.ndarray, length: int, norm_first: float, norm_rest: float) -> tuple[float, float]:
+    """Returns the running sums of row norms at the first and at the other positions of each context."""
+    norms = torch.from_numpy(np.ascontiguousarray(rows)).view(-1, length, rows.shape[-1]).norm(dim=-1, dtype=torch.float64)
+    return norm_first + norms[:, 0].sum().item(), norm_rest + norms[:, 1:].sum().item()
 
 
 def _store_rows(acts: torch.Tensor, store_dtype: np.dtype, *, hook: str, batch_index: int) -> np.ndarray:

@@ -490,7 +490,6 @@ def _auxk(vals: Tensor, idx: Tensor, xc: Tensor, e: Tensor, sae: StackedSae, dea
     the encoder, the gradient reaches the encoder too, as in Gao et al., so dead latents can start firing.
     """
     S, n, d = sae.W_dec.shape
-    B = xc.shape[1]
     scale = (dead_mask.sum(1).to(xc.dtype) / (d // 2)).clamp(max=1.0)
     valid = torch.isfinite(vals)  # seeds with fewer dead latents than k_aux pick some live ones: drop them
     pattern = Pattern.from_topk(idx)

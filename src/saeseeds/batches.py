@@ -92,6 +92,14 @@ class BatchPlan:
         return digest.hexdigest()
 
 
+class NonFiniteBatch(ValueError):
+    """A training batch holding NaN or inf; `step` is the optimiser step that would have read it."""
+
+    def __init__(self, message: str, step: int):
+        super().__init__(message)
+        self.step = step
+
+
 class BatchReader:
     """Iterates float32 batches [batch_size, d] of a store in `plan` order, reading ahead in a thread.
 
@@ -101,6 +109,7 @@ class BatchReader:
 
     def __init__(self, store: ActivationStore, plan: BatchPlan, *, start_step: int = 0, prefetch: int = 4, device: str | torch.device = "cpu"):
         self.store, self.plan, self.start_step = store, plan, start_step
+        self._next_step = start_step
         self.device = torch.device(device)
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
         self._stop = threading.Event()
@@ -148,8 +157,9 @@ class BatchReader:
             self._put(err)
 
     def _emit(self, rows: np.ndarray) -> bool:
+        step, self._next_step = self._next_step, self._next_step + 1
         if not np.isfinite(rows).all():
-            raise ValueError(f"{self.store.path}: non-finite activations in a training batch")
+            raise NonFiniteBatch(f"{self.store.path}: non-finite activations in the batch of step {step}", step)
         batch = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32))
         if self.device.type == "cuda":
             batch = batch.pin_memory()

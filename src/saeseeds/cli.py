@@ -18,10 +18,14 @@ def cmd_match(args: argparse.Namespace) -> int:
     from saeseeds.match import match_dictionaries, write_matches
 
     start = time.perf_counter()
-    enc_a, dec_a = load_dictionaries(args.a)
-    enc_b, dec_b = load_dictionaries(args.b)
+    enc_a, dec_a = load_dictionaries(args.a, allow_zero_rows=args.allow_zero_rows)
+    enc_b, dec_b = load_dictionaries(args.b, allow_zero_rows=args.allow_zero_rows)
+    if enc_a.shape[1] != enc_b.shape[1]:
+        raise MatchesError(
+            f"{args.a} has d_in={enc_a.shape[1]} but {args.b} has d_in={enc_b.shape[1]}: SAEs of different sites cannot be matched"
+        )
     if enc_a.shape != enc_b.shape:
-        raise MatchesError(f"{args.a} has [n, d] = {list(enc_a.shape)} but {args.b} has {list(enc_b.shape)}")
+        raise MatchesError(f"{args.a} has {enc_a.shape[0]} latents but {args.b} has {enc_b.shape[0]}")
     df, meta = match_dictionaries(
         enc_a,
         dec_a,
@@ -86,6 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("auto", "dense", "sparse"),
         default="auto",
         help="auto: dense scipy up to 4096 latents, certified sparse above (default auto)",
+    )
+    match.add_argument(
+        "--allow-zero-rows",
+        action="store_true",
+        help="accept latents whose encoder or decoder row is all zeros (matched with cosine 0) instead of failing",
     )
     match.set_defaults(func=cmd_match)
 

@@ -50,7 +50,14 @@ def _hub_texts(source: str, *, split: str, text_field: str) -> datasets.Iterable
     name, _, config = source.partition(":")
     if not name:
         raise ValueError(f"dataset source {source!r} has no name")
-    ds = datasets.load_dataset(name, config or None, split=split, streaming=True)
+    try:
+        ds = datasets.load_dataset(name, config or None, split=split, streaming=True)
+    except (OSError, ValueError, ConnectionError) as err:  # DatasetNotFoundError and hub errors subclass these
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(
+            f"dataset source {source!r} (split {split!r}) cannot be loaded: {first} "
+            "(a misspelt id or config, a missing split, or no network and no cached copy)"
+        ) from err
     # Streaming datasets know their features only when the hub card declares them.
     if ds.features is not None and text_field not in ds.features:
         raise ValueError(f"dataset {source!r} split {split!r} has no field {text_field!r}; fields: {list(ds.features)}")
@@ -161,6 +168,8 @@ def tokenize_contexts(
         else:
             if batch:
                 take(batch)
+    if filled == 0:
+        raise ValueError(f"corpus is empty: no documents to tokenise (needed max_tokens={max_tokens})")
     if filled < budget:
         raise ValueError(
             f"corpus too small: {filled} tokens (documents and separators) for max_tokens={max_tokens} "

@@ -26,9 +26,27 @@ def rule_log(path: str | Path | None, name: str = "saeseeds") -> Iterator[loggin
         old_stderr, sys.stderr = sys.stderr, stream
         try:
             yield logger
-        except BaseException:
+        except BaseException as err:
             logger.exception("failed")
+            if isinstance(err, _named_errors()):
+                # The message names the culprit; the traceback stays in the log file, out of the way.
+                sys.stderr = old_stderr
+                raise SystemExit(f"{type(err).__name__}: {err}") from None
             raise
         finally:
             sys.stderr = old_stderr
             logging.getLogger().removeHandler(handler)
+
+
+def _named_errors() -> tuple[type[BaseException], ...]:
+    """Returns the error types whose message alone says what is wrong and where (file, key, step)."""
+    from saeseeds.atomic import OutputError
+    from saeseeds.checkpoints import CheckpointError
+    from saeseeds.store import StoreError
+    from saeseeds.study import ConfigError
+
+    named: tuple[type[BaseException], ...] = (OutputError, CheckpointError, StoreError, ConfigError)
+    if "saeseeds.train" in sys.modules:  # imported only where training ran: torch is slow to import
+        train = sys.modules["saeseeds.train"]
+        named += (train.TrainingDiverged, train.TrainConfigError)
+    return named

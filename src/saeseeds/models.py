@@ -68,8 +68,15 @@ def load_model(
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
         model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename, **kwargs)
     else:
-        tokenizer = AutoTokenizer.from_pretrained(source, revision=revision)
-        model = AutoModelForCausalLM.from_pretrained(source, revision=revision, **kwargs)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(source, revision=revision)
+            model = AutoModelForCausalLM.from_pretrained(source, revision=revision, **kwargs)
+        except (OSError, ValueError) as err:  # hub errors subclass these; their text runs to many lines
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ValueError(
+                f"model source {source!r} (revision {revision!r}) cannot be loaded: {first} "
+                "(a misspelt or gated id, a missing revision, or no network and no cached copy)"
+            ) from err
     model.to(device).eval().requires_grad_(False)
     return model, tokenizer
 

@@ -2,7 +2,8 @@
 
 Rows `[0, n_train)` are for training, rows `[n_train, n_tokens)` are the held-out slice used for
 evaluation. The attr `complete=true` is written last, so a store without it was interrupted and is
-never read.
+never read. Each chunk file's sha256 is listed in the store's `SHA256SUMS` (saeseeds.checksums):
+`open_store(path, verify=True)` checks them, and a writer given a fingerprint resumes a killed write.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from typing import Any
 
 import numpy as np
 import zarr
+
+from saeseeds import checksums
+from saeseeds.atomic import output_error
 
 ARRAY = "activations"
 REQUIRED_ATTRS = ("model", "revision", "dataset", "hook", "n_tokens", "n_train", "n_heldout", "d_in", "complete")
@@ -55,21 +59,75 @@ class StoreWriter:
     half-written store under the declared output path.
     """
 
-    def __init__(self, path: str | Path, n_tokens: int, d_in: int, *, dtype: str = "float16", chunk_rows: int = 8192):
+    def __init__(self, path: str | Path, n_tokens: int, d_in: int, *, dtype: str = "float16", chunk_rows: int = 8192, fingerprint: str | None = None):
+        """With a `fingerprint`, an interrupted write of the same fingerprint is resumed after its last
+        chunk whose bytes match the manifest; `resumed_rows` says how many rows were kept."""
         self.path = Path(path)
         self.tmp_path = self.path.with_name(self.path.name + ".tmp")
-        if self.tmp_path.exists():
-            shutil.rmtree(self.tmp_path)
         self.n_tokens, self.d_in = int(n_tokens), int(d_in)
-        group = zarr.open_group(str(self.tmp_path), mode="w", zarr_format=3)
-        self.array = group.create_array(
-            ARRAY, shape=(self.n_tokens, self.d_in), chunks=(min(chunk_rows, self.n_tokens), self.d_in), dtype=dtype
-        )
-        self.group = group
-        self.cursor = 0
+        self._chunk_rows = min(int(chunk_rows), self.n_tokens)
+        self.n_chunks = -(-self.n_tokens // self._chunk_rows)
+        try:
+            self.resumed_rows = self._reopen(dtype, fingerprint) if fingerprint is not None else 0
+            self._check_space(dtype)
+            if not self.resumed_rows:
+                if self.tmp_path.exists():
+                    shutil.rmtree(self.tmp_path)
+                self.group = zarr.open_group(str(self.tmp_path), mode="w", zarr_format=3)
+                self.array = self.group.create_array(
+                    ARRAY, shape=(self.n_tokens, self.d_in), chunks=(self._chunk_rows, self.d_in), dtype=dtype,
+                    config={"write_empty_chunks": True},  # every chunk is a file with a checksum
+                )
+                if fingerprint is not None:
+                    checksums.write_fingerprint(self.tmp_path, fingerprint)
+        except OSError as err:
+            raise StoreError(output_error(self.tmp_path, err)) from err
+        self.cursor = self.resumed_rows
+        self._hashed = self.resumed_rows // self._chunk_rows if self.resumed_rows < self.n_tokens else self.n_chunks
         self._pending: list[np.ndarray] = []
         self._pending_rows = 0
-        self._chunk_rows = self.array.chunks[0]
+
+    def _reopen(self, dtype: str, fingerprint: str) -> int:
+        """Returns the rows of a matching interrupted write kept for resuming (0: start afresh)."""
+        if not self.tmp_path.exists() or checksums.read_fingerprint(self.tmp_path) != fingerprint:
+            return 0
+        try:
+            group = zarr.open_group(str(self.tmp_path), mode="r+", zarr_format=3)
+            array = group[ARRAY]
+        except Exception:  # a damaged interrupted write is simply started over
+            return 0
+        if tuple(array.shape) != (self.n_tokens, self.d_in) or array.chunks[0] != self._chunk_rows or array.dtype != np.dtype(dtype):
+            return 0
+        self.group, self.array = group, array
+        for partial in (self.tmp_path / ARRAY).rglob("*.partial"):  # zarr's own temp files of a killed write
+            partial.unlink(missing_ok=True)
+        names = self.chunk_names()
+        kept = checksums.verified_prefix(self.tmp_path, names)
+        checksums.rewrite_manifest(self.tmp_path, [(checksums.file_sha256(self.tmp_path / n), n) for n in names[:kept]])
+        return min(kept * self._chunk_rows, self.n_tokens)
+
+    def _check_space(self, dtype: str) -> None:
+        """Fails before any forward pass when the disk cannot hold the rows still to write (uncompressed)."""
+        needed = (self.n_tokens - self.resumed_rows) * self.d_in * np.dtype(dtype).itemsize
+        folder = self.path.parent
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        free = shutil.disk_usage(folder).free
+        if needed > free:
+            raise StoreError(
+                f"cannot write {self.path}: needs up to {_size(needed)} ({self.n_tokens - self.resumed_rows} rows "
+                f"x {self.d_in} x {dtype}), only {_size(free)} free on the disk holding {folder}; "
+                "free space, point results/ at a larger disk, or lower activations.max_tokens"
+            )
+
+    @property
+    def pending_rows(self) -> int:
+        """Rows appended but not yet written (they wait for a whole chunk)."""
+        return self._pending_rows
+
+    def chunk_names(self) -> list[str]:
+        """Returns every chunk file of the array, relative to the store, in row order."""
+        return chunk_names(self.array, self.n_chunks)
 
     def append(self, rows: np.ndarray) -> None:
         """Buffers rows and writes whole chunks, so each zarr chunk is written exactly once."""
@@ -91,27 +149,65 @@ class StoreWriter:
         end = self.cursor + n
         if end > self.n_tokens:
             raise StoreError(f"{self.path}: {end} rows written, store holds {self.n_tokens}")
-        if n:
-            self.array[self.cursor : end] = block[:n]
-        self.cursor = end
+        try:
+            if n:
+                self.array[self.cursor : end] = block[:n]
+            self.cursor = end
+            self._record_checksums()
+        except OSError as err:
+            raise StoreError(output_error(self.tmp_path, err, f"chunk {self.cursor // self._chunk_rows}")) from err
         rest = block[n:]
         self._pending = [rest] if len(rest) else []
         self._pending_rows = len(rest)
+
+    def _record_checksums(self) -> None:
+        """Lists every chunk that is now whole on disk (the last, short one once all rows are in)."""
+        done = self.n_chunks if self.cursor >= self.n_tokens else self.cursor // self._chunk_rows
+        for index in range(self._hashed, done):
+            name = chunk_name(self.array, index)
+            checksums.append_manifest(self.tmp_path, checksums.file_sha256(self.tmp_path / name), name)
+            self._hashed = index + 1
 
     def finish(self, attrs: dict[str, Any]) -> ActivationStore:
         """Flushes, checks the row count, writes attrs with complete=true and renames into place."""
         self._flush(whole_chunks_only=False)
         if self.cursor != self.n_tokens:
             raise StoreError(f"{self.path}: {self.cursor} rows written, expected {self.n_tokens}")
-        self.group.attrs.update({**attrs, "n_tokens": self.n_tokens, "d_in": self.d_in, "complete": True})
-        if self.path.exists():
-            shutil.rmtree(self.path)
-        self.tmp_path.rename(self.path)
+        try:
+            self.group.attrs.update({**attrs, "n_tokens": self.n_tokens, "d_in": self.d_in, "checksums": checksums.MANIFEST, "complete": True})
+            (self.tmp_path / checksums.RESUME).unlink(missing_ok=True)
+            if self.path.exists():
+                shutil.rmtree(self.path)
+            self.tmp_path.rename(self.path)
+        except OSError as err:
+            raise StoreError(output_error(self.path, err)) from err
         return open_store(self.path)
 
 
-def open_store(path: str | Path) -> ActivationStore:
-    """Returns the validated store at `path`; raises StoreError naming what is wrong."""
+def _size(n_bytes: float) -> str:
+    """Returns a byte count in the largest unit that keeps it >= 1 (KiB .. TiB)."""
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        n_bytes /= 1024
+        if n_bytes < 1024 or unit == "TiB":
+            return f"{n_bytes:,.1f} {unit}"
+
+
+def chunk_name(array: zarr.Array, index: int) -> str:
+    """Returns the file of row chunk `index` of a row-chunked 2-D array, relative to the store."""
+    return f"{ARRAY}/{array.metadata.encode_chunk_key((index, 0))}"
+
+
+def chunk_names(array: zarr.Array, n_chunks: int) -> list[str]:
+    """Returns the chunk files of a row-chunked 2-D array, relative to the store, in row order."""
+    return [chunk_name(array, i) for i in range(n_chunks)]
+
+
+def open_store(path: str | Path, *, verify: bool = False) -> ActivationStore:
+    """Returns the validated store at `path`; raises StoreError naming what is wrong.
+
+    `verify` also checks every chunk file against `SHA256SUMS` (one read of the whole store), so a
+    truncated or altered store fails here, with the chunk named, instead of training on garbage.
+    """
     path = Path(path)
     if not path.exists():
         raise StoreError(f"{path}: no activation store here")
@@ -130,6 +226,12 @@ def open_store(path: str | Path) -> ActivationStore:
         raise StoreError(f"{path}: array shape {array.shape} disagrees with attrs n_tokens/d_in")
     if attrs["n_train"] + attrs["n_heldout"] != attrs["n_tokens"]:
         raise StoreError(f"{path}: n_train + n_heldout != n_tokens")
+    if verify:
+        n_chunks = -(-int(attrs["n_tokens"]) // array.chunks[0])
+        try:
+            checksums.verify(path, chunk_names(array, n_chunks), array.chunks[0], int(attrs["n_tokens"]))
+        except checksums.ChecksumError as err:
+            raise StoreError(str(err)) from err
     return ActivationStore(path=path, array=array, attrs=attrs)
 
 

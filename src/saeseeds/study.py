@@ -45,12 +45,36 @@ def validate_schema(config: dict[str, Any], schema_path: str | Path = SCHEMA) ->
     schema = yaml.safe_load(Path(schema_path).read_text())
     validator_cls = jsonschema.validators.validator_for(schema)
     validator = _with_defaults(validator_cls)(schema)
-    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
     if errors:
-        err = errors[0]
-        key = ".".join(str(p) for p in err.absolute_path) or "<top level>"
-        raise ConfigError(f"config key '{key}': {err.message}")
+        lines = [_schema_message(err) for err in errors]
+        more = f"\n({len(lines) - 1} more problems above after the first)" if len(lines) > 1 else ""
+        raise ConfigError("\n".join(lines) + more)
     return config
+
+
+def _schema_message(err) -> str:
+    """Returns one line naming the key and the bad value of a jsonschema error."""
+    path = [str(p) for p in err.absolute_path]
+    if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+        allowed = set(err.schema.get("properties", {}))
+        unknown = [k for k in err.instance if k not in allowed and not _matches_pattern(k, err.schema)]
+        if unknown:
+            key = ".".join(path + [str(unknown[0])])
+            return f"config key '{key}': unknown key '{unknown[0]}' (allowed here: {', '.join(sorted(allowed))})"
+    if err.validator == "required":
+        missing = err.message.split("'")[1] if "'" in err.message else err.message
+        return f"config key '{'.'.join(path + [missing])}': required but missing"
+    key = ".".join(path) or "<top level>"
+    value = repr(err.instance)
+    value = value if len(value) <= 80 else value[:77] + "..."
+    return f"config key '{key}' = {value}: {err.message}"
+
+
+def _matches_pattern(key: str, schema: dict[str, Any]) -> bool:
+    import re
+
+    return any(re.search(pattern, key) for pattern in schema.get("patternProperties", {}))
 
 
 def _with_defaults(validator_cls):
@@ -107,6 +131,62 @@ def check_study(config: dict[str, Any]) -> None:
         if sae.get("batch_size") and sae.get("max_tokens") and sae["batch_size"] > sae["max_tokens"]:
             raise ConfigError(
                 f"config key 'saes.{name}.batch_size': {sae['batch_size']} exceeds max_tokens={sae['max_tokens']}"
+            )
+    _check_hooks(config)
+    _check_steps(config)
+
+
+def validate_config(config: dict[str, Any], schema_path: str | Path = SCHEMA) -> dict[str, Any]:
+    """Returns the config with defaults filled in after every check (schema, cross-key, training,
+    synthetic sites); raises ConfigError naming the key and value at the first problem."""
+    from saeseeds import synthetic
+
+    validate_schema(config, schema_path)
+    check_study(config)
+    synthetic.check_config(config)
+    check_training(config)
+    return config
+
+
+def _check_hooks(config: dict[str, Any]) -> None:
+    """Hooks of models whose layout is known must name one of their modules (saeseeds.layouts)."""
+    from saeseeds.layouts import hook_problem
+
+    for i, entry in enumerate(config["sites"]):
+        source = config["models"][entry["model"]]["source"]
+        for hook in entry["hooks"]:
+            problem = hook_problem(source, hook)
+            if problem:
+                raise ConfigError(f"config key 'sites.{i}.hooks': '{hook}' {problem}")
+
+
+def training_tokens(acts: dict[str, Any], synthetic_site: bool = False) -> int:
+    """Returns the training rows a site's store will hold: whole contexts, held-out contexts rounded up."""
+    if synthetic_site:  # generated rows: held-out rows are exactly heldout_tokens
+        return acts["max_tokens"] - acts["heldout_tokens"]
+    context = acts.get("context_length", 256)
+    return (acts["max_tokens"] // context - -(-acts["heldout_tokens"] // context)) * context
+
+
+def _check_steps(config: dict[str, Any]) -> None:
+    """Every SAE must get at least one full batch, and more steps than its warmup, at every site it trains at."""
+    for site, name in site_saes(config):
+        sae = config["saes"][name]
+        synthetic_site = config["models"][site.model]["source"] == "synthetic"
+        n_train = training_tokens(site_activations(config, site.model, site.dataset, site.hook), synthetic_site)
+        tokens = sae.get("max_tokens", n_train)
+        batch = sae.get("batch_size", 4096)
+        if batch > tokens:
+            raise ConfigError(
+                f"config key 'saes.{name}.batch_size': {batch} exceeds the {tokens} training tokens at {site.path} "
+                "(activations.max_tokens minus heldout_tokens, or saes.NAME.max_tokens)"
+            )
+        steps = tokens // batch
+        warmup = sae.get("warmup_steps", 1000)
+        if sae.get("optimizer", "adam") == "adam" and warmup >= steps:
+            raise ConfigError(
+                f"config key 'saes.{name}.warmup_steps': {warmup} is not below the {steps} training steps at "
+                f"{site.path} ({tokens} tokens / batch_size {batch})"
             )
 
 

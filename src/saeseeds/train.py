@@ -37,7 +37,8 @@ import torch
 from tqdm.auto import tqdm
 
 from saeseeds.arch_stack import SPARSE_ARCHS, StackedSae
-from saeseeds.batches import BatchPlan, BatchReader
+from saeseeds.atomic import as_output_error, remove_stale_temps
+from saeseeds.batches import BatchPlan, BatchReader, NonFiniteBatch
 from saeseeds.sae import SaeConfig, SparseCoder
 from saeseeds.store import ActivationStore, open_store
 
@@ -47,6 +48,10 @@ STATE_VERSION = 1
 
 class TrainConfigError(ValueError):
     """A training config value that cannot work, named by its key."""
+
+
+class TrainingDiverged(FloatingPointError):
+    """NaN or inf in a batch, a loss or a gradient; the message names the site, step and seeds."""
 
 
 @dataclass
@@ -234,7 +239,7 @@ def train_saes(store_path: str | Path, out_dirs: Sequence[str | Path], sae_cfg: 
         if not torch.cuda.is_available():
             raise TrainConfigError(f"train device={train_cfg.device!r}: CUDA is not available on this machine")
         torch.backends.cuda.matmul.allow_tf32 = train_cfg.tf32
-    store = open_store(store_path)
+    store = open_store(store_path, verify=True)  # a truncated or altered chunk fails here, named
     num_steps = _num_steps(store.n_train, train_cfg)
     if train_cfg.optimizer == "adam" and train_cfg.warmup_steps >= num_steps:
         raise TrainConfigError(f"train warmup_steps={train_cfg.warmup_steps} must be below the {num_steps} training steps (max_tokens / batch_size)")
@@ -253,16 +258,24 @@ def train_saes(store_path: str | Path, out_dirs: Sequence[str | Path], sae_cfg: 
         bar = tqdm(total=num_steps, initial=start, desc=f"train {sae_cfg.arch} seeds {seeds}", unit="step", mininterval=2.0)
         for step in range(start, num_steps):
             tick = time.perf_counter()
-            x = next(batches)
+            try:
+                x = next(batches)
+            except NonFiniteBatch as err:
+                raise TrainingDiverged(f"{run.site}: non-finite activations in the batch of step {err.step} for seeds "
+                                       f"{seeds} (store {store.path}); no checkpoint written") from err
             wait += time.perf_counter() - tick
             run.step(step, x)
             bar.update()
             if on_step is not None:
                 on_step(step)
             done = step + 1
+            if step % 50 == 0:  # a look every 50 steps: on CUDA each look waits for the device
+                run.check_finite(done)
             if train_cfg.state_every_steps and done % train_cfg.state_every_steps == 0 and done < num_steps:
+                run.check_finite(done)  # a diverged state is never saved, so a resume cannot restart from it
                 run.save_state(state_dir, fingerprint, done, run.elapsed + time.perf_counter() - t0)
         bar.close()
+    run.check_finite(num_steps)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     wall = run.elapsed + time.perf_counter() - t0
@@ -318,6 +331,9 @@ class _Run:
         else:
             self.opt = ScheduleFreeSignum(params, lr=lr)
         S, n = len(seeds), sae_cfg.num_latents
+        self.site = f"site {store.path.parent} (hook {store.attrs.get('hook')})"
+        self.checked = 0  # steps whose losses and gradients are known finite
+        self.grad_norm = torch.zeros(num_steps, S, dtype=torch.float32, device=device)
         self.since_fired = torch.zeros(S, n, dtype=torch.long, device=device)
         # step, seed -> loss, fvu, l0; kept on the device so CUDA steps never wait on a copy
         self.curve = torch.zeros(num_steps, S, 3, dtype=torch.float64, device=device)
@@ -355,8 +371,12 @@ class _Run:
             self.curve[step, :, 2] = out["l0"]
         if self.sae_cfg.normalize_decoder:
             model.remove_gradient_parallel_to_decoder_directions()
-        if cfg.grad_clip is not None and cfg.optimizer == "adam":
-            model.clip_grad_norm_(cfg.grad_clip)
+        with torch.no_grad():
+            if cfg.grad_clip is not None and cfg.optimizer == "adam":
+                self.grad_norm[step] = model.clip_grad_norm_(cfg.grad_clip)
+            else:
+                grads = [p.grad.reshape(len(self.seeds), -1) for p in model.parameters() if p.grad is not None]
+                self.grad_norm[step] = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g, dim=1) for g in grads]), dim=0)
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
         if self.sae_cfg.normalize_decoder:
@@ -364,9 +384,24 @@ class _Run:
         model.project_parameters()
         if self.sae_cfg.arch == "batchtopk":
             model.update_batchtopk_threshold(out["min_act"])
-        if step % 50 == 0 and not bool(torch.isfinite(loss.detach()).all()):
-            bad = [s for s, ok in zip(self.seeds, torch.isfinite(loss.detach()).tolist()) if not ok]
-            raise FloatingPointError(f"seeds {bad}: non-finite loss at step {step}; lower train.lr")
+
+    def check_finite(self, upto: int) -> None:
+        """Raises TrainingDiverged naming the first step (and its seeds) with a non-finite loss or gradient."""
+        if upto <= self.checked:
+            return
+        loss_bad = ~torch.isfinite(self.curve[self.checked : upto, :, 0])
+        grad_bad = ~torch.isfinite(self.grad_norm[self.checked : upto])
+        bad = (loss_bad | grad_bad).any(dim=1)
+        if bool(bad.any()):
+            row = int(torch.nonzero(bad)[0, 0])
+            step = self.checked + row
+            what = "loss" if bool(loss_bad[row].any()) else "gradient"
+            seeds = [s for s, b in zip(self.seeds, (loss_bad[row] | grad_bad[row]).tolist()) if b]
+            raise TrainingDiverged(
+                f"{self.site}: training diverged: non-finite {what} at step {step} for seeds {seeds} "
+                f"(lr {self.lr:.3g}); no checkpoint written. Lower the SAE's lr or check the activations"
+            )
+        self.checked = upto
 
     def final_coders(self) -> list[SparseCoder]:
         """Returns each seed's trained SAE (schedule-free: the averaged weights x)."""
@@ -375,8 +410,10 @@ class _Run:
             with torch.no_grad():
                 for p, value in x.items():
                     p.copy_(value)
-        if not bool(torch.isfinite(self.curve).all()):
-            raise FloatingPointError("non-finite loss during training; lower train.lr")
+        self.check_finite(self.num_steps)
+        for name, p in self.model.named_parameters():
+            if not bool(torch.isfinite(p).all()):
+                raise TrainingDiverged(f"{self.site}: non-finite weights in {name!r} after training for seeds {self.seeds}; no checkpoint written")
         return self.model.to_coders()
 
     def save_state(self, state_dir: Path, fingerprint: str, step: int, elapsed: float) -> None:
@@ -392,8 +429,13 @@ class _Run:
             "curve": self.curve[:step],
         }
         tmp = state_dir / f".state.pt.tmp-{os.getpid()}"
-        torch.save(payload, tmp)
-        os.replace(tmp, state_dir / "state.pt")
+        try:
+            torch.save(payload, tmp)
+            os.replace(tmp, state_dir / "state.pt")
+        except (OSError, RuntimeError) as err:  # torch reports a failed write as RuntimeError
+            tmp.unlink(missing_ok=True)
+            reason = err if isinstance(err, OSError) else OSError(None, str(err).splitlines()[0])
+            raise as_output_error(state_dir / "state.pt", reason, "resumable training state") from err
 
     def try_resume(self, state_dir: Path, fingerprint: str, log: logging.Logger) -> int:
         """Returns the step to start from: restored from state_dir/state.pt when it matches, else 0."""
@@ -412,6 +454,7 @@ class _Run:
         self.opt.load_state_dict(payload["optimizer"])
         self.since_fired.copy_(payload["since_fired"])
         step = int(payload["step"])
+        self.checked = step  # states are saved only after a finiteness check
         self.curve[:step] = payload["curve"]
         self.elapsed = float(payload["elapsed"])
         log.info("%s: resuming at step %d of %d", path, step, self.num_steps)
@@ -469,18 +512,24 @@ def _health_warnings(metrics: dict) -> list[str]:
 
 
 def _write_outputs(out_dir: Path, sae: SparseCoder, metrics: dict, firing: np.ndarray, curve: np.ndarray) -> None:
+    """Writes one seed's folder beside its place, then renames it there: never half a checkpoint."""
     tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    sae.save_to_disk(tmp)
-    (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    np.save(tmp / "firing.npy", firing.astype(np.float32))
-    table = pa.table({"step": pa.array(np.arange(len(curve), dtype=np.int64)), "loss": curve[:, 0], "fvu": curve[:, 1], "l0": curve[:, 2]})
-    pq.write_table(table, tmp / "loss_curve.parquet")
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    tmp.rename(out_dir)
+    try:
+        remove_stale_temps(out_dir)
+        tmp.mkdir(parents=True)
+        sae.save_to_disk(tmp)
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        np.save(tmp / "firing.npy", firing.astype(np.float32))
+        table = pa.table({"step": pa.array(np.arange(len(curve), dtype=np.int64)), "loss": curve[:, 0], "fvu": curve[:, 1], "l0": curve[:, 2]})
+        pq.write_table(table, tmp / "loss_curve.parquet")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        tmp.rename(out_dir)
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if err.errno is None:
+            raise
+        raise as_output_error(out_dir, err) from err
 
 
 def file_sha256(path: str | Path) -> str:

@@ -8,9 +8,8 @@ from saeseeds.study import CHANCE_SEEDS
 # machine ran 2.5-4x slower per training step (benchmarks/README.md). Job scripts inherit this.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-study.validate_schema(config, workflow.source_path("../schemas/config.schema.yaml"))
-study.check_study(config)
-study.check_training(config)
+# Every check before any job: schema, cross-key, training settings, synthetic sites (saeseeds.study).
+study.validate_config(config, workflow.source_path("../schemas/config.schema.yaml"))
 
 SITES = study.sites(config)
 SITE_SAES = study.site_saes(config)

@@ -148,7 +148,7 @@ def test_default_study_has_a_valid_synthetic_site():
 @pytest.mark.parametrize(
     "edit, key",
     [
-        (lambda c, m: c["models"][m]["synthetic"].update(orthogonal=True), f"models.MODEL.synthetic"),
+        (lambda c, m: c["models"][m]["synthetic"].update(orthogonal=True), "models.MODEL.synthetic"),
         (lambda c, m: c["models"][m].pop("synthetic"), "models.MODEL.synthetic"),
         (lambda c, m: c["models"]["smollm2-135m"].update(synthetic={"d": 4, "n_true": 4, "mean_active": 1}),
          "models.smollm2-135m.synthetic"),

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from saeseeds import estimates
+from saeseeds import estimates, study
 from saeseeds.plan import PlanError, parse_jobs, plan, summarize
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,13 +23,13 @@ def workdir(tmp_path):
 def test_plan_counts_every_job_of_the_smoke_study(workdir):
     table = plan(workdir, "config/smoke.yaml").set_index("rule")
     config = yaml.safe_load((ROOT / "config/smoke.yaml").read_text())
-    seeds = len(config["seeds"])
-    assert table.loc["activations", "jobs"] == 1
-    assert table.loc["train", "jobs"] == seeds
-    assert table.loc["match", "jobs"] == seeds * (seeds - 1) // 2
+    seeds = [len(study.sae_seeds(config, sae)) for _, sae in study.site_saes(config)]  # 3, 2 and 3 seeds
+    assert table.loc["activations", "jobs"] == 1  # both hooks in one forward pass: same model, corpus, settings
+    assert table.loc["train", "jobs"] == sum(seeds) == 8
+    assert table.loc["match", "jobs"] == sum(s * (s - 1) // 2 for s in seeds) == 7
     assert table.loc["total", "jobs"] == table.drop("total")["jobs"].sum()
     assert table.loc["total", "gpu_hours"] == 0  # the smoke study runs on CPU
-    expected_mb = estimates.activations_disk_mb(config["activations"], 576)
+    expected_mb = 2 * estimates.activations_disk_mb(config["activations"], 576)
     assert table.loc["activations", "disk_gb"] == pytest.approx(expected_mb / 1000)
 
 

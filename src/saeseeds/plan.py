@@ -51,14 +51,18 @@ def dry_run(workdir: str | Path = ".", configfile: str | Path | None = None, cor
     return proc.stdout + proc.stderr
 
 
+def rule_family(name: str) -> str:
+    """Returns the family of a generated rule: train_seeds_0_1_2 -> train, activations_3 -> activations."""
+    return re.sub(r"^(train)_seeds_[0-9_]+$|^(activations)_[0-9]+$", lambda m: m.group(1) or m.group(2), name)
+
+
 def parse_jobs(text: str) -> list[PlannedJob]:
     """Returns the jobs listed in a dry run's output, in order."""
     jobs: list[PlannedJob] = []
     for line in text.splitlines():
         rule = _RULE.match(line)
         if rule:
-            # train_seeds_0_1_2 and its siblings are one rule family: report them together as "train"
-            jobs.append(PlannedJob(re.sub(r"^train_seeds_[0-9_]+$", "train", rule.group(1))))
+            jobs.append(PlannedJob(rule_family(rule.group(1))))
             continue
         found = _FIELD.match(line)
         if found and jobs:

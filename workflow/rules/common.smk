@@ -1,12 +1,19 @@
 # Config validation (schema, then cross-key checks) and the functions that turn the config into file lists.
 import os
 
-from saeseeds import estimates, study
+from snakemake.exceptions import WorkflowError
+
+from saeseeds import estimates, scheduler, study
 from saeseeds.study import CHANCE_SEEDS
 
 # Idle OpenMP threads sleep instead of spinning: with spinning, two torch threads on a shared 2-core
 # machine ran 2.5-4x slower per training step (benchmarks/README.md). Job scripts inherit this.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Jobs import saeseeds from this checkout, also in a conda environment (envs/saeseeds.yaml) that lacks it.
+_SRC = os.path.normpath(os.path.join(workflow.basedir, "..", "src"))
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_SRC, os.environ.get("PYTHONPATH")) if p)
+# Every rule runs in this environment under `--software-deployment-method conda` (paths relative to rules/).
+CONDA_ENV = "../../envs/saeseeds.yaml"
 
 study.validate_schema(config, workflow.source_path("../schemas/config.schema.yaml"))
 study.check_study(config)
@@ -31,8 +38,18 @@ wildcard_constraints:
 
 
 def site_activations(wildcards):
-    """The activations settings of the wildcards' site (study settings with the site's overrides)."""
-    return study.site_activations(config, wildcards.model, wildcards.dataset, wildcards.hook)
+    """The activations settings of the wildcards' site (study settings with the site's overrides), less `threads`,
+    which says how a job runs, not what it computes."""
+    acts = study.site_activations(config, wildcards.model, wildcards.dataset, wildcards.hook)
+    return {k: v for k, v in acts.items() if k != "threads"}
+
+
+def local_cores(default=2):
+    """All cores of a local run (--cores); `default` under a cluster executor, which has no core count."""
+    try:
+        return workflow.cores
+    except WorkflowError:
+        return default
 
 
 def sae_dirs():

@@ -12,8 +12,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # Jobs import saeseeds from this checkout, also in a conda environment (envs/saeseeds.yaml) that lacks it.
 _SRC = os.path.normpath(os.path.join(workflow.basedir, "..", "src"))
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_SRC, os.environ.get("PYTHONPATH")) if p)
-# Every rule runs in this environment under `--software-deployment-method conda` (paths relative to rules/).
-CONDA_ENV = "../../envs/saeseeds.yaml"
+# Every rule runs in this environment under `--software-deployment-method conda` (path relative to rules/;
+# envs/ at the root links to workflow/envs/, so a copy of workflow/ alone is complete).
+CONDA_ENV = "../envs/saeseeds.yaml"
 
 study.validate_schema(config, workflow.source_path("../schemas/config.schema.yaml"))
 study.check_study(config)

@@ -2,7 +2,8 @@
 # Start a single-node SLURM cluster on localhost (Debian's slurm-wlm 22.05 + munge), for tests and for
 # trying `snakemake --profile` on a workstation. Everything lives under one folder; nothing in /etc changes.
 #   tests/slurm/start_cluster.sh DIR [GPUS]   writes DIR/slurm.conf, starts munged, slurmctld, slurmd,
-#                                             waits until the node is idle, prints `export SLURM_CONF=...`
+#                                             waits until the node is idle, prints the `export PATH=DIR/bin:...`
+#                                             that puts client commands for this cluster first
 #   tests/slurm/stop_cluster.sh DIR           stops them again
 # GPUS (default 1) fake `gpu` GRES on the node, so jobs that ask for --gpus=1 are scheduled on a CPU-only
 # machine. No cgroups or systemd: proctrack/linuxproc and task/none. No slurmdbd, so `sacct` does not work;
@@ -66,10 +67,18 @@ export SLURM_CONF=$dir/slurm.conf
 slurmctld -i -f "$SLURM_CONF"
 slurmd -f "$SLURM_CONF"
 
+# Client wrappers that know the config: Snakemake's slurm-jobstep plugin drops SLURM_* variables (SLURM_CONF
+# too) before its nested srun, and a real cluster's config sits in /etc/slurm, which this one leaves alone.
+mkdir -p "$dir/bin"
+for tool in sbatch srun squeue scancel sinfo scontrol sacct; do
+    printf '#!/bin/sh\nSLURM_CONF=%s exec %s "$@"\n' "$SLURM_CONF" "$(command -v "$tool")" > "$dir/bin/$tool"
+    chmod +x "$dir/bin/$tool"
+done
+
 for _ in $(seq 1 60); do
     state=$(sinfo -h -N -o %T 2>/dev/null | head -1)
     if [ "$state" = idle ]; then
-        echo "export SLURM_CONF=$SLURM_CONF"
+        echo "export PATH=$dir/bin:\$PATH SLURM_CONF=$SLURM_CONF"
         exit 0
     fi
     sleep 0.5

@@ -18,7 +18,10 @@ CONDA_ENV = "../envs/saeseeds.yaml"
 
 study.validate_schema(config, workflow.source_path("../schemas/config.schema.yaml"))
 study.check_study(config)
-study.check_training(config)
+if workflow.is_main_process:
+    # Builds the trainer's config objects, which imports torch (~3 s). A job (on SLURM: two Snakemake starts
+    # per job) runs with the config the main process already checked, so it skips this.
+    study.check_training(config)
 
 SITES = study.sites(config)
 SITE_SAES = study.site_saes(config)

@@ -18,9 +18,10 @@ CONDA_ENV = "../envs/saeseeds.yaml"
 
 study.validate_schema(config, workflow.source_path("../schemas/config.schema.yaml"))
 study.check_study(config)
-if workflow.is_main_process:
+if workflow.is_main_process and not os.environ.get("SAESEEDS_PLAN_CHECKS_TRAINING"):
     # Builds the trainer's config objects, which imports torch (~3 s). A job (on SLURM: two Snakemake starts
-    # per job) runs with the config the main process already checked, so it skips this.
+    # per job) runs with the config the main process already checked, and `saeseeds plan` checks it itself
+    # while its dry run builds the DAG, so both skip this.
     study.check_training(config)
 
 SITES = study.sites(config)

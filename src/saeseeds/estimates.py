@@ -29,6 +29,8 @@ KNOWN_D_MODEL = {
 TRAIN_FLOPS = {"cpu": 50e9, "cuda": 40e12}
 FORWARD_FLOPS = {"cpu": 100e9, "cuda": 100e12}
 SAFETY = 2.0
+MODEL_LOAD_S = 60
+"""Loading a model (and tokenising the corpus) before a forward pass: ~18 s for the embedded SmolLM2 here."""
 
 
 def d_model(config: dict[str, Any], model: str) -> int:
@@ -60,9 +62,11 @@ def throughput_key(config: dict[str, Any], device: str) -> str:
 
 def _throughput(config: dict[str, Any], device: str, column: str, defaults: dict[str, float]) -> float:
     table = (config.get("cluster") or {}).get("throughput") or {}
-    key = throughput_key(config, device)
-    row = table.get(key) or table.get("cuda" if device.startswith("cuda") else "cpu") or {}
-    return float(row.get(column, defaults["cuda" if device.startswith("cuda") else "cpu"]))
+    kind = "cuda" if device.startswith("cuda") else "cpu"
+    for key in (throughput_key(config, device), kind):  # the GPU model's row, else the device kind's
+        if column in table.get(key, {}):
+            return float(table[key][column])
+    return defaults[kind]
 
 
 def forward_flops(config: dict[str, Any], device: str) -> float:
@@ -103,7 +107,7 @@ def forward_flops_per_token(d: int, hooks: str | list[str]) -> float:
 def activations_seconds(acts: dict[str, Any], d: int, hooks: str | list[str], flops: float | None = None) -> float:
     """Returns the expected caching time (no margin): model load plus one forward to the deepest hook."""
     flops = flops or FORWARD_FLOPS[_device(acts)]
-    return 60 + acts["max_tokens"] * forward_flops_per_token(d, hooks) / flops
+    return MODEL_LOAD_S + acts["max_tokens"] * forward_flops_per_token(d, hooks) / flops
 
 
 def activations_minutes(acts: dict[str, Any], d: int, hooks: str | list[str], flops: float | None = None) -> int:

@@ -141,9 +141,10 @@ def largest_job(jobs: list[PlannedJob]) -> PlannedJob | None:
 def caching_tradeoff(config: dict) -> pd.DataFrame:
     """Returns one row per caching job (model, dataset, hooks): caching them once against computing them on the fly.
 
-    Caching costs one forward pass to the deepest hook over the cached tokens, plus disk; then every training
-    job reads the cache (several epochs if its `max_tokens` exceeds it). On the fly (as sparsify does), each
-    training job runs the model itself over all of its training tokens, and needs no disk. Hours are expected
+    Caching costs one model load and one forward pass to the deepest hook over the cached tokens, plus disk;
+    then every training job reads the cache (several epochs if its `max_tokens` exceeds it). On the fly (as
+    sparsify does), each training job loads the model and runs it over all of its training tokens (again in
+    every epoch) and the held-out ones, and needs no disk. Hours are expected
     times (no safety margin) from the throughput table, on the device of `activations.device`.
     """
     from saeseeds import estimates, study
@@ -172,7 +173,8 @@ def caching_tradeoff(config: dict) -> pd.DataFrame:
             jobs = len(study.seed_groups(study.sae_seeds(config, sae), per_job))
             train_jobs += jobs
             epochs = max(epochs, tokens / n_train)
-            on_the_fly += jobs * tokens * estimates.forward_flops_per_token(d, site.hook) / flops
+            # each job loads the model and runs it over its training tokens (every epoch) and the held-out ones
+            on_the_fly += jobs * (estimates.MODEL_LOAD_S + (tokens + acts["heldout_tokens"]) * estimates.forward_flops_per_token(d, site.hook) / flops)
         cache = estimates.activations_seconds(acts, d, hooks, flops)
         rows.append(
             {

@@ -43,10 +43,10 @@ wildcard_constraints:
 
 
 def site_activations(wildcards):
-    """The activations settings of the wildcards' site (study settings with the site's overrides), less `threads`,
-    which says how a job runs, not what it computes."""
+    """The activations settings of the wildcards' site (study settings with the site's overrides), less `threads`
+    and `shards`, which say how jobs run, not what they compute."""
     acts = study.site_activations(config, wildcards.model, wildcards.dataset, wildcards.hook)
-    return {k: v for k, v in acts.items() if k != "threads"}
+    return {k: v for k, v in acts.items() if k not in ("threads", "shards")}
 
 
 def local_cores(default=2):

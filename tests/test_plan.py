@@ -129,3 +129,15 @@ def test_throughput_table_sets_the_runtimes():
     assert estimates.forward_flops({}, "cpu") == estimates.FORWARD_FLOPS["cpu"]
     acts = {"max_tokens": 10**9}
     assert estimates.activations_minutes(acts, 768, ["layers.3"], flops=4e14) < estimates.activations_minutes(acts, 768, ["layers.3"], flops=1e14)
+
+
+def test_sharded_caching_plans_parallel_shard_jobs_and_one_join(workdir):
+    config = yaml.safe_load((ROOT / "config/smoke.yaml").read_text())
+    config["activations"].update(max_tokens=4 * 8192 + 2048, shards=4)
+    (workdir / "config/shards.yaml").write_text(yaml.safe_dump(config))
+    table = plan(workdir, "config/shards.yaml").set_index("rule")
+    assert table.loc["activations_shard", "jobs"] == 4 and table.loc["activations", "jobs"] == 1
+    # the shards write the stores' bytes (two hooks); the join only links them
+    full = 2 * estimates.activations_disk_mb(config["activations"], 576) / 1000
+    assert table.loc["activations_shard", "disk_gb"] == pytest.approx(full, rel=0.1)
+    assert table.loc["activations", "disk_gb"] == 0

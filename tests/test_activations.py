@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from saeseeds.activations import ActivationConfig, _store_rows, cache_activations, write_activations
+from saeseeds.activations import ActivationConfig, _store_rows, cache_activations, write_activations, write_activations_multi
 from saeseeds.corpus import load_texts, tokenize_contexts
 from saeseeds.models import hooked_activations, resolve_hook
 from saeseeds.store import StoreError, open_store
@@ -61,6 +61,18 @@ def test_the_same_config_gives_the_same_bytes(smollm, two_contexts, tmp_path):
             assert attrs[0] == attrs[1]
         else:
             assert a.read_bytes() == b.read_bytes(), rel
+
+
+def test_one_pass_for_several_hooks_gives_each_hook_the_bytes_of_its_own_pass(smollm, two_contexts, tmp_path):
+    model, _ = smollm
+    hooks = ["layers.6.mlp", "layers.2", "layers.6"]  # out of depth order; layers.6 contains layers.6.mlp
+    multi = write_activations_multi({h: tmp_path / f"multi-{h}.zarr" for h in hooks}, model, two_contexts, cfg=tiny_cfg(batch_size=2), attrs=SITE)
+    assert list(multi) == hooks
+    for hook in hooks:
+        alone = write_activations(tmp_path / f"alone-{hook}.zarr", model, two_contexts, hook=hook, cfg=tiny_cfg(batch_size=2), attrs=SITE)
+        np.testing.assert_array_equal(multi[hook].array[:], alone.array[:])
+        assert multi[hook].attrs["hook"] == hook and multi[hook].attrs["hooks_in_pass"] == hooks
+    assert not np.array_equal(multi["layers.6"].array[:], multi["layers.6.mlp"].array[:])
 
 
 def test_cache_activations_runs_a_local_model_on_the_embedded_corpus(smollm, tmp_path):

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from saeseeds import estimates
-from saeseeds.plan import PlanError, parse_jobs, plan, summarize
+from saeseeds import estimates, study
+from saeseeds.plan import PlanError, caching_tradeoff, largest_job, parse_jobs, plan, summarize
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,15 +23,14 @@ def workdir(tmp_path):
 def test_plan_counts_every_job_of_the_smoke_study(workdir):
     table = plan(workdir, "config/smoke.yaml").set_index("rule")
     config = yaml.safe_load((ROOT / "config/smoke.yaml").read_text())
-    variants = [sae for site in config["sites"] for sae in site["saes"]]
-    seeds = {sae: len(config["saes"][sae].get("seeds", config["seeds"])) for sae in variants}
-    assert table.loc["activations", "jobs"] == len(config["sites"])
-    assert table.loc["train", "jobs"] == sum(seeds[sae] for sae in variants)
-    assert table.loc["match", "jobs"] == sum(seeds[sae] * (seeds[sae] - 1) // 2 for sae in variants)
+    seeds = [len(study.sae_seeds(config, sae)) for _, sae in study.site_saes(config)]  # 3, 2 and 3 seeds
+    assert table.loc["activations", "jobs"] == 1  # both hooks in one forward pass: same model, corpus, settings
+    assert table.loc["train", "jobs"] == sum(seeds) == 8
+    assert table.loc["match", "jobs"] == sum(s * (s - 1) // 2 for s in seeds) == 7
     assert table.loc["total", "jobs"] == table.drop("total")["jobs"].sum()
     assert table.loc["total", "gpu_hours"] == 0  # the smoke study runs on CPU
-    expected_mb = estimates.activations_disk_mb(config["activations"], 576)
-    assert table.loc["activations", "disk_gb"] == pytest.approx(len(config["sites"]) * expected_mb / 1000)
+    expected_mb = 2 * estimates.activations_disk_mb(config["activations"], 576)
+    assert table.loc["activations", "disk_gb"] == pytest.approx(expected_mb / 1000)
 
 
 def test_gpu_jobs_count_as_gpu_hours(workdir):
@@ -78,3 +77,67 @@ def test_cli_plan_prints_the_totals(workdir, capsys):
     assert main(["plan", "--directory", str(workdir), "--configfile", "config/smoke.yaml"]) == 0
     out = capsys.readouterr().out
     assert "total" in out and "GPU-hours" in out and "train" in out
+
+
+def test_cli_plan_names_the_largest_job_and_the_caching_tradeoff(workdir, capsys):
+    from saeseeds.cli import main
+
+    assert main(["plan", "--directory", str(workdir), "--configfile", "config/smoke.yaml"]) == 0
+    out = capsys.readouterr().out
+    assert "largest job: " in out and "Caching activations once vs computing them" in out
+
+
+def test_largest_job_is_the_one_reserving_most_hours():
+    jobs = parse_jobs("""
+rule match:
+    wildcards: a=0, b=1
+    threads: 1
+    resources: runtime=30, gpu=0
+rule train_seeds_0_1:
+    wildcards: sae=big
+    threads: 2
+    resources: runtime=20, gpu=1
+rule activations_0:
+    threads: 4
+    resources: runtime=10, gpu=0
+""")
+    assert [j.rule for j in jobs] == ["match", "train", "activations"]
+    big = largest_job(jobs)  # 30 CPU-minutes (match) < 20 GPU-minutes (train)? no: 40 CPU-minutes (activations)
+    assert (big.rule, big.threads) == ("activations", 4)
+    assert jobs[1].wildcards == "sae=big"
+
+
+def test_caching_pays_when_many_jobs_read_the_cache_and_not_for_one_short_job():
+    config = yaml.safe_load((ROOT / "config/smoke.yaml").read_text())
+    row = caching_tradeoff(config).iloc[0]
+    # one forward pass for both hooks; 8 training jobs (3 + 2 seeds at layers.2.mlp, 3 at layers.1)
+    assert (row["hooks"], row["train_jobs"], row["cheaper"]) == (2, 8, "cache")
+    assert row["epochs"] == pytest.approx(10240 / (12288 - 2048))
+    config["sites"] = [{"model": "smollm2-135m", "dataset": "kjv-pydoc", "hooks": ["layers.1"], "saes": ["topk-128"]}]
+    config["saes"]["topk-128"].update(seeds=[0, 1], max_tokens=5120)
+    config["train"]["seeds_per_job"] = 2
+    row = caching_tradeoff(config).iloc[0]
+    # one job training on half the cache: computing 5,120 + 2,048 tokens in it beats caching 12,288
+    assert (row["train_jobs"], row["epochs"], row["cheaper"]) == (1, 0.5, "on the fly")
+    assert row["on_the_fly_hours"] < row["cache_hours"]
+
+
+def test_throughput_table_sets_the_runtimes():
+    config = {"cluster": {"gpu_model": "h100", "throughput": {"h100": {"forward_flops": 4e14}, "cuda": {"train_flops": 1e13}}}}
+    assert estimates.forward_flops(config, "cuda") == 4e14
+    assert estimates.train_flops(config, "cuda:0") == 1e13  # no h100 train column: the cuda row
+    assert estimates.forward_flops({}, "cpu") == estimates.FORWARD_FLOPS["cpu"]
+    acts = {"max_tokens": 10**9}
+    assert estimates.activations_minutes(acts, 768, ["layers.3"], flops=4e14) < estimates.activations_minutes(acts, 768, ["layers.3"], flops=1e14)
+
+
+def test_sharded_caching_plans_parallel_shard_jobs_and_one_join(workdir):
+    config = yaml.safe_load((ROOT / "config/smoke.yaml").read_text())
+    config["activations"].update(max_tokens=4 * 8192 + 2048, shards=4)
+    (workdir / "config/shards.yaml").write_text(yaml.safe_dump(config))
+    table = plan(workdir, "config/shards.yaml").set_index("rule")
+    assert table.loc["activations_shard", "jobs"] == 4 and table.loc["activations", "jobs"] == 1
+    # the shards write the stores' bytes (two hooks); the join only links them
+    full = 2 * estimates.activations_disk_mb(config["activations"], 576) / 1000
+    assert table.loc["activations_shard", "disk_gb"] == pytest.approx(full, rel=0.1)
+    assert table.loc["activations", "disk_gb"] == 0

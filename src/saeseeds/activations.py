@@ -12,7 +12,7 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -20,7 +20,7 @@ import transformers
 from tqdm.auto import tqdm
 
 from saeseeds.corpus import load_texts, tokenize_contexts
-from saeseeds.models import hooked_activations, load_model, resolve_hook, weights_pin
+from saeseeds.models import hooked_activations_multi, load_model, resolve_hook, weights_pin
 from saeseeds.store import ActivationStore, StoreError, StoreWriter
 
 STORE_DTYPES = ("float16", "float32")
@@ -74,30 +74,36 @@ class ActivationConfig:
         return math.ceil(self.heldout_tokens / self.context_length)
 
 
-def cache_activations(
-    store_path: str | Path,
+def cache_activations(store_path: str | Path, *, hook: str, **kwargs: Any) -> ActivationStore:
+    """Returns the opened store of `hook`'s activations; `cache_activations_multi` with one hook."""
+    return cache_activations_multi({hook: store_path}, **kwargs)[hook]
+
+
+def cache_activations_multi(
+    store_paths: Mapping[str, str | Path],
     *,
     model_source: str,
     dataset_source: str,
-    hook: str,
     cfg: ActivationConfig,
     revision: str = "main",
     model_dtype: str = "float32",
     split: str = "train",
     text_field: str = "text",
     log: logging.Logger | None = None,
-) -> ActivationStore:
-    """Returns the opened store of `hook`'s activations on the first `cfg.max_tokens` tokens of the dataset.
+) -> dict[str, ActivationStore]:
+    """Returns {hook: opened store} of each hook's activations on the first `cfg.max_tokens` tokens of the dataset.
 
-    Loads the model in `model_dtype` (see `load_model` for why float32), checks the hook name
-    before reading any text, tokenises, then hands over to `write_activations`. Progress bars go
-    to stderr, messages to `log`.
+    `store_paths` maps hook names to store paths; one forward pass per batch serves them all.
+    Loads the model in `model_dtype` (see `load_model` for why float32), checks every hook name
+    before reading any text, tokenises, then hands over to `write_activations_multi`. Progress bars
+    go to stderr, messages to `log`.
     """
     log = log or logging.getLogger("saeseeds.activations")
     start = time.perf_counter()
     model, tokenizer = load_model(model_source, revision=revision, dtype=model_dtype, device=cfg.device)
     log.info("loaded %s (%s) in %.1f s", model_source, type(model).__name__, time.perf_counter() - start)
-    resolve_hook(model, hook)
+    for hook in store_paths:
+        resolve_hook(model, hook)
     texts = load_texts(dataset_source, split=split, text_field=text_field)
     input_ids = tokenize_contexts(texts, tokenizer, context_length=cfg.context_length, max_tokens=cfg.max_tokens)
     attrs = {
@@ -109,7 +115,7 @@ def cache_activations(
         "split": split,
         "text_field": text_field,
     }
-    return write_activations(store_path, model, input_ids, hook=hook, cfg=cfg, attrs=attrs, log=log)
+    return write_activations_multi(store_paths, model, input_ids, cfg=cfg, attrs=attrs, log=log)
 
 
 def write_activations(
@@ -122,24 +128,42 @@ def write_activations(
     attrs: dict[str, Any],
     log: logging.Logger | None = None,
 ) -> ActivationStore:
-    """Returns the opened store of `hook`'s activations on `input_ids` [n_ctx, L], one row per token.
+    """Returns the opened store of `hook`'s activations on `input_ids`; `write_activations_multi` with one hook."""
+    return write_activations_multi({hook: store_path}, model, input_ids, cfg=cfg, attrs=attrs, log=log)[hook]
 
-    The last `cfg.heldout_contexts` contexts become the held-out rows. Rows go to the store in
-    token order, batch by batch, so memory stays at one batch. The first position of every context
-    is kept, as in sparsify, although it is atypical: in SmolLM2's residual stream after layer 6 its
-    mean norm is ~7x that of the other positions (the "attention sink"); at the layer-6 MLP output
-    it is ~6x smaller. The attrs record both mean norms (of the stored, dtype-rounded rows).
+
+def write_activations_multi(
+    store_paths: Mapping[str, str | Path],
+    model: torch.nn.Module,
+    input_ids: torch.Tensor,
+    *,
+    cfg: ActivationConfig,
+    attrs: dict[str, Any],
+    log: logging.Logger | None = None,
+) -> dict[str, ActivationStore]:
+    """Returns {hook: opened store} of each hook's activations on `input_ids` [n_ctx, L], one row per token.
+
+    One forward pass per batch, stopped after the deepest hook, feeds every store. The last
+    `cfg.heldout_contexts` contexts become the held-out rows. Rows go to the stores in token order,
+    batch by batch, so memory stays at one batch. The first position of every context is kept, as in
+    sparsify, although it is atypical: in SmolLM2's residual stream after layer 6 its mean norm is ~7x
+    that of the other positions (the "attention sink"); at the layer-6 MLP output it is ~6x smaller.
+    The attrs record both mean norms (of the stored, dtype-rounded rows).
 
     A job killed part-way leaves `<store>.tmp` with its whole chunks checksummed; rerun with the same
-    model, tokens, hook and settings, it keeps those chunks and restarts the forward passes at the
-    batch holding the first missing row, so the store ends with the same bytes as an uninterrupted run.
+    model, tokens, hooks and settings, it keeps those chunks and restarts the forward passes at the
+    batch holding the first row missing from any of the stores, so each store ends with the same bytes
+    as an uninterrupted run.
 
-    On one torch build the array bytes depend only on the model, the tokens, the hook and the
-    storage dtype (on CPU: bit-identical for batch sizes 1 to 8 and 1 or 2 threads); of the attrs
-    only `tokens_per_second` differs between two runs.
+    On one torch build a store's array bytes depend only on the model, the tokens, its hook and the
+    storage dtype, not on the other hooks of the pass (on CPU: bit-identical for batch sizes 1 to 8
+    and 1 or 2 threads); of the attrs only `tokens_per_second` and `hooks_in_pass` differ between runs.
     """
     log = log or logging.getLogger("saeseeds.activations")
-    hook_module = resolve_hook(model, hook)
+    hooks = list(store_paths)
+    if not hooks:
+        raise ValueError("store_paths is empty: name at least one hook")
+    modules = [resolve_hook(model, hook) for hook in hooks]
     if input_ids.ndim != 2 or input_ids.shape[1] != cfg.context_length:
         raise ValueError(f"input_ids of shape {tuple(input_ids.shape)}, expected [n_ctx, {cfg.context_length}]")
     n_ctx, length = input_ids.shape
@@ -148,65 +172,76 @@ def write_activations(
         raise ValueError(f"heldout_tokens={cfg.heldout_tokens} leaves none of {n_ctx} contexts for training")
     store_dtype = np.dtype(cfg.dtype)
     tokens_sha256 = hashlib.sha256(input_ids.to(torch.int64).numpy().tobytes()).hexdigest()
-    fingerprint = json.dumps({"attrs": attrs, "hook": hook, "config": asdict(cfg), "tokens_sha256": tokens_sha256,
-                              "torch": torch.__version__, "transformers": transformers.__version__}, sort_keys=True, default=str)
-    writer: StoreWriter | None = None
+    writers: dict[str, StoreWriter] = {}
     forward_seconds, computed = 0.0, 0
-    norm_first, norm_rest = 0.0, 0.0
+    norm_first = dict.fromkeys(hooks, 0.0)
+    norm_rest = dict.fromkeys(hooks, 0.0)
     starts = list(range(0, n_ctx, cfg.batch_size))
     batch_index = 0
-    bar = tqdm(total=n_ctx * length, unit="tok", desc=f"activations {hook}", mininterval=5)
+    bar = tqdm(total=n_ctx * length, unit="tok", desc=f"activations {'+'.join(hooks)}", mininterval=5)
     with bar:
         while batch_index < len(starts):
             first = starts[batch_index]
             tick = time.perf_counter()
-            acts = hooked_activations(model, hook_module, input_ids[first : first + cfg.batch_size])
+            outputs = hooked_activations_multi(model, modules, input_ids[first : first + cfg.batch_size])
             forward_seconds += time.perf_counter() - tick
-            acts = acts.detach().to("cpu", torch.float32)
-            computed += acts.shape[0] * length
-            rows = _store_rows(acts, store_dtype, hook=hook, batch_index=batch_index)
-            if writer is None:
-                writer = StoreWriter(store_path, n_ctx * length, rows.shape[1], dtype=cfg.dtype,
-                                     chunk_rows=cfg.chunk_rows, fingerprint=fingerprint)
-                resume_batch = writer.resumed_rows // (cfg.batch_size * length)
-                if writer.resumed_rows:
-                    log.info("%s: resuming an interrupted cache: %d of %d rows kept (whole chunks with matching "
-                             "checksums); forward passes restart at batch %d of %d", store_path, writer.resumed_rows,
-                             n_ctx * length, resume_batch, len(starts))
-                for done in range(resume_batch):  # their norms, from the rows already stored
-                    lo, hi = starts[done] * length, min(starts[done] + cfg.batch_size, n_ctx) * length
-                    norm_first, norm_rest = _add_norms(writer.array[lo:hi], length, norm_first, norm_rest)
+            computed += outputs[0].shape[0] * length
+            rows = {hook: _store_rows(acts.detach().to("cpu", torch.float32), store_dtype, hook=hook, batch_index=batch_index)
+                    for hook, acts in zip(hooks, outputs)}
+            if not writers:
+                for hook in hooks:
+                    fingerprint = json.dumps({"attrs": attrs, "hook": hook, "config": asdict(cfg), "tokens_sha256": tokens_sha256,
+                                              "torch": torch.__version__, "transformers": transformers.__version__},
+                                             sort_keys=True, default=str)
+                    writers[hook] = StoreWriter(store_paths[hook], n_ctx * length, rows[hook].shape[1], dtype=cfg.dtype,
+                                                chunk_rows=cfg.chunk_rows, fingerprint=fingerprint)
+                resume_batch = min(w.resumed_rows for w in writers.values()) // (cfg.batch_size * length)
                 if resume_batch:
+                    log.info("resuming an interrupted cache of %s: %s rows kept (whole chunks with matching checksums); "
+                             "forward passes restart at batch %d of %d", "+".join(hooks),
+                             {hook: w.resumed_rows for hook, w in writers.items()}, resume_batch, len(starts))
+                    for done in range(resume_batch):  # their norms, from the rows already stored
+                        lo, hi = starts[done] * length, min(starts[done] + cfg.batch_size, n_ctx) * length
+                        for hook, writer in writers.items():
+                            norm_first[hook], norm_rest[hook] = _add_norms(writer.array[lo:hi], length, norm_first[hook], norm_rest[hook])
                     bar.update(resume_batch * cfg.batch_size * length)
                     batch_index = resume_batch
                     continue
-            norm_first, norm_rest = _add_norms(rows, length, norm_first, norm_rest)
-            stored = writer.cursor + writer.pending_rows - first * length  # rows of this batch already in the store
-            writer.append(rows[max(0, stored):])
-            bar.update(rows.shape[0])
+            for hook, writer in writers.items():
+                norm_first[hook], norm_rest[hook] = _add_norms(rows[hook], length, norm_first[hook], norm_rest[hook])
+                stored = writer.cursor + writer.pending_rows - first * length  # rows of this batch already in the store
+                writer.append(rows[hook][max(0, stored):])
+            bar.update(outputs[0].shape[0] * length)
             batch_index += 1
     n_tokens = n_ctx * length
-    stats = {
-        "hook": hook,
+    shared = {
         "n_train": (n_ctx - n_heldout_ctx) * length,
         "n_heldout": n_heldout_ctx * length,
         "context_length": length,
         "dtype": cfg.dtype,
         "config": asdict(cfg),
         "tokens_sha256": tokens_sha256,
-        "mean_norm_first_position": norm_first / n_ctx,
-        "mean_norm_other_positions": norm_rest / (n_ctx * (length - 1)) if length > 1 else None,
         "tokens_per_second": computed / forward_seconds,
+        "hooks_in_pass": hooks,
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "torch_threads": torch.get_num_threads(),
     }
-    log.info(
-        "%d tokens of %s at %.0f tok/s; mean activation norm: first position of a context %.4g, others %.4g",
-        n_tokens, hook, stats["tokens_per_second"], stats["mean_norm_first_position"],
-        stats["mean_norm_other_positions"] or float("nan"),
-    )
-    return writer.finish({**attrs, **stats})
+    stores = {}
+    for hook in hooks:
+        stats = {
+            **shared,
+            "hook": hook,
+            "mean_norm_first_position": norm_first[hook] / n_ctx,
+            "mean_norm_other_positions": norm_rest[hook] / (n_ctx * (length - 1)) if length > 1 else None,
+        }
+        log.info(
+            "%d tokens of %s at %.0f tok/s (one pass for %d hooks); mean activation norm: first position of a context %.4g, others %.4g",
+            n_tokens, hook, stats["tokens_per_second"], len(hooks), stats["mean_norm_first_position"],
+            stats["mean_norm_other_positions"] or float("nan"),
+        )
+        stores[hook] = writers[hook].finish({**attrs, **stats})
+    return stores
 
 
 def _add_norms(rows: np.ndarray, length: int, norm_first: float, norm_rest: float) -> tuple[float, float]:

@@ -6,6 +6,7 @@ import argparse
 import sys
 import time
 
+from saeseeds.calibrate import CalibrationError
 from saeseeds.checkpoints import CheckpointError
 from saeseeds.match import MatchesError
 from saeseeds.orphans import OrphansError
@@ -48,10 +49,15 @@ def cmd_match(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    """Returns 0 after printing, per rule, the jobs, GPU-hours, CPU-hours and disk a run would still spend."""
-    from saeseeds.plan import plan
+    """Returns 0 after printing, per rule, the jobs, GPU-hours, CPU-hours and disk a run would still spend,
+    the largest job and caching against computing activations on the fly; with --calibrate, the throughput
+    table measured from finished runs instead."""
+    if args.calibrate:
+        return _calibrate(args)
+    from saeseeds.plan import caching_tradeoff, dry_run, largest_job, load_config, parse_jobs, summarize
 
-    table = plan(args.directory, args.configfile, cores=args.cores, extra=args.snakemake_args)
+    jobs = parse_jobs(dry_run(args.directory, args.configfile, cores=args.cores, extra=args.snakemake_args))
+    table = summarize(jobs)
     if table.empty:
         print("nothing to do: every output of the study is up to date")
         return 0
@@ -61,6 +67,32 @@ def cmd_plan(args: argparse.Namespace) -> int:
         f"\n{int(total['jobs'])} jobs: {total['gpu_hours']:,.1f} GPU-hours, {total['cpu_hours']:,.1f} CPU-hours, "
         f"{total['disk_gb']:,.1f} GB on disk (runtimes are what jobs reserve: about 2x the expected time)"
     )
+    big = largest_job(jobs)
+    kind = f"{big.number('gpu'):.0f} GPU" if big.number("gpu") else f"{big.threads} CPUs"
+    print(
+        f"largest job: {big.rule} ({big.wildcards or 'no wildcards'}): {big.number('runtime') / 60:,.1f} h on {kind}, "
+        f"{big.number('mem_mb') / 1000:,.1f} GB memory, {big.number('disk_mb') / 1000:,.1f} GB written"
+    )
+    tradeoff = caching_tradeoff(load_config(args.directory, args.configfile))
+    if len(tradeoff):
+        print("\nCaching activations once vs computing them in every training job (expected hours, no margin):")
+        print(tradeoff.to_string(index=False, float_format=lambda x: f"{x:,.2f}"))
+    return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    """Prints the throughput measured by the finished runs under --results, as config `cluster.throughput`."""
+    import yaml
+
+    from saeseeds.calibrate import measurements, throughput_table, tokens_per_second
+
+    found = measurements(args.results)
+    for device in sorted({m.device for m in found}):
+        for kind in ("forward", "train"):
+            n = sum(1 for m in found if m.device == device and m.kind == kind)
+            if n:
+                print(f"# {kind:7s} on {device}: {n} jobs, {tokens_per_second(found, kind, device):,.0f} tokens/s together")
+    print(yaml.safe_dump({"cluster": {"throughput": throughput_table(found, args.gpu_model)}}, sort_keys=True), end="")
     return 0
 
 
@@ -106,6 +138,13 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--configfile", default=None, help="study config (default: config/config.yaml)")
     plan.add_argument("--directory", default=".", help="the workflow's root folder (default: .)")
     plan.add_argument("--cores", type=int, default=2, help="cores a local run would use; caps threads per job (default 2)")
+    plan.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="instead of planning, print the FLOP/s finished runs reached (config cluster.throughput) from --results",
+    )
+    plan.add_argument("--results", default="results", help="where --calibrate looks for finished runs (default: results)")
+    plan.add_argument("--gpu-model", default=None, help="with --calibrate: name the cuda row after this GPU model (cluster.gpu_model)")
     plan.add_argument("snakemake_args", nargs="*", metavar="-- SNAKEMAKE_ARGS", help="passed to snakemake (after --)")
     plan.set_defaults(func=cmd_plan)
     return parser
@@ -117,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (CheckpointError, MatchesError, OrphansError, PlanError) as e:
+    except (CalibrationError, CheckpointError, MatchesError, OrphansError, PlanError) as e:
         print(f"saeseeds {args.verb}: error: {e}", file=sys.stderr)
         return 2
 

@@ -29,6 +29,8 @@ KNOWN_D_MODEL = {
 TRAIN_FLOPS = {"cpu": 50e9, "cuda": 40e12}
 FORWARD_FLOPS = {"cpu": 100e9, "cuda": 100e12}
 SAFETY = 2.0
+MODEL_LOAD_S = 60
+"""Loading a model (and tokenising the corpus) before a forward pass: ~18 s for the embedded SmolLM2 here."""
 
 
 def d_model(config: dict[str, Any], model: str) -> int:
@@ -50,6 +52,33 @@ def _device(section: dict[str, Any] | None) -> str:
     return "cuda" if (section or {}).get("device", "cpu").startswith("cuda") else "cpu"
 
 
+def throughput_key(config: dict[str, Any], device: str) -> str:
+    """Returns the row of the throughput table for a device: `cluster.gpu_model` for cuda when set, else cpu/cuda."""
+    kind = "cuda" if device.startswith("cuda") else "cpu"
+    if kind == "cuda" and (config.get("cluster") or {}).get("gpu_model"):
+        return config["cluster"]["gpu_model"]
+    return kind
+
+
+def _throughput(config: dict[str, Any], device: str, column: str, defaults: dict[str, float]) -> float:
+    table = (config.get("cluster") or {}).get("throughput") or {}
+    kind = "cuda" if device.startswith("cuda") else "cpu"
+    for key in (throughput_key(config, device), kind):  # the GPU model's row, else the device kind's
+        if column in table.get(key, {}):
+            return float(table[key][column])
+    return defaults[kind]
+
+
+def forward_flops(config: dict[str, Any], device: str) -> float:
+    """Returns the effective FLOP/s of a caching forward pass on `device` (config `cluster.throughput`, else FORWARD_FLOPS)."""
+    return _throughput(config, device, "forward_flops", FORWARD_FLOPS)
+
+
+def train_flops(config: dict[str, Any], device: str) -> float:
+    """Returns the effective FLOP/s of SAE training (and matching) on `device` (config `cluster.throughput`, else TRAIN_FLOPS)."""
+    return _throughput(config, device, "train_flops", TRAIN_FLOPS)
+
+
 def _minutes(seconds: float) -> int:
     return max(1, math.ceil(SAFETY * seconds / 60))
 
@@ -66,13 +95,24 @@ def activations_disk_mb(acts: dict[str, Any], d: int) -> int:
     return max(1, math.ceil(acts["max_tokens"] * d * itemsize / 2**20))
 
 
-def activations_minutes(acts: dict[str, Any], d: int, hook: str) -> int:
-    """Returns the caching time: model load plus a forward through the layers up to the hook.
+def forward_flops_per_token(d: int, hooks: str | list[str]) -> float:
+    """Returns the FLOPs of one token's forward pass up to the deepest of `hooks`.
 
     A transformer layer costs ~24 d^2 FLOPs per token (attention and MLP weights, MLP 4x wide).
     """
-    flops = acts["max_tokens"] * 24 * d * d * (hook_layer(hook) + 1)
-    return _minutes(60 + flops / FORWARD_FLOPS[_device(acts)])
+    hooks = [hooks] if isinstance(hooks, str) else hooks
+    return 24 * d * d * (max(hook_layer(h) for h in hooks) + 1)
+
+
+def activations_seconds(acts: dict[str, Any], d: int, hooks: str | list[str], flops: float | None = None) -> float:
+    """Returns the expected caching time (no margin): model load plus one forward to the deepest hook."""
+    flops = flops or FORWARD_FLOPS[_device(acts)]
+    return MODEL_LOAD_S + acts["max_tokens"] * forward_flops_per_token(d, hooks) / flops
+
+
+def activations_minutes(acts: dict[str, Any], d: int, hooks: str | list[str], flops: float | None = None) -> int:
+    """Returns the time a caching job reserves: `activations_seconds` with the safety margin."""
+    return _minutes(activations_seconds(acts, d, hooks, flops))
 
 
 def activations_mem_mb(d: int) -> int:
@@ -92,8 +132,14 @@ def train_minutes(config: dict[str, Any], model: str, sae: str, seeds: int = 1) 
     """Returns training time for `seeds` stacked SAEs: ~6 d n FLOPs per token and seed (the dense
     encoder forward and its two backward matmuls)."""
     n, _, tokens = _sae(config, sae)
-    flops = 6 * d_model(config, model) * n * tokens * seeds
-    return _minutes(30 + flops / TRAIN_FLOPS[_device(config.get("train"))])
+    flops = train_flops_per_token(d_model(config, model), n) * tokens * seeds
+    device = (config.get("train") or {}).get("device", "cpu")
+    return _minutes(30 + flops / train_flops(config, device))
+
+
+def train_flops_per_token(d: int, n: int) -> float:
+    """Returns one seed's training FLOPs per token: ~6 d n (the dense encoder forward and its two backward matmuls)."""
+    return 6 * d * n
 
 
 def train_mem_mb(config: dict[str, Any], model: str, sae: str, seeds: int = 1) -> int:
@@ -116,7 +162,7 @@ def match_minutes(config: dict[str, Any], model: str, sae: str) -> int:
     n, _, _ = _sae(config, sae)
     flops = 2 * 2 * n * n * d_model(config, model)
     assignment_s = 2 * 1e-8 * n**2.2 / 10  # sparse exact solver; dense scipy is ~10x this
-    return _minutes(10 + flops / TRAIN_FLOPS[_device(config["match"])] + assignment_s)
+    return _minutes(10 + flops / train_flops(config, config["match"].get("device", "cpu")) + assignment_s)
 
 
 def match_mem_mb(config: dict[str, Any], sae: str) -> int:

@@ -112,21 +112,35 @@ def hooked_activations(model: torch.nn.Module, hook_module: torch.nn.Module, inp
     short any architecture without knowing its layout: for layer 6 of SmolLM2's 30 layers it
     skips three quarters of the compute and the 49K-way unembedding.
     """
-    captured: list[torch.Tensor] = []
+    return hooked_activations_multi(model, [hook_module], input_ids)[0]
+
+
+def hooked_activations_multi(model: torch.nn.Module, hook_modules: list[torch.nn.Module], input_ids: torch.Tensor) -> list[torch.Tensor]:
+    """Returns the outputs of every module in `hook_modules` [B, L, d_i], in that order, from one forward pass.
+
+    The pass stops once the last of them has run, so several hooks of one model cost one forward to
+    the deepest hook instead of one forward each; each output is the same tensor a pass for that hook
+    alone computes (the layers before it are the same operations on the same inputs).
+    """
+    captured: dict[int, torch.Tensor] = {}
+    wanted = {id(m) for m in hook_modules}
 
     def capture(module, args, output):
-        captured.append(output[0] if isinstance(output, tuple) else output)
-        raise _StopForward
+        captured[id(module)] = output[0] if isinstance(output, tuple) else output
+        if len(captured) == len(wanted):
+            raise _StopForward
 
     device = next(model.parameters()).device
-    handle = hook_module.register_forward_hook(capture)
+    handles = [m.register_forward_hook(capture) for m in dict.fromkeys(hook_modules)]
     try:
         with torch.inference_mode():
             model(input_ids=input_ids.to(device), use_cache=False)
     except _StopForward:
         pass
     finally:
-        handle.remove()
-    if not captured:
-        raise RuntimeError(f"the hooked module {type(hook_module).__name__} never ran in {type(model).__name__}'s forward")
-    return captured[0]
+        for handle in handles:
+            handle.remove()
+    missing = [type(m).__name__ for m in hook_modules if id(m) not in captured]
+    if missing:
+        raise RuntimeError(f"the hooked module {missing[0]} never ran in {type(model).__name__}'s forward")
+    return [captured[id(m)] for m in hook_modules]

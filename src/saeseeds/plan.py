@@ -7,6 +7,7 @@ jobs reserve from a scheduler, which includes a safety margin over the expected 
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 _RULE = re.compile(r"^(?:local)?rule (\S+):$")
-_FIELD = re.compile(r"^\s+(threads|resources): (.*)$")
+_FIELD = re.compile(r"^\s+(threads|resources|wildcards): (.*)$")
 
 
 class PlanError(RuntimeError):
@@ -30,6 +31,7 @@ class PlannedJob:
     rule: str
     threads: int = 1
     resources: dict[str, str] = field(default_factory=dict)
+    wildcards: str = ""
 
     def number(self, key: str) -> float:
         value = self.resources.get(key, "0")
@@ -45,10 +47,37 @@ def dry_run(workdir: str | Path = ".", configfile: str | Path | None = None, cor
     if configfile:
         cmd += ["--configfile", str(configfile)]
     cmd += extra or []
-    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)
+    # The workflow's training-config check imports torch (~3 s); here it runs beside the dry run instead.
+    proc = subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "SAESEEDS_PLAN_CHECKS_TRAINING": "1"})
+    try:
+        _check_training(workdir, configfile)
+    except Exception:
+        proc.kill()
+        proc.communicate()
+        raise
+    out, err = proc.communicate()
     if proc.returncode != 0:
-        raise PlanError(f"snakemake --dry-run failed ({' '.join(cmd)}):\n{proc.stderr[-4000:]}{proc.stdout[-2000:]}")
-    return proc.stdout + proc.stderr
+        raise PlanError(f"snakemake --dry-run failed ({' '.join(cmd)}):\n{err[-4000:]}{out[-2000:]}")
+    return out + err
+
+
+def _check_training(workdir: str | Path, configfile: str | Path | None) -> None:
+    """Raises PlanError naming the key when a `saes` entry or the `train` section is not a valid trainer config."""
+    from saeseeds import study
+
+    try:
+        config = load_config(workdir, configfile)
+        study.check_study(config)
+        study.check_training(config)
+    except (study.ConfigError, OSError) as err:
+        raise PlanError(str(err)) from err
+
+
+def rule_family(name: str) -> str:
+    """Returns the family of a generated rule: train_seeds_0_1_2 -> train, activations_3 -> activations,
+    activations_3_shard -> activations_shard."""
+    return re.sub(r"^(train)_seeds_[0-9_]+$|^(activations)_[0-9]+(_shard)?$", lambda m: m.group(1) or m.group(2) + (m.group(3) or ""), name)
 
 
 def parse_jobs(text: str) -> list[PlannedJob]:
@@ -57,14 +86,15 @@ def parse_jobs(text: str) -> list[PlannedJob]:
     for line in text.splitlines():
         rule = _RULE.match(line)
         if rule:
-            # train_seeds_0_1_2 and its siblings are one rule family: report them together as "train"
-            jobs.append(PlannedJob(re.sub(r"^train_seeds_[0-9_]+$", "train", rule.group(1))))
+            jobs.append(PlannedJob(rule_family(rule.group(1))))
             continue
         found = _FIELD.match(line)
         if found and jobs:
             key, value = found.groups()
             if key == "threads":
                 jobs[-1].threads = int(value)
+            elif key == "wildcards":
+                jobs[-1].wildcards = value.strip()
             else:
                 for item in value.split(", "):
                     name, _, val = item.partition("=")
@@ -101,6 +131,80 @@ def summarize(jobs: list[PlannedJob]) -> pd.DataFrame:
     return table
 
 
+def largest_job(jobs: list[PlannedJob]) -> PlannedJob | None:
+    """Returns the job that reserves the most hours (GPU-hours if it has a GPU, else CPU-hours); None if none."""
+    jobs = [job for job in jobs if job.rule != "all"]
+    if not jobs:
+        return None
+    return max(jobs, key=lambda job: job.number("runtime") / 60 * (job.number("gpu") or job.threads))
+
+
+def caching_tradeoff(config: dict) -> pd.DataFrame:
+    """Returns one row per caching job (model, dataset, hooks): caching them once against computing them on the fly.
+
+    Caching costs one model load and one forward pass to the deepest hook over the cached tokens, plus disk;
+    then every training job reads the cache (several epochs if its `max_tokens` exceeds it). On the fly (as
+    sparsify does), each training job loads the model and runs it over all of its training tokens (again in
+    every epoch) and the held-out ones, and needs no disk. Hours are expected
+    times (no safety margin) from the throughput table, on the device of `activations.device`.
+    """
+    from saeseeds import estimates, study
+
+    groups: dict[tuple, dict] = {}
+    for site in study.sites(config):
+        if config["models"][site.model]["source"] == "synthetic":
+            continue
+        acts = {k: v for k, v in study.site_activations(config, site.model, site.dataset, site.hook).items() if k != "threads"}
+        key = (site.model, site.dataset, repr(study.canonical(acts)))
+        group = groups.setdefault(key, {"acts": acts, "hooks": []})
+        if site.hook not in group["hooks"]:
+            group["hooks"].append(site.hook)
+    per_job = (config.get("train") or {}).get("seeds_per_job", 1)
+    rows = []
+    for (model, dataset, _), group in groups.items():
+        acts, hooks = group["acts"], group["hooks"]
+        d = estimates.d_model(config, model)
+        flops = estimates.forward_flops(config, acts.get("device", "cpu"))
+        n_train = acts["max_tokens"] - acts["heldout_tokens"]
+        on_the_fly, epochs, train_jobs = 0.0, 0.0, 0
+        for site, sae in study.site_saes(config):
+            if (site.model, site.dataset) != (model, dataset) or site.hook not in hooks:
+                continue
+            tokens = config["saes"][sae].get("max_tokens", n_train)
+            jobs = len(study.seed_groups(study.sae_seeds(config, sae), per_job))
+            train_jobs += jobs
+            epochs = max(epochs, tokens / n_train)
+            # each job loads the model and runs it over its training tokens (every epoch) and the held-out ones
+            on_the_fly += jobs * (estimates.MODEL_LOAD_S + (tokens + acts["heldout_tokens"]) * estimates.forward_flops_per_token(d, site.hook) / flops)
+        cache = estimates.activations_seconds(acts, d, hooks, flops)
+        rows.append(
+            {
+                "model": model,
+                "dataset": dataset,
+                "hooks": len(hooks),
+                "cached_tokens": acts["max_tokens"],
+                "epochs": round(epochs, 2),
+                "disk_gb": len(hooks) * estimates.activations_disk_mb(acts, d) / 1000,
+                "cache_hours": cache / 3600,
+                "train_jobs": train_jobs,
+                "on_the_fly_hours": on_the_fly / 3600,
+                "cheaper": "cache" if on_the_fly > cache else "on the fly",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 def plan(workdir: str | Path = ".", configfile: str | Path | None = None, cores: int = 2, extra: list[str] | None = None) -> pd.DataFrame:
     """Returns the per-rule plan of what a run of the study would still do."""
     return summarize(parse_jobs(dry_run(workdir, configfile, cores, extra)))
+
+
+def load_config(workdir: str | Path = ".", configfile: str | Path | None = None) -> dict:
+    """Returns the study config a dry run would use (config/config.yaml unless given), schema defaults filled in."""
+    import yaml
+
+    from saeseeds import study
+
+    path = Path(workdir) / (configfile or "config/config.yaml")
+    config = yaml.safe_load(path.read_text())
+    return study.validate_schema(config, Path(workdir) / "workflow" / "schemas" / "config.schema.yaml")

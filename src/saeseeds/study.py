@@ -136,15 +136,17 @@ def check_study(config: dict[str, Any]) -> None:
     _check_steps(config)
 
 
-def validate_config(config: dict[str, Any], schema_path: str | Path = SCHEMA) -> dict[str, Any]:
-    """Returns the config with defaults filled in after every check (schema, cross-key, training,
-    synthetic sites); raises ConfigError naming the key and value at the first problem."""
+def validate_config(config: dict[str, Any], schema_path: str | Path = SCHEMA, *, training: bool = True) -> dict[str, Any]:
+    """Returns the config with defaults filled in after every check (schema, cross-key, synthetic sites,
+    and unless `training` is false the trainer's config objects, which import torch); raises ConfigError
+    naming the key and value at the first problem."""
     from saeseeds import synthetic
 
     validate_schema(config, schema_path)
     check_study(config)
     synthetic.check_config(config)
-    check_training(config)
+    if training:
+        check_training(config)
     return config
 
 

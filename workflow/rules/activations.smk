@@ -1,18 +1,118 @@
-rule activations:
-    """Cache the hooked activations of one site (model, dataset, hook) as a zarr v3 store."""
-    output:
-        directory(f"{RESULTS}/{SITE}/activations.zarr"),
-    log:
-        f"logs/activations/{SITE}.log",
-    params:
-        model=lambda w: study.canonical(config["models"][w.model]),
-        dataset=lambda w: study.canonical(config["datasets"][w.dataset]),
-        activations=lambda w: study.canonical(site_activations(w)),
-    threads: workflow.cores
-    resources:
-        mem_mb=lambda w: estimates.activations_mem_mb(estimates.d_model(config, w.model)),
-        runtime=lambda w: estimates.activations_minutes(site_activations(w), estimates.d_model(config, w.model), w.hook),
-        disk_mb=lambda w: estimates.activations_disk_mb(site_activations(w), estimates.d_model(config, w.model)),
-        gpu=lambda w: int(site_activations(w).get("device", "cpu").startswith("cuda")),
-    script:
-        "../scripts/activations.py"
+# Caching: one job per (model, dataset, activations settings) serves every hook of that model there with one
+# forward pass per batch, stopped after the deepest hook (the default study's six SmolLM2 hooks cost one
+# pass to layer 10 instead of six). Rules are named activations_<i>, i counting these groups in config order.
+# Adding a hook to a group recaches the group's other hooks too (one job makes all its stores). With
+# activations.shards = N > 1, N jobs (activations_<i>_shard) each cache a range of contexts and
+# activations_<i> joins them.
+import json
+
+from saeseeds import synthetic as _synthetic
+
+
+def activation_groups():
+    """Returns [(model, dataset, settings, threads, shards, [hooks])]: the hooks one caching job serves, in config
+    order. `threads` and `shards` say how jobs run, not what they compute, so they are not in the settings."""
+    groups = {}
+    for site in SITES:
+        if config["models"][site.model]["source"] == _synthetic.SOURCE:
+            continue  # generated, not cached (rules/synthetic.smk)
+        acts = study.site_activations(config, site.model, site.dataset, site.hook)
+        settings = {k: v for k, v in acts.items() if k not in ("threads", "shards")}
+        key = (site.model, site.dataset, json.dumps(study.canonical(settings)), acts.get("shards", 1))
+        groups.setdefault(key, (settings, acts.get("threads"), []))[2].append(site.hook)
+    return [
+        (model, dataset, settings, threads, shards, list(dict.fromkeys(hooks)))
+        for (model, dataset, _, shards), (settings, threads, hooks) in groups.items()
+    ]
+
+
+def caching_resources(model, settings, hooks, threads, fraction=1.0):
+    """Resources of a job that caches `fraction` of the tokens of `hooks` (a shard, or all of them)."""
+    device = settings.get("device", "cpu")
+    d = estimates.d_model(config, model)
+    part = {**settings, "max_tokens": max(1, int(settings["max_tokens"] * fraction))}
+    return dict(
+        mem_mb=lambda w, attempt: scheduler.scaled(estimates.activations_mem_mb(d), attempt),
+        runtime=lambda w, attempt: scheduler.scaled(estimates.activations_minutes(part, d, hooks, flops=estimates.forward_flops(config, device)), attempt),
+        disk_mb=len(hooks) * estimates.activations_disk_mb(part, d),
+        cpus_per_task=threads,
+        gpu=scheduler.gpus(config, device),
+        **(scheduler.gpu_model_resources(config) if scheduler.gpus(config, device) else {}),
+    )
+
+
+for _i, (_model, _dataset, _settings, _threads, _shards, _hooks) in enumerate(activation_groups()):
+    _stores = [directory(f"{RESULTS}/{_model}/{_dataset}/{hook}/activations.zarr") for hook in _hooks]
+    _log = f"logs/activations/{_model}/{_dataset}/{'+'.join(_hooks)}"
+    _threads = _threads or local_cores()
+
+    if _shards == 1:
+
+        rule:
+            name:
+                f"activations_{_i}"
+            output:
+                _stores,
+            log:
+                f"{_log}.log",
+            params:
+                model=study.canonical(config["models"][_model]),
+                dataset=study.canonical(config["datasets"][_dataset]),
+                activations=study.canonical(_settings),
+                hooks=_hooks,  # in output order
+            threads: _threads
+            resources:
+                **caching_resources(_model, _settings, _hooks, _threads),
+            conda:
+                CONDA_ENV
+            script:
+                "../scripts/activations.py"
+
+    else:
+        # Shards: parallel jobs each cache a range of contexts for every hook; one job joins them (hard links).
+        _shard_dir = f"{RESULTS}/{_model}/{_dataset}/.shards/{'+'.join(_hooks)}"
+
+        rule:
+            name:
+                f"activations_{_i}_shard"
+            output:
+                temp(directory(f"{_shard_dir}/shard{{shard}}")),
+            log:
+                f"{_log}.shard{{shard}}.log",
+            wildcard_constraints:
+                shard="[0-9]+",
+            params:
+                model=study.canonical(config["models"][_model]),
+                dataset=study.canonical(config["datasets"][_dataset]),
+                activations=study.canonical(_settings),
+                hooks=_hooks,
+                shards=_shards,
+            threads: _threads
+            resources:
+                **caching_resources(_model, _settings, _hooks, _threads, fraction=1 / _shards),
+            conda:
+                CONDA_ENV
+            script:
+                "../scripts/activations_shard.py"
+
+        rule:
+            name:
+                f"activations_{_i}"
+            input:
+                [f"{_shard_dir}/shard{k}" for k in range(_shards)],
+            output:
+                _stores,
+            log:
+                f"{_log}.log",
+            params:
+                activations=study.canonical(_settings),
+                hooks=_hooks,  # in output order
+            threads: 1
+            resources:
+                mem_mb=2000,
+                runtime=lambda w, attempt: scheduler.scaled(10, attempt),
+                cpus_per_task=1,
+            conda:
+                CONDA_ENV
+            script:
+                "../scripts/activations_join.py"

@@ -1,15 +1,29 @@
 # Config validation (schema, then cross-key checks) and the functions that turn the config into file lists.
 import os
 
-from saeseeds import estimates, study
+from snakemake.exceptions import WorkflowError
+
+from saeseeds import estimates, scheduler, study
 from saeseeds.study import CHANCE_SEEDS
 
 # Idle OpenMP threads sleep instead of spinning: with spinning, two torch threads on a shared 2-core
 # machine ran 2.5-4x slower per training step (benchmarks/README.md). Job scripts inherit this.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Jobs import saeseeds from this checkout, also in a conda environment (envs/saeseeds.yaml) that lacks it.
+_SRC = os.path.normpath(os.path.join(workflow.basedir, "..", "src"))
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_SRC, os.environ.get("PYTHONPATH")) if p)
+# Every rule runs in this environment under `--software-deployment-method conda` (path relative to rules/;
+# envs/ at the root links to workflow/envs/, so a copy of workflow/ alone is complete).
+CONDA_ENV = "../envs/saeseeds.yaml"
 
-# Every check before any job: schema, cross-key, training settings, synthetic sites (saeseeds.study).
-study.validate_config(config, workflow.source_path("../schemas/config.schema.yaml"))
+# Every check before any job: schema, cross-key, synthetic sites, and (main process only) the trainer's
+# config objects, which import torch (~3 s): a job (on SLURM: two Snakemake starts per job) runs with the
+# config the main process already checked, and `saeseeds plan` checks it itself beside its dry run.
+study.validate_config(
+    config,
+    workflow.source_path("../schemas/config.schema.yaml"),
+    training=workflow.is_main_process and not os.environ.get("SAESEEDS_PLAN_CHECKS_TRAINING"),
+)
 
 SITES = study.sites(config)
 SITE_SAES = study.site_saes(config)
@@ -30,8 +44,18 @@ wildcard_constraints:
 
 
 def site_activations(wildcards):
-    """The activations settings of the wildcards' site (study settings with the site's overrides)."""
-    return study.site_activations(config, wildcards.model, wildcards.dataset, wildcards.hook)
+    """The activations settings of the wildcards' site (study settings with the site's overrides), less `threads`
+    and `shards`, which say how jobs run, not what they compute."""
+    acts = study.site_activations(config, wildcards.model, wildcards.dataset, wildcards.hook)
+    return {k: v for k, v in acts.items() if k not in ("threads", "shards")}
+
+
+def local_cores(default=2):
+    """All cores of a local run (--cores); `default` under a cluster executor, which has no core count."""
+    try:
+        return workflow.cores
+    except WorkflowError:
+        return default
 
 
 def sae_dirs():

@@ -46,6 +46,8 @@ rule fig1_matched_cosine:
     resources:
         mem_mb=2000,
         runtime=5,
+    conda:
+        CONDA_ENV
     script:
         "../scripts/fig1_matched_cosine.py"
 
@@ -68,6 +70,8 @@ rule fig2_only_in_base:
     resources:
         mem_mb=2000,
         runtime=5,
+    conda:
+        CONDA_ENV
     script:
         "../scripts/fig2_only_in_base.py"
 
@@ -88,6 +92,8 @@ rule fig3_firing:
     resources:
         mem_mb=2000,
         runtime=5,
+    conda:
+        CONDA_ENV
     script:
         "../scripts/fig3_firing.py"
 
@@ -107,6 +113,8 @@ rule fig4_ablations:
     resources:
         mem_mb=2000,
         runtime=5,
+    conda:
+        CONDA_ENV
     script:
         "../scripts/fig4_ablations.py"
 
@@ -124,6 +132,8 @@ rule fig5_layers:
     resources:
         mem_mb=2000,
         runtime=5,
+    conda:
+        CONDA_ENV
     script:
         "../scripts/fig5_layers.py"
 
@@ -141,6 +151,8 @@ rule figA1_labellings:
     resources:
         mem_mb=2000,
         runtime=5,
+    conda:
+        CONDA_ENV
     script:
         "../scripts/figA1_labellings.py"
 
@@ -165,5 +177,7 @@ for _name, _side in (("figA2_encoder_cosines", "enc"), ("figA3_decoder_cosines",
         resources:
             mem_mb=2000,
             runtime=5,
+        conda:
+            CONDA_ENV
         script:
             "../scripts/figA2_A3_cosines.py"

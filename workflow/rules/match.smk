@@ -1,3 +1,7 @@
+# Matching runs on config `match.device`; on cuda its jobs ask for a GPU (config `cluster.gpu_requests`).
+MATCH_GPUS = scheduler.gpus(config, config["match"]["device"])
+
+
 rule match:
     """Match the latents of two seeds (exact linear assignment on encoder and on decoder rows)."""
     input:
@@ -13,10 +17,14 @@ rule match:
         device=config["match"]["device"],
     threads: 1
     resources:
-        mem_mb=lambda w: estimates.match_mem_mb(config, w.sae),
-        runtime=lambda w: estimates.match_minutes(config, w.model, w.sae),
+        mem_mb=lambda w, attempt: scheduler.scaled(estimates.match_mem_mb(config, w.sae), attempt),
+        runtime=lambda w, attempt: scheduler.scaled(estimates.match_minutes(config, w.model, w.sae), attempt),
         disk_mb=lambda w: estimates.match_disk_mb(config, w.sae),
-        gpu=1 if config["match"]["device"].startswith("cuda") else 0,
+        cpus_per_task=1,
+        gpu=MATCH_GPUS,
+        **(scheduler.gpu_model_resources(config) if MATCH_GPUS else {}),
+    conda:
+        CONDA_ENV
     script:
         "../scripts/match.py"
 
@@ -35,8 +43,12 @@ rule chance:
         device=config["match"]["device"],
     threads: 1
     resources:
-        mem_mb=lambda w: estimates.match_mem_mb(config, w.sae),
-        runtime=lambda w: 3 * estimates.match_minutes(config, w.model, w.sae),
-        gpu=1 if config["match"]["device"].startswith("cuda") else 0,
+        mem_mb=lambda w, attempt: scheduler.scaled(estimates.match_mem_mb(config, w.sae), attempt),
+        runtime=lambda w, attempt: scheduler.scaled(3 * estimates.match_minutes(config, w.model, w.sae), attempt),
+        cpus_per_task=1,
+        gpu=MATCH_GPUS,
+        **(scheduler.gpu_model_resources(config) if MATCH_GPUS else {}),
+    conda:
+        CONDA_ENV
     script:
         "../scripts/chance.py"

@@ -16,5 +16,7 @@ rule orphans:
         mem_mb=lambda w: estimates.orphans_mem_mb(config, w.sae),
         runtime=5,
         disk_mb=lambda w: estimates.orphans_disk_mb(config, w.sae),
+    conda:
+        CONDA_ENV
     script:
         "../scripts/orphans.py"

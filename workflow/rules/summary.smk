@@ -19,5 +19,7 @@ rule summary:
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        CONDA_ENV
     script:
         "../scripts/summary.py"

@@ -1,6 +1,6 @@
 # Synthetic sites (models with `source: synthetic`): activations with a known dictionary, so every seed's
-# latents can be checked against the true features. The activations rule below replaces `activations` for
-# these models only; training, matching and orphan rules run on them unchanged.
+# latents can be checked against the true features. The activations rule below makes their stores (the
+# caching rules activations_* skip these models); training, matching and orphan rules run on them unchanged.
 import re
 
 from saeseeds import synthetic
@@ -23,9 +23,6 @@ def synthetic_targets():
     return targets + [f"{RESULTS}/recovery.csv"]
 
 
-ruleorder: synthetic_activations > activations
-
-
 rule synthetic_activations:
     """Generate a synthetic site's activations (known dictionary, Zipf firing, noise) and save the ground truth."""
     output:
@@ -43,6 +40,8 @@ rule synthetic_activations:
         mem_mb=lambda w: synthetic.mem_mb(config["models"][w.model]["synthetic"]),
         runtime=lambda w: synthetic.minutes(config["models"][w.model]["synthetic"], site_activations(w)["max_tokens"]),
         disk_mb=lambda w: synthetic.disk_mb(config["models"][w.model]["synthetic"], site_activations(w)),
+    conda:
+        CONDA_ENV
     script:
         "../scripts/synthetic_activations.py"
 
@@ -67,6 +66,8 @@ rule truth_match:
         runtime=lambda w: estimates.match_minutes(config, w.model, w.sae),
         disk_mb=lambda w: estimates.match_disk_mb(config, w.sae),
         gpu=1 if config["match"]["device"].startswith("cuda") else 0,
+    conda:
+        CONDA_ENV
     script:
         "../scripts/truth_match.py"
 
@@ -92,6 +93,8 @@ rule recovery:
         mem_mb=lambda w: estimates.orphans_mem_mb(config, w.sae),
         runtime=5,
         disk_mb=lambda w: estimates.orphans_disk_mb(config, w.sae),
+    conda:
+        CONDA_ENV
     script:
         "../scripts/recovery.py"
 
@@ -114,6 +117,8 @@ rule figX1_recovery:
     resources:
         mem_mb=2000,
         runtime=5,
+    conda:
+        CONDA_ENV
     script:
         "../scripts/figX1_recovery.py"
 
@@ -134,5 +139,7 @@ rule recovery_summary:
     resources:
         mem_mb=1000,
         runtime=5,
+    conda:
+        CONDA_ENV
     script:
         "../scripts/recovery_summary.py"

@@ -4,6 +4,7 @@
 import re
 
 TRAIN = config.get("train", {})
+TRAIN_GPUS = scheduler.gpus(config, TRAIN.get("device", "cpu"))
 
 
 def train_outputs(seeds):
@@ -50,9 +51,13 @@ for _group, _saes in train_groups().items():
             data_seed=config["data_seed"],
         threads: TRAIN.get("threads", 2)
         resources:
-            mem_mb=lambda w, seeds=_group: estimates.train_mem_mb(config, w.model, w.sae, len(seeds)),
-            runtime=lambda w, seeds=_group: estimates.train_minutes(config, w.model, w.sae, len(seeds)),
+            mem_mb=lambda w, attempt, seeds=_group: scheduler.scaled(estimates.train_mem_mb(config, w.model, w.sae, len(seeds)), attempt),
+            runtime=lambda w, attempt, seeds=_group: scheduler.scaled(estimates.train_minutes(config, w.model, w.sae, len(seeds)), attempt),
             disk_mb=lambda w, seeds=_group: len(seeds) * estimates.checkpoint_disk_mb(config, w.model, w.sae),
-            gpu=int(TRAIN.get("device", "cpu").startswith("cuda")),
+            cpus_per_task=TRAIN.get("threads", 2),
+            gpu=TRAIN_GPUS,
+            **(scheduler.gpu_model_resources(config) if TRAIN_GPUS else {}),
+        conda:
+            CONDA_ENV
         script:
             "../scripts/train.py"

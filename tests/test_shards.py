@@ -1,0 +1,64 @@
+"""Caching in shards: parallel jobs write chunk-aligned context ranges; joining them gives the unsharded bytes."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from saeseeds.activations import ActivationConfig, cache_activations_multi
+from saeseeds.shards import cache_shard, join_shards, shard_ranges
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
+
+def test_ranges_tile_the_contexts_on_chunk_boundaries():
+    # 300 contexts of 64 tokens; a chunk is 8192 rows = 128 contexts, so 2 whole pieces and a tail
+    assert shard_ranges(300, 64, 2) == [(0, 128), (128, 300)]
+    assert shard_ranges(300, 64, 1) == [(0, 300)]
+    # context 3000 does not divide 8192: pieces of lcm(8192, 3000) rows = 1024 contexts
+    assert shard_ranges(4096, 3000, 4) == [(0, 1024), (1024, 2048), (2048, 3072), (3072, 4096)]
+    with pytest.raises(ValueError, match="activations.shards=3.*at most 2"):
+        shard_ranges(300, 64, 3)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(smollm, tmp_path_factory):
+    """A 2-layer random Llama with SmolLM2's tokenizer, saved where load_model reads it."""
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    tok = smollm[1]
+    torch.manual_seed(0)
+    LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                                 num_attention_heads=2, num_key_value_heads=2)).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return str(folder)
+
+
+def test_joined_shards_hold_the_bytes_of_one_job(tiny_model, tmp_path):
+    hooks = ["layers.1", "layers.0.mlp"]
+    cfg = ActivationConfig(max_tokens=20_000, heldout_tokens=2_000, context_length=64, batch_size=24)
+    site = {"model_source": tiny_model, "dataset_source": "embedded:kjv-pydoc", "cfg": cfg}
+    whole = cache_activations_multi({h: tmp_path / "whole" / h / "activations.zarr" for h in hooks}, **site)
+    dirs = [tmp_path / "shards" / f"shard{k}" for k in range(2)]
+    for k in (1, 0):  # any order: the shards are independent jobs
+        cache_shard(dirs[k], hooks, shard=k, shards=2, **site)
+    joined = join_shards({h: tmp_path / "joined" / h / "activations.zarr" for h in hooks}, dirs, cfg)
+    for hook in hooks:
+        a, b = whole[hook], joined[hook]
+        np.testing.assert_array_equal(a.array[:], b.array[:])
+        files = sorted(p.relative_to(a.path) for p in (a.path / "activations").rglob("*") if p.is_file())
+        assert files == sorted(p.relative_to(b.path) for p in (b.path / "activations").rglob("*") if p.is_file())
+        assert len(files) == 4  # zarr.json and 3 chunks of 8192 rows (19,968 tokens)
+        for rel in files:
+            assert (a.path / rel).read_bytes() == (b.path / rel).read_bytes(), rel
+        mine, theirs = dict(a.attrs), dict(b.attrs)
+        assert theirs.pop("shards") == 2
+        for attrs in (mine, theirs):
+            attrs.pop("tokens_per_second")
+        for key in ("mean_norm_first_position", "mean_norm_other_positions"):  # sums in another order
+            assert theirs.pop(key) == pytest.approx(mine.pop(key), rel=1e-12)
+        assert theirs == mine
+    chunk = next((dirs[0] / "layers.1.zarr" / "activations" / "c").rglob("*0"))
+    assert chunk.stat().st_nlink == 2  # linked into the joined store, not copied
+    assert json.loads((dirs[1] / "shard.json").read_text())["contexts"] == [128, 312]

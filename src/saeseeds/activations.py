@@ -178,6 +178,7 @@ def write_activations(
         n_tokens, hook, stats["tokens_per_second"], stats["mean_norm_first_position"],
         stats["mean_norm_other_positions"] or float("nan"),
     )
+    writer.add_token_ids(input_ids.numpy())
     return writer.finish({**attrs, **stats})
 
 

@@ -2,7 +2,8 @@
 
 Rows `[0, n_train)` are for training, rows `[n_train, n_tokens)` are the held-out slice used for
 evaluation. The attr `complete=true` is written last, so a store without it was interrupted and is
-never read.
+never read. Stores of language-model sites also hold array `tokens` [contexts, context_length], the
+token id behind every row (row r is token r % L of context r // L), so latents can be shown on text.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 import zarr
 
 ARRAY = "activations"
+TOKENS = "tokens"
 REQUIRED_ATTRS = ("model", "revision", "dataset", "hook", "n_tokens", "n_train", "n_heldout", "d_in", "complete")
 
 
@@ -46,6 +48,10 @@ class ActivationStore:
     def heldout(self) -> np.ndarray:
         """Returns the held-out rows as float32."""
         return np.asarray(self.array[self.n_train :], dtype=np.float32)
+
+    def token_ids(self) -> np.ndarray:
+        """Returns the token ids [contexts, context_length] behind the rows; StoreError if the store has none."""
+        return read_token_ids(self)
 
 
 class StoreWriter:
@@ -98,6 +104,10 @@ class StoreWriter:
         self._pending = [rest] if len(rest) else []
         self._pending_rows = len(rest)
 
+    def add_token_ids(self, input_ids: np.ndarray) -> None:
+        """Stores the token ids [contexts, context_length] behind the rows, as int32 array `tokens`."""
+        write_token_ids(self.group, input_ids, self.n_tokens, where=self.path)
+
     def finish(self, attrs: dict[str, Any]) -> ActivationStore:
         """Flushes, checks the row count, writes attrs with complete=true and renames into place."""
         self._flush(whole_chunks_only=False)
@@ -140,3 +150,28 @@ def write_store(path: str | Path, rows: np.ndarray, *, n_heldout: int, attrs: di
     writer.append(rows)
     base = {"model": "synthetic", "revision": "none", "dataset": "synthetic", "hook": "none"}
     return writer.finish({**base, **attrs, "n_train": len(rows) - n_heldout, "n_heldout": n_heldout})
+
+
+def write_token_ids(group: zarr.Group, input_ids: np.ndarray, n_tokens: int, *, where: str | Path) -> None:
+    """Writes token ids [contexts, L] as array `tokens` of `group`; they must cover exactly `n_tokens` rows."""
+    ids = np.asarray(input_ids)
+    if ids.ndim != 2 or ids.size != n_tokens:
+        raise StoreError(f"{where}: token ids of shape {ids.shape} do not cover the store's {n_tokens} rows")
+    if ids.size and (ids.min() < 0 or ids.max() > np.iinfo(np.int32).max):
+        raise StoreError(f"{where}: token ids outside int32 range ({ids.min()}..{ids.max()})")
+    array = group.create_array(TOKENS, shape=ids.shape, chunks=(min(1024, ids.shape[0]), ids.shape[1]), dtype="int32")
+    array[:] = ids.astype(np.int32)
+
+
+def read_token_ids(store: ActivationStore) -> np.ndarray:
+    """Returns the token ids [contexts, L] of `store`; StoreError naming the store when it has none."""
+    group = zarr.open_group(str(store.path), mode="r", zarr_format=3)
+    if TOKENS not in group:
+        raise StoreError(
+            f"{store.path}: no token ids (array '{TOKENS}'); the store was cached before saeseeds kept them "
+            "or is synthetic. Delete it and rerun rule activations"
+        )
+    ids = np.asarray(group[TOKENS][:], dtype=np.int64)
+    if ids.size != store.array.shape[0]:
+        raise StoreError(f"{store.path}: {ids.size} token ids for {store.array.shape[0]} activation rows")
+    return ids

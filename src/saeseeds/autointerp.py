@@ -22,7 +22,7 @@ EXPLAIN_SYSTEM = (
     "the feature is active; the tokens where it fires are marked between << and >>. Find what the marked tokens "
     "and their contexts have in common."
 )
-EXPLAIN_INSTRUCTION = 'Answer with one short sentence, in the form "Explanation: <what the feature responds to>".'
+EXPLAIN_INSTRUCTION = 'What does the feature respond to? Answer with one short sentence that starts with "Explanation:".'
 DETECT_SYSTEM = (
     "You are a meticulous researcher checking an explanation of one feature of a language model. You see texts; "
     "decide for each whether the feature, as explained, would be active somewhere in it."

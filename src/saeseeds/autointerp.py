@@ -91,7 +91,8 @@ def parse_explanation(text: str | None) -> Parsed:
     if _refused(text):
         return Parsed(None, REFUSED, text.strip()[:200])
     match = re.search(r"explanation\s*[:\-]\s*(.+)", text, flags=re.IGNORECASE)
-    line = (match.group(1) if match else text.strip()).strip().splitlines()[0].strip().strip("\"'` ")
+    lines = (match.group(1) if match else text).strip().splitlines() or [""]
+    line = lines[0].strip().strip("\"'` ")
     line = line.replace("<<", "").replace(">>", "")
     if not line:
         return Parsed(None, "malformed", f"no sentence in {text[:200]!r}")

@@ -121,22 +121,34 @@ def collect_examples(
             vals, pos = torch.cat([best_v, wmax]).topk(min(k, len(best_v) + len(wmax)), dim=0)
             best_w = torch.cat([best_w, ids]).gather(0, pos)
             best_v = vals
-        held_parts = [wmax.cpu().numpy() for _, wmax in _window_max(sae, store, store.n_train, store.array.shape[0], index, cfg)]
-    held = np.concatenate(held_parts) if held_parts else np.zeros((0, m), dtype=np.float32)
+        # Held-out windows kept sparse (window, latent, activation): at the paper's scale a dense table would be
+        # 62,500 windows x 32,768 latents.
+        n_held, hits = 0, []
+        for first, wmax in _window_max(sae, store, store.n_train, store.array.shape[0], index, cfg):
+            w, j = torch.nonzero(wmax > 0, as_tuple=True)
+            hits.append((w.cpu().numpy() + first - store.n_train // cfg.window, j.cpu().numpy(), wmax[w, j].cpu().numpy()))
+            n_held += len(wmax)
     first_held = store.n_train // cfg.window
+    if hits:
+        h_win, h_col, h_val = (np.concatenate(parts) for parts in zip(*hits))
+    else:
+        h_win, h_col, h_val = np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+    order = np.argsort(h_col, kind="stable")
+    h_win, h_col, h_val = h_win[order].astype(np.int64), h_col[order], h_val[order]
+    bounds = np.searchsorted(h_col, np.arange(m + 1))
     rng = np.random.default_rng([cfg.seed, seed])
     picks: list[tuple[int, str, int, int, float]] = []  # (latent column, role, quantile, window, activation)
     for j in range(m):
         for v, w in zip(best_v[:, j].tolist(), best_w[:, j].tolist()):
             if v > 0:
                 picks.append((j, "explain", -1, w, v))
-        active = np.flatnonzero(held[:, j] > 0)
-        for q, chosen in quantile_sample(held[active, j], cfg.score_active, cfg.n_quantiles, rng):
-            picks += [(j, "active", q, first_held + int(active[c]), float(held[active[c], j])) for c in chosen]
-        silent = np.flatnonzero(held[:, j] <= 0)
+        windows, values = h_win[bounds[j] : bounds[j + 1]], h_val[bounds[j] : bounds[j + 1]]
+        for q, chosen in quantile_sample(values, cfg.score_active, cfg.n_quantiles, rng):
+            picks += [(j, "active", q, first_held + int(windows[c]), float(values[c])) for c in chosen]
+        silent = np.setdiff1d(np.arange(n_held), windows, assume_unique=True)
         for c in rng.choice(silent, size=min(cfg.score_inactive, len(silent)), replace=False):
             picks.append((j, "inactive", -1, first_held + int(c), 0.0))
-    log.info("%d latents: %d examples (%d windows searched for top examples, %d held out)", m, len(picks), stop // cfg.window, len(held))
+    log.info("%d latents: %d examples (%d windows searched for top examples, %d held out)", m, len(picks), stop // cfg.window, n_held)
     return _example_table(store, sae, picks, latents, flat, seed=seed, cfg=cfg, decode=decode)
 
 

@@ -83,7 +83,8 @@ class OpenAIBackend:
 
     @property
     def identity(self) -> str:
-        return f"openai:{self.base_url.rstrip('/')}:{self.model}:t={self.temperature}"
+        # Not the URL: the same served model answers the same prompts wherever the server runs next time.
+        return f"openai:{self.model}:t={self.temperature}"
 
     def generate(self, prompts: list[Messages], *, max_tokens: int) -> list[Reply]:
         if not prompts:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -174,11 +175,13 @@ def explain_and_score(
         if len(top):
             asked.append(len(rows) - 1)
             prompts.append(explanation_prompt([highlight(list(t), a) for t, a in zip(top["token_strs"], top["token_acts"])]))
+    start = time.perf_counter()
     for index, reply in zip(asked, backend.generate(prompts, max_tokens=cfg.explain_max_tokens)):
         parsed = parse_explanation(reply.text) if reply.status == OK else Parsed(None, reply.status, reply.detail)
         rows[index].update(explanation=parsed.value, explain_status=parsed.status, explain_detail=parsed.detail)
     table = pd.DataFrame(rows, columns=["seed", "latent", "n_explain_examples", "explanation", "explain_status", "explain_detail"])
-    log.info("explanations: %d of %d latents ok (%d asked)", int((table.explain_status == OK).sum()), len(table), len(prompts))
+    log.info("explanations: %d of %d latents ok (%d asked) in %.1f s", int((table.explain_status == OK).sum()), len(table),
+             len(prompts), time.perf_counter() - start)
     return _score(table, groups, backend, cfg, log)
 
 
@@ -196,7 +199,9 @@ def _score(table: pd.DataFrame, groups, backend, cfg: AutointerpConfig, log: log
         for start in range(0, len(texts), n_per):
             jobs.append((row.Index, truth[start : start + n_per]))
             prompts.append(detection_prompt(row.explanation, texts[start : start + n_per]))
+    start = time.perf_counter()
     replies = backend.generate(prompts, max_tokens=max_tokens)
+    seconds = time.perf_counter() - start
     truth_of = {i: [] for i in table.index}
     pred_of = {i: [] for i in table.index}
     failed = dict.fromkeys(table.index, 0)
@@ -214,8 +219,8 @@ def _score(table: pd.DataFrame, groups, backend, cfg: AutointerpConfig, log: log
         table[name] = [getattr(s, name) for s in scores]
     table["score"] = [s.balanced_accuracy for s in scores]
     log.info(
-        "detection: %d prompts, %d failed or unparsed; mean score %.3f over %d latents",
-        len(prompts), sum(failed.values()), float(np.nanmean(table.score)) if table.score.notna().any() else float("nan"),
+        "detection: %d prompts in %.1f s, %d failed or unparsed; mean score %.3f over %d latents",
+        len(prompts), seconds, sum(failed.values()), float(np.nanmean(table.score)) if table.score.notna().any() else float("nan"),
         int(table.score.notna().sum()),
     )
     return table

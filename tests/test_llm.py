@@ -132,3 +132,12 @@ def test_settings_errors_name_the_key(monkeypatch):
         make_backend({"kind": "magic"})
     with pytest.raises(BackendError, match="unknown keys"):
         make_backend({"kind": "openai", "base_url": "http://x/v1", "model": "m", "temprature": 0})
+
+
+def test_in_process_backend_loads_its_model_only_when_a_prompt_misses_the_cache(tmp_path):
+    backend = make_backend({"kind": "transformers", "model": "embedded:smollm2-135m", "batch_size": 4})
+    cache = ReplyCache(tmp_path / "c.sqlite")
+    cache.put_many([(ReplyCache.key(backend.identity, PROMPT, 8), "Hello!")])
+    cached = CachedBackend(backend, cache)
+    assert [r.text for r in cached.generate([PROMPT], max_tokens=8)] == ["Hello!"]
+    assert backend.model is None and (cached.hits, cached.misses) == (1, 0)

@@ -154,6 +154,7 @@ def test_autointerp_rerun_is_answered_from_the_cache(study):
     assert proc.returncode == 0, proc.stderr[-3000:]
     log = (workdir / "logs" / "autointerp" / ai["sites"][0] / f"{ai['saes'][0]}.log").read_text()
     assert re.search(r"model calls: [1-9][0-9]* answered from the cache .*, 0 sent to", log), log[-2000:]
+    assert "GGUF" not in log  # every answer came from the cache, so the explainer model was never loaded
     for s in ai["seeds"]:
         pd.testing.assert_frame_equal(pd.read_parquet(d / f"seed{s}.parquet"), before[s])
 

@@ -156,25 +156,42 @@ def parse_chat_response(raw: bytes) -> Reply:
 
 
 class TransformersBackend:
-    """An in-process chat model (default: the embedded SmolLM2-135M-Instruct), greedy, batched with left padding."""
+    """An in-process chat model (default: the embedded SmolLM2-135M-Instruct), greedy, batched with left padding.
 
-    def __init__(self, model, tokenizer, *, source: str, batch_size: int = 8):
-        if getattr(tokenizer, "chat_template", None) is None:
-            raise BackendError(f"autointerp.backend.model {source!r}: the tokenizer has no chat template (not an instruct model)")
-        self.model, self.tokenizer, self.source, self.batch_size = model, tokenizer, source, int(batch_size)
+    The model is loaded on the first prompt, so a rerun answered entirely from the cache never loads it.
+    """
+
+    def __init__(self, model=None, tokenizer=None, *, source: str, revision: str = "main", dtype: str = "float32",
+                 device: str = "cpu", batch_size: int = 8):
+        self.source, self.revision, self.dtype, self.device = source, revision, dtype, device
+        self.batch_size = int(batch_size)
+        self.model, self.tokenizer = model, tokenizer
         self.identity = f"transformers:{source}"
+        if tokenizer is not None:
+            self._check_chat_template()
 
     @classmethod
-    def load(cls, source: str, *, revision: str = "main", dtype: str = "float32", device: str = "cpu", batch_size: int = 8):
-        """Returns the backend with `source` loaded as saeseeds.models.load_model loads subject models."""
-        from saeseeds.models import load_model
+    def load(cls, source: str, **settings):
+        """Returns the backend for `source` (loaded lazily, as saeseeds.models.load_model loads subject models)."""
+        return cls(source=source, **settings)
 
-        model, tokenizer = load_model(source, revision=revision, dtype=dtype, device=device)
-        return cls(model, tokenizer, source=source, batch_size=batch_size)
+    def _check_chat_template(self) -> None:
+        if getattr(self.tokenizer, "chat_template", None) is None:
+            raise BackendError(f"autointerp.backend.model {self.source!r}: the tokenizer has no chat template (not an instruct model)")
+
+    def _ensure_loaded(self) -> None:
+        if self.model is None:
+            from saeseeds.models import load_model
+
+            self.model, self.tokenizer = load_model(self.source, revision=self.revision, dtype=self.dtype, device=self.device)
+            self._check_chat_template()
 
     def generate(self, prompts: list[Messages], *, max_tokens: int) -> list[Reply]:
         import torch
 
+        if not prompts:
+            return []
+        self._ensure_loaded()
         texts = [self.tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts]
         ids = [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
         # Similar lengths share a batch, so little compute goes to padding.

@@ -114,6 +114,10 @@ def parse_detection(text: str | None, n: int) -> Parsed:
         first = re.match(r"\W*(\w+)", text)
         if first and first.group(1).lower() in _ANSWERS:
             return Parsed([_ANSWERS[first.group(1).lower()]])
+        # Small models answer in a sentence ("The feature is not active in this text."): read its first verdict.
+        verdict = re.search(r"\b(?:is|are)\s+(not\s+)?(active|inactive|passive)\b", text, flags=re.IGNORECASE)
+        if verdict:
+            return Parsed([int(not verdict.group(1) and verdict.group(2).lower() == "active")])
     return Parsed(None, "malformed", f"no list of {n} answers (1/0) in {text[:200]!r}")
 
 

@@ -47,6 +47,8 @@ def test_detection_prompt_one_text_asks_yes_no_several_ask_a_list():
         ("   ", None, "malformed"),
         (None, None, "malformed"),
         ("Explanation:   ", None, "malformed"),
+        ("Explanation: Explanation: Explanation:", None, "malformed"),
+        ("Explanation: Explanation: names of kings", "names of kings", OK),
     ],
 )
 def test_parse_explanation(reply, value, status):

@@ -93,7 +93,8 @@ def parse_explanation(text: str | None) -> Parsed:
         return Parsed(None, REFUSED, text.strip()[:200])
     match = re.search(r"explanation\s*[:\-]\s*(.+)", text, flags=re.IGNORECASE)
     lines = (match.group(1) if match else text).strip().splitlines() or [""]
-    line = lines[0].strip().strip("\"'` ")
+    # Small models sometimes repeat the prefix ("Explanation: Explanation: ..."); what follows the last one counts.
+    line = re.sub(r"^(?:explanation\s*[:\-]\s*)+", "", lines[0].strip(), flags=re.IGNORECASE).strip().strip("\"'` ")
     line = line.replace("<<", "").replace(">>", "")
     if not line:
         return Parsed(None, "malformed", f"no sentence in {text[:200]!r}")

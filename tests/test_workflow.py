@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -104,7 +105,7 @@ def test_orphans_contract(study):
 
 
 FIGURES = ["fig1_matched_cosine", "fig2_only_in_base", "fig3_firing", "fig4_ablations", "fig5_layers",
-           "figA1_labellings", "figA2_encoder_cosines", "figA3_decoder_cosines"]
+           "figA1_labellings", "figA2_encoder_cosines", "figA3_decoder_cosines", "fig6_autointerp"]
 
 
 def test_figures_and_summary(study):
@@ -119,6 +120,43 @@ def test_figures_and_summary(study):
     assert (workdir / "results" / "summary.md").read_text().startswith("| site |")
     fits = pd.read_csv(workdir / "results" / "figures" / "fig2_powerlaw_fits.csv")
     assert list(fits.columns[:4]) == ["label", "model", "points", "a"]
+
+
+def test_autointerp_outputs(study):
+    """Explanations and scores per seed for the chosen latents, their examples, Table 1."""
+    workdir, config = study
+    ai = config["autointerp"]
+    site = ai["sites"][0]
+    d = workdir / "results" / site / ai["saes"][0] / "autointerp"
+    latents = pd.read_parquet(d / "latents.parquet")
+    assert sorted(latents.seed.unique()) == ai["seeds"] and (latents.groupby("seed").size() == ai["n_latents"]).all()
+    for seed in ai["seeds"]:
+        scores = pd.read_parquet(d / f"seed{seed}.parquet")
+        assert sorted(scores.latent) == sorted(latents[latents.seed == seed].latent)
+        assert scores.score.dropna().between(0, 1).all() and (scores.tp + scores.fn == scores[["tp", "fn"]].sum(axis=1)).all()
+        assert (scores.n_answered <= scores.n_active + scores.n_inactive).all()
+        examples = pd.read_parquet(d / "examples" / f"seed{seed}.parquet")
+        assert set(examples.role) <= {"explain", "active", "inactive"}
+        assert examples.token_strs.map(len).eq(ai["window"]).all()
+        assert (examples.groupby("latent").role.apply(lambda r: (r == "explain").sum()) <= ai["explain_examples"]).all()
+    table = pd.read_csv(workdir / "results" / "figures" / "table1_explanations.csv")
+    assert list(table.columns[:3]) == ["label", "level", "dec_cos"] and len(table) >= 1
+    log = (workdir / "logs" / "autointerp" / site / f"{ai['saes'][0]}.log").read_text()
+    assert "sent to transformers:embedded:smollm2-135m" in log
+
+
+def test_autointerp_rerun_is_answered_from_the_cache(study):
+    workdir, config = study
+    ai = config["autointerp"]
+    d = workdir / "results" / ai["sites"][0] / ai["saes"][0] / "autointerp"
+    before = {s: pd.read_parquet(d / f"seed{s}.parquet") for s in ai["seeds"]}
+    proc = snakemake(workdir, "--forcerun", "autointerp")  # and what depends on it, so the study stays complete
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    log = (workdir / "logs" / "autointerp" / ai["sites"][0] / f"{ai['saes'][0]}.log").read_text()
+    assert re.search(r"model calls: [1-9][0-9]* answered from the cache .*, 0 sent to", log), log[-2000:]
+    assert "GGUF" not in log  # every answer came from the cache, so the explainer model was never loaded
+    for s in ai["seeds"]:
+        pd.testing.assert_frame_equal(pd.read_parquet(d / f"seed{s}.parquet"), before[s])
 
 
 def test_summary_agrees_with_the_matches_brute_force(study):

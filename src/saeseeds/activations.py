@@ -240,6 +240,7 @@ def write_activations_multi(
             n_tokens, hook, stats["tokens_per_second"], len(hooks), stats["mean_norm_first_position"],
             stats["mean_norm_other_positions"] or float("nan"),
         )
+        writers[hook].add_token_ids(input_ids.numpy())
         stores[hook] = writers[hook].finish({**attrs, **stats})
     return stores
 

@@ -81,6 +81,16 @@ def load_model(
     return model, tokenizer
 
 
+def load_tokenizer(source: str, *, revision: str = "main") -> transformers.PreTrainedTokenizerBase:
+    """Returns the tokenizer of model `source` alone (for turning cached token ids back into text)."""
+    if source.startswith(EMBEDDED_PREFIX):
+        if revision != "main":
+            raise ValueError(f"embedded model {source!r} has no revisions; got revision={revision!r}")
+        folder, filename = _embedded_gguf(source)
+        return AutoTokenizer.from_pretrained(folder, gguf_file=filename)
+    return AutoTokenizer.from_pretrained(source, revision=revision)
+
+
 def resolve_hook(model: torch.nn.Module, hook: str) -> torch.nn.Module:
     """Returns the submodule named `hook`, a path relative to the base transformer.
 

@@ -29,7 +29,7 @@ from saeseeds import checksums
 from saeseeds.activations import ActivationConfig, _add_norms, _store_rows
 from saeseeds.corpus import load_texts, tokenize_contexts
 from saeseeds.models import hooked_activations_multi, load_model, resolve_hook, weights_pin
-from saeseeds.store import ARRAY, ActivationStore, StoreError, chunk_names, open_store
+from saeseeds.store import ARRAY, ActivationStore, StoreError, chunk_names, open_store, write_token_ids
 
 def shard_ranges(n_ctx: int, context_length: int, shards: int, chunk_rows: int = 8192) -> list[tuple[int, int]]:
     """Returns [start, end) context ranges of `shards` shards, as even as whole chunks allow.
@@ -136,9 +136,8 @@ def join_shards(store_paths: Mapping[str, str | Path], shard_dirs: list[str | Pa
     n_ctx = cfg.max_tokens // L
     if [tuple(s["contexts"]) for s in stats] != shard_ranges(n_ctx, L, len(stats), cfg.chunk_rows):
         raise StoreError(f"shard ranges {[s['contexts'] for s in stats]} do not tile {n_ctx} contexts; recache the shards")
-    digest = hashlib.sha256()
-    for shard_dir in shard_dirs:
-        digest.update(np.load(shard_dir / "tokens.npy").astype(np.int64).tobytes())
+    token_ids = np.concatenate([np.load(shard_dir / "tokens.npy") for shard_dir in shard_dirs])
+    digest = hashlib.sha256(token_ids.astype(np.int64).tobytes())
     n_tokens, n_heldout_ctx = n_ctx * L, cfg.heldout_contexts
     forward = sum(s["forward_seconds"] for s in stats)
     stores = {}
@@ -158,6 +157,7 @@ def join_shards(store_paths: Mapping[str, str | Path], shard_dirs: list[str | Pa
                         os.link(chunk, target)
                     except OSError:
                         shutil.copyfile(chunk, target)
+        write_token_ids(zarr.open_group(str(tmp), mode="r+", zarr_format=3), token_ids, n_tokens, where=path)
         names = chunk_names(array, -(-n_tokens // array.chunks[0]))
         checksums.rewrite_manifest(tmp, [(checksums.file_sha256(tmp / name), name) for name in names])
         attrs = {

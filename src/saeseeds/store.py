@@ -3,7 +3,8 @@
 Rows `[0, n_train)` are for training, rows `[n_train, n_tokens)` are the held-out slice used for
 evaluation. The attr `complete=true` is written last, so a store without it was interrupted and is
 never read. Each chunk file's sha256 is listed in the store's `SHA256SUMS` (saeseeds.checksums):
-`open_store(path, verify=True)` checks them, and a writer given a fingerprint resumes a killed write.
+`open_store(path, verify=True)` checks them, and a writer given a fingerprint resumes a killed write. Stores of language-model sites also hold array `tokens` [contexts, context_length], the
+token id behind every row (row r is token r % L of context r // L), so latents can be shown on text.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from saeseeds import checksums
 from saeseeds.atomic import output_error
 
 ARRAY = "activations"
+TOKENS = "tokens"
 REQUIRED_ATTRS = ("model", "revision", "dataset", "hook", "n_tokens", "n_train", "n_heldout", "d_in", "complete")
 
 
@@ -50,6 +52,10 @@ class ActivationStore:
     def heldout(self) -> np.ndarray:
         """Returns the held-out rows as float32."""
         return np.asarray(self.array[self.n_train :], dtype=np.float32)
+
+    def token_ids(self) -> np.ndarray:
+        """Returns the token ids [contexts, context_length] behind the rows; StoreError if the store has none."""
+        return read_token_ids(self)
 
 
 class StoreWriter:
@@ -168,6 +174,10 @@ class StoreWriter:
             checksums.append_manifest(self.tmp_path, checksums.file_sha256(self.tmp_path / name), name)
             self._hashed = index + 1
 
+    def add_token_ids(self, input_ids: np.ndarray) -> None:
+        """Stores the token ids [contexts, context_length] behind the rows, as int32 array `tokens`."""
+        write_token_ids(self.group, input_ids, self.n_tokens, where=self.path)
+
     def finish(self, attrs: dict[str, Any]) -> ActivationStore:
         """Flushes, checks the row count, writes attrs with complete=true and renames into place."""
         self._flush(whole_chunks_only=False)
@@ -242,3 +252,28 @@ def write_store(path: str | Path, rows: np.ndarray, *, n_heldout: int, attrs: di
     writer.append(rows)
     base = {"model": "synthetic", "revision": "none", "dataset": "synthetic", "hook": "none"}
     return writer.finish({**base, **attrs, "n_train": len(rows) - n_heldout, "n_heldout": n_heldout})
+
+
+def write_token_ids(group: zarr.Group, input_ids: np.ndarray, n_tokens: int, *, where: str | Path) -> None:
+    """Writes token ids [contexts, L] as array `tokens` of `group`; they must cover exactly `n_tokens` rows."""
+    ids = np.asarray(input_ids)
+    if ids.ndim != 2 or ids.size != n_tokens:
+        raise StoreError(f"{where}: token ids of shape {ids.shape} do not cover the store's {n_tokens} rows")
+    if ids.size and (ids.min() < 0 or ids.max() > np.iinfo(np.int32).max):
+        raise StoreError(f"{where}: token ids outside int32 range ({ids.min()}..{ids.max()})")
+    array = group.create_array(TOKENS, shape=ids.shape, chunks=(min(1024, ids.shape[0]), ids.shape[1]), dtype="int32", overwrite=True)
+    array[:] = ids.astype(np.int32)
+
+
+def read_token_ids(store: ActivationStore) -> np.ndarray:
+    """Returns the token ids [contexts, L] of `store`; StoreError naming the store when it has none."""
+    group = zarr.open_group(str(store.path), mode="r", zarr_format=3)
+    if TOKENS not in group:
+        raise StoreError(
+            f"{store.path}: no token ids (array '{TOKENS}'); the store was cached before saeseeds kept them "
+            "or is synthetic. Delete it and rerun rule activations"
+        )
+    ids = np.asarray(group[TOKENS][:], dtype=np.int64)
+    if ids.size != store.array.shape[0]:
+        raise StoreError(f"{store.path}: {ids.size} token ids for {store.array.shape[0]} activation rows")
+    return ids

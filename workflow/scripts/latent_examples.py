@@ -1,0 +1,24 @@
+"""Example windows of the chosen latents of one seed (rule latent_examples)."""
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from saeseeds.atomic import write_parquet
+from saeseeds.latent_examples import ExampleConfig, collect_examples, load_sae, token_decoder
+from saeseeds.logs import rule_log
+from saeseeds.models import load_tokenizer
+from saeseeds.store import open_store
+
+sm = snakemake  # noqa: F821 (provided by Snakemake)
+torch.set_num_threads(sm.threads)
+with rule_log(sm.log[0]) as log:
+    seed = int(sm.wildcards.seed)
+    latents = pd.read_parquet(sm.input.latents)
+    tokenizer = load_tokenizer(sm.params.model["source"], revision=sm.params.model.get("revision", "main"))
+    table = collect_examples(
+        open_store(sm.input.store), load_sae(Path(sm.input.checkpoint[0]).parent, device=sm.params.device),
+        latents.loc[latents["seed"] == seed, "latent"].tolist(), seed=seed, cfg=ExampleConfig(**sm.params.examples),
+        decode=token_decoder(tokenizer), log=log,
+    )
+    write_parquet(table, sm.output[0])

@@ -85,7 +85,7 @@ def fig6_autointerp(frame: pd.DataFrame, *, threshold: float, style: FigureStyle
         ).properties(width=style.panel_width, height=style.panel_height,
                      title=alt.TitleParams("Score by sharing", subtitle="box: quartiles; tick: median; diamond: mean; line: range",
                                            fontSize=style.header_size))
-        panels.append(alt.hconcat(left, right, spacing=30))
+        panels.append(alt.hconcat(left, right, spacing=30).resolve_scale(color="independent"))
     chart = alt.vconcat(*panels, spacing=30).properties(
         title=alt.TitleParams("Are orphan latents interpretable? Detection scores of autointerp explanations",
                               subtitle="Paper (32K latents, Pythia-160M): mean score 0.72, quartiles 0.62 / 0.80")

@@ -197,9 +197,9 @@ def write_activations_multi(
                                                 chunk_rows=cfg.chunk_rows, fingerprint=fingerprint)
                 resume_batch = min(w.resumed_rows for w in writers.values()) // (cfg.batch_size * length)
                 if resume_batch:
-                    log.info("resuming an interrupted cache of %s: %s rows kept (whole chunks with matching checksums); "
-                             "forward passes restart at batch %d of %d", "+".join(hooks),
-                             {hook: w.resumed_rows for hook, w in writers.items()}, resume_batch, len(starts))
+                    kept = ", ".join(f"{hook}: {w.resumed_rows} of {n_ctx * length} rows kept" for hook, w in writers.items())
+                    log.info("resuming an interrupted cache (%s; whole chunks with matching checksums); "
+                             "forward passes restart at batch %d of %d", kept, resume_batch, len(starts))
                     for done in range(resume_batch):  # their norms, from the rows already stored
                         lo, hi = starts[done] * length, min(starts[done] + cfg.batch_size, n_ctx) * length
                         for hook, writer in writers.items():

@@ -61,7 +61,7 @@ def fig4_ablations(summary: pd.DataFrame, *, baseline: str, style: FigureStyle) 
     if frame.empty:
         return _empty(f"No ablation: no variant at the site of {baseline!r} differs from it in one of latents, k, tokens or architecture", style)
     long = _with_chance(frame, "shared_paper")
-    x = alt.X("x_label:N", sort=alt.EncodingSortField("order", order="ascending"), title=None, axis=alt.Axis(labelAngle=0))
+    x = alt.X("x_label:N", sort=alt.EncodingSortField("order", order="ascending"), title=None, axis=alt.Axis(labelAngle=-30, labelAlign="right"))
     chart = _points(long, x, style).properties(width=style.panel_width * 0.7, height=style.panel_height)
     faceted = chart.facet(column=alt.Column("panel:N", title=None, sort=[p for p in PANELS.values() if p in set(frame["panel"])]))
     site = frame["site"].iloc[0]

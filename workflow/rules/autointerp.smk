@@ -43,6 +43,8 @@ rule autointerp_latents:
     resources:
         mem_mb=1000,
         runtime=5,
+    conda:
+        CONDA_ENV
     script:
         "../scripts/autointerp_latents.py"
 
@@ -66,6 +68,8 @@ rule latent_examples:
         mem_mb=lambda w: 2000 + 3 * 8192 * config["saes"][w.sae]["num_latents"] * 4 // 2**20,
         runtime=lambda w: estimates.activations_minutes(site_activations(w), estimates.d_model(config, w.model), w.hook) // 4 + 5,
         gpu=1 if AI.get("device", "cpu").startswith("cuda") else 0,
+    conda:
+        CONDA_ENV
     script:
         "../scripts/latent_examples.py"
 
@@ -84,11 +88,13 @@ rule autointerp:
         backend=study.canonical(AI_BACKEND),
         scoring=study.canonical(autointerp_config.scoring_settings(config)) if AI else {},
         cache=AI.get("cache", f"{RESULTS}/autointerp_cache.sqlite"),
-    threads: workflow.cores if AI_IN_PROCESS else 1
+    threads: local_cores() if AI_IN_PROCESS else 1
     resources:
         mem_mb=8000 if AI_IN_PROCESS else 2000,
         runtime=lambda w: autointerp_config.autointerp_minutes(config, w.sae),
         gpu=1 if AI_IN_PROCESS and AI_BACKEND.get("device", "cpu").startswith("cuda") else 0,
+    conda:
+        CONDA_ENV
     script:
         "../scripts/autointerp.py"
 
@@ -110,6 +116,8 @@ rule fig6_autointerp:
     resources:
         mem_mb=2000,
         runtime=5,
+    conda:
+        CONDA_ENV
     script:
         "../scripts/fig6_autointerp.py"
 
@@ -130,5 +138,7 @@ rule table1_explanations:
     resources:
         mem_mb=1000,
         runtime=5,
+    conda:
+        CONDA_ENV
     script:
         "../scripts/table1_explanations.py"

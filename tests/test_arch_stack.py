@@ -11,12 +11,7 @@ from saeseeds.sae import SaeConfig
 D, N, K, B = 12, 40, 3, 50
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")  # conftest: small forwards run faster on one thread
 
 
 def make(arch="topk", seeds=(0, 1), **kw):

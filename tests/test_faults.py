@@ -33,12 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 D = 16
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")  # conftest: small forwards run faster on one thread
 
 
 def rows(n, seed=0, scale=1.0):

@@ -29,7 +29,8 @@ from saeseeds import checksums
 from saeseeds.activations import ActivationConfig, _add_norms, _store_rows
 from saeseeds.corpus import load_texts, tokenize_contexts
 from saeseeds.models import hooked_activations_multi, load_model, resolve_hook, weights_pin
-from saeseeds.store import ARRAY, ActivationStore, StoreError, chunk_names, open_store, write_token_ids
+from saeseeds.store import ARRAY, ActivationStore, StoreError, chunk_names, create_rows_array, open_store, write_token_ids
+
 
 def shard_ranges(n_ctx: int, context_length: int, shards: int, chunk_rows: int = 8192) -> list[tuple[int, int]]:
     """Returns [start, end) context ranges of `shards` shards, as even as whole chunks allow.
@@ -50,10 +51,8 @@ def shard_ranges(n_ctx: int, context_length: int, shards: int, chunk_rows: int =
 
 
 def _empty_array(path: Path, n_tokens: int, d: int, dtype: str, chunk_rows: int) -> zarr.Array:
-    """Returns a new array of the full store's shape and chunking (the same call StoreWriter makes)."""
-    group = zarr.open_group(str(path), mode="w", zarr_format=3)
-    return group.create_array(ARRAY, shape=(n_tokens, d), chunks=(min(chunk_rows, n_tokens), d), dtype=dtype,
-                              config={"write_empty_chunks": True})
+    """Returns a new array of the full store's shape and chunking, made as StoreWriter makes it."""
+    return create_rows_array(zarr.open_group(str(path), mode="w", zarr_format=3), n_tokens, d, dtype=dtype, chunk_rows=chunk_rows)
 
 
 def cache_shard(

@@ -80,10 +80,7 @@ class StoreWriter:
                 if self.tmp_path.exists():
                     shutil.rmtree(self.tmp_path)
                 self.group = zarr.open_group(str(self.tmp_path), mode="w", zarr_format=3)
-                self.array = self.group.create_array(
-                    ARRAY, shape=(self.n_tokens, self.d_in), chunks=(self._chunk_rows, self.d_in), dtype=dtype,
-                    config={"write_empty_chunks": True},  # every chunk is a file with a checksum
-                )
+                self.array = create_rows_array(self.group, self.n_tokens, self.d_in, dtype=dtype, chunk_rows=self._chunk_rows)
                 if fingerprint is not None:
                     checksums.write_fingerprint(self.tmp_path, fingerprint)
         except OSError as err:
@@ -192,6 +189,14 @@ class StoreWriter:
         except OSError as err:
             raise StoreError(output_error(self.path, err)) from err
         return open_store(self.path)
+
+
+def create_rows_array(group: zarr.Group, n_tokens: int, d_in: int, *, dtype: str, chunk_rows: int) -> zarr.Array:
+    """Returns the store's new activations array [n_tokens, d_in], chunked by whole rows; every chunk is
+    written as a file even when all zero, so each one has a checksum. Sharded caching makes the same call,
+    so its joined stores hold the bytes of an unsharded one."""
+    return group.create_array(ARRAY, shape=(n_tokens, d_in), chunks=(min(chunk_rows, n_tokens), d_in), dtype=dtype,
+                              config={"write_empty_chunks": True})
 
 
 def _size(n_bytes: float) -> str:

@@ -141,3 +141,20 @@ def test_sharded_caching_plans_parallel_shard_jobs_and_one_join(workdir):
     full = 2 * estimates.activations_disk_mb(config["activations"], 576) / 1000
     assert table.loc["activations_shard", "disk_gb"] == pytest.approx(full, rel=0.1)
     assert table.loc["activations", "disk_gb"] == 0
+
+
+def test_on_the_fly_plans_no_caching_and_charges_the_forward_passes_to_training(workdir):
+    config = yaml.safe_load((ROOT / "config/smoke.yaml").read_text())
+    config["activations"].update(device="cuda", mode="on_the_fly")  # forward passes on a GPU, SAEs on CPU
+    config.pop("autointerp")
+    (workdir / "config/fly.yaml").write_text(yaml.safe_dump(config))
+    table = plan(workdir, "config/fly.yaml").set_index("rule")
+    cached = plan(workdir, "config/smoke.yaml").set_index("rule")
+    assert "activations" not in table.index and table.loc["train", "jobs"] == cached.loc["train", "jobs"] == 8
+    assert table.loc["train", "gpu_hours"] > 0  # the model runs on activations.device inside each training job
+    # each job adds a model load and a forward over its 10,240 training and 2,048 held-out tokens, with the margin
+    extra = estimates.on_the_fly_minutes(config, "smollm2-135m", "layers.2.mlp", "topk-256", config["activations"])
+    assert extra == estimates.on_the_fly_minutes(config, "smollm2-135m", "layers.1", "topk-128", config["activations"]) == 3
+    assert table.loc["train", "gpu_hours"] == pytest.approx(cached.loc["train", "cpu_hours"] / 2 + 8 * extra / 60)
+    assert table.loc["total", "disk_gb"] < cached.loc["total", "disk_gb"] - cached.loc["activations", "disk_gb"] + 1e-9
+    assert list(caching_tradeoff(config)["configured"]) == ["on the fly"]

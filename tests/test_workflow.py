@@ -249,6 +249,34 @@ def test_changing_one_variant_reruns_only_its_chain(study):
     assert any(r.startswith("train") for r in jobs) and "activations" not in jobs
 
 
+def test_on_the_fly_trains_the_checkpoints_of_the_cache_without_caching(study, tmp_path):
+    """activations.mode on_the_fly: no caching job, no store on disk, and the same checkpoints and examples."""
+    workdir, config = study
+    for name in ("workflow", "config"):
+        shutil.copytree(ROOT / name, tmp_path / name)
+
+    def on_the_fly(c):
+        c["activations"]["mode"] = "on_the_fly"
+        c["train"]["seeds_per_job"] = 2  # seeds 0 and 1 in one job, one model load (stacked seeds train as alone)
+
+    configfile = edited_config(tmp_path, on_the_fly)
+    jobs = planned(tmp_path, "--configfile", configfile)
+    assert not [r for r in jobs if r.startswith("activations")] and any(r.startswith("train") for r in jobs)
+    site = "results/smollm2-135m/kjv-pydoc/layers.2.mlp"
+    examples = f"{site}/topk-256/autointerp/examples/seed0.parquet"  # needs seeds 0 and 1 trained and matched
+    cmd = [sys.executable, "-m", "snakemake", examples, "--cores", "2", "--configfile", configfile]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert not list((tmp_path / "results").rglob("activations.zarr*"))
+    for seed in (0, 1):
+        ours, cached = (root / site / "topk-256" / f"seed{seed}" for root in (tmp_path, workdir))
+        assert (ours / "sae.safetensors").read_bytes() == (cached / "sae.safetensors").read_bytes(), seed
+        assert json.loads((ours / "metrics.json").read_text())["activations"] == "on_the_fly"
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / examples), pd.read_parquet(workdir / examples))
+    log = (tmp_path / "logs" / "train" / "smollm2-135m" / "kjv-pydoc" / "layers.2.mlp" / "topk-256" / "seeds_0_1.log").read_text()
+    assert "computed on the fly" in log
+
+
 def test_report_includes_the_figures(study):
     workdir, _ = study
     proc = snakemake(workdir, "--report", "results/report.html")

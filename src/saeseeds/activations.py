@@ -94,15 +94,39 @@ def cache_activations_multi(
     """Returns {hook: opened store} of each hook's activations on the first `cfg.max_tokens` tokens of the dataset.
 
     `store_paths` maps hook names to store paths; one forward pass per batch serves them all.
-    Loads the model in `model_dtype` (see `load_model` for why float32), checks every hook name
-    before reading any text, tokenises, then hands over to `write_activations_multi`. Progress bars
-    go to stderr, messages to `log`.
+    Loads the model and tokenises (`load_site`), then hands over to `write_activations_multi`.
+    Progress bars go to stderr, messages to `log`.
+    """
+    log = log or logging.getLogger("saeseeds.activations")
+    model, input_ids, attrs = load_site(
+        model_source=model_source, dataset_source=dataset_source, hooks=list(store_paths), cfg=cfg, revision=revision,
+        model_dtype=model_dtype, split=split, text_field=text_field, log=log,
+    )
+    return write_activations_multi(store_paths, model, input_ids, cfg=cfg, attrs=attrs, log=log)
+
+
+def load_site(
+    *,
+    model_source: str,
+    dataset_source: str,
+    hooks: list[str],
+    cfg: ActivationConfig,
+    revision: str = "main",
+    model_dtype: str = "float32",
+    split: str = "train",
+    text_field: str = "text",
+    log: logging.Logger | None = None,
+) -> tuple[torch.nn.Module, torch.Tensor, dict[str, Any]]:
+    """Returns (model, token ids [contexts, context_length], the attrs naming model and data) of a site.
+
+    Loads the model in `model_dtype` (see `load_model` for why float32) on `cfg.device` and checks every
+    hook name before reading any text, so a typo fails in seconds.
     """
     log = log or logging.getLogger("saeseeds.activations")
     start = time.perf_counter()
     model, tokenizer = load_model(model_source, revision=revision, dtype=model_dtype, device=cfg.device)
     log.info("loaded %s (%s) in %.1f s", model_source, type(model).__name__, time.perf_counter() - start)
-    for hook in store_paths:
+    for hook in hooks:
         resolve_hook(model, hook)
     texts = load_texts(dataset_source, split=split, text_field=text_field)
     input_ids = tokenize_contexts(texts, tokenizer, context_length=cfg.context_length, max_tokens=cfg.max_tokens)
@@ -115,7 +139,20 @@ def cache_activations_multi(
         "split": split,
         "text_field": text_field,
     }
-    return write_activations_multi(store_paths, model, input_ids, cfg=cfg, attrs=attrs, log=log)
+    return model, input_ids, attrs
+
+
+def site_sources(model: Mapping[str, Any], dataset: Mapping[str, Any]) -> dict[str, str]:
+    """Returns the keyword arguments naming a site's model and data, from its config entries
+    (`models.NAME`, `datasets.NAME`) with their defaults."""
+    return {
+        "model_source": model["source"],
+        "revision": model.get("revision", "main"),
+        "model_dtype": model.get("dtype", "float32"),
+        "dataset_source": dataset["source"],
+        "split": dataset.get("split", "train"),
+        "text_field": dataset.get("text_field", "text"),
+    }
 
 
 def write_activations(

@@ -115,6 +115,19 @@ def activations_minutes(acts: dict[str, Any], d: int, hooks: str | list[str], fl
     return _minutes(activations_seconds(acts, d, hooks, flops))
 
 
+def on_the_fly_seconds(config: dict[str, Any], model: str, hook: str, sae: str, acts: dict[str, Any]) -> float:
+    """Returns what computing its own activations adds to a training job (no margin): a model load and a
+    forward pass to `hook` over its training tokens (again in every epoch) and the held-out ones."""
+    tokens = config["saes"][sae].get("max_tokens", acts["max_tokens"] - acts["heldout_tokens"])
+    flops = forward_flops(config, acts.get("device", "cpu"))
+    return MODEL_LOAD_S + (tokens + acts["heldout_tokens"]) * forward_flops_per_token(d_model(config, model), hook) / flops
+
+
+def on_the_fly_minutes(config: dict[str, Any], model: str, hook: str, sae: str, acts: dict[str, Any]) -> int:
+    """Returns the time a training job on the fly reserves on top of training: `on_the_fly_seconds` with the margin."""
+    return _minutes(on_the_fly_seconds(config, model, hook, sae, acts))
+
+
 def activations_mem_mb(d: int) -> int:
     """Returns memory for a model of width d in fp32 (~30 layers of 12 d^2 plus embeddings) and a batch."""
     params = 30 * 12 * d * d + 130_000 * d

@@ -146,7 +146,8 @@ def caching_tradeoff(config: dict) -> pd.DataFrame:
     then every training job reads the cache (several epochs if its `max_tokens` exceeds it). On the fly (as
     sparsify does), each training job loads the model and runs it over all of its training tokens (again in
     every epoch) and the held-out ones, and needs no disk. Hours are expected
-    times (no safety margin) from the throughput table, on the device of `activations.device`.
+    times (no safety margin) from the throughput table, on the device of `activations.device`; `configured`
+    is the way the config chose (`activations.mode`).
     """
     from saeseeds import estimates, study
 
@@ -154,14 +155,15 @@ def caching_tradeoff(config: dict) -> pd.DataFrame:
     for site in study.sites(config):
         if config["models"][site.model]["source"] == "synthetic":
             continue
-        acts = {k: v for k, v in study.site_activations(config, site.model, site.dataset, site.hook).items() if k != "threads"}
-        key = (site.model, site.dataset, repr(study.canonical(acts)))
-        group = groups.setdefault(key, {"acts": acts, "hooks": []})
+        acts = study.site_activations(config, site.model, site.dataset, site.hook)
+        mode = "on the fly" if study.on_the_fly(config, site.model, site.dataset, site.hook) else "cache"
+        key = (site.model, site.dataset, repr(study.canonical(study.row_settings(acts))), mode)
+        group = groups.setdefault(key, {"acts": acts, "hooks": [], "mode": mode})
         if site.hook not in group["hooks"]:
             group["hooks"].append(site.hook)
     per_job = (config.get("train") or {}).get("seeds_per_job", 1)
     rows = []
-    for (model, dataset, _), group in groups.items():
+    for (model, dataset, _, _), group in groups.items():
         acts, hooks = group["acts"], group["hooks"]
         d = estimates.d_model(config, model)
         flops = estimates.forward_flops(config, acts.get("device", "cpu"))
@@ -174,8 +176,7 @@ def caching_tradeoff(config: dict) -> pd.DataFrame:
             jobs = len(study.seed_groups(study.sae_seeds(config, sae), per_job))
             train_jobs += jobs
             epochs = max(epochs, tokens / n_train)
-            # each job loads the model and runs it over its training tokens (every epoch) and the held-out ones
-            on_the_fly += jobs * (estimates.MODEL_LOAD_S + (tokens + acts["heldout_tokens"]) * estimates.forward_flops_per_token(d, site.hook) / flops)
+            on_the_fly += jobs * estimates.on_the_fly_seconds(config, model, site.hook, sae, acts)
         cache = estimates.activations_seconds(acts, d, hooks, flops)
         rows.append(
             {
@@ -189,6 +190,7 @@ def caching_tradeoff(config: dict) -> pd.DataFrame:
                 "train_jobs": train_jobs,
                 "on_the_fly_hours": on_the_fly / 3600,
                 "cheaper": "cache" if on_the_fly > cache else "on the fly",
+                "configured": group["mode"],
             }
         )
     return pd.DataFrame(rows)

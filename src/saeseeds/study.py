@@ -232,6 +232,23 @@ def site_activations(config: dict[str, Any], model: str, dataset: str, hook: str
     raise ConfigError(f"config key 'sites': no entry has model={model}, dataset={dataset}, hook={hook}")
 
 
+RUN_KEYS = ("threads", "shards", "mode")
+"""Activations keys that say how jobs run, not what they compute: the rows are the same whatever their values."""
+
+
+def row_settings(acts: dict[str, Any]) -> dict[str, Any]:
+    """Returns the activations settings that decide the rows (`ActivationConfig`'s fields): all but RUN_KEYS."""
+    return {k: v for k, v in acts.items() if k not in RUN_KEYS}
+
+
+def on_the_fly(config: dict[str, Any], model: str, dataset: str, hook: str) -> bool:
+    """Returns whether a site's training jobs compute its activations themselves (`activations.mode:
+    on_the_fly`) instead of reading a cache; synthetic sites are always generated once."""
+    if config["models"][model]["source"] == "synthetic":
+        return False
+    return site_activations(config, model, dataset, hook).get("mode", "cache") == "on_the_fly"
+
+
 def canonical(value: Any) -> Any:
     """Returns `value` with every dict's keys sorted, recursively.
 

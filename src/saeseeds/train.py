@@ -1,4 +1,4 @@
-"""Training SAEs on a cached activation store, one checkpoint directory per init seed.
+"""Training SAEs on a site's activations (a cached store, or computed on the fly), one checkpoint directory per init seed.
 
 The default recipe is the one the paper used (EleutherAI `sae`, Dec 2024): Adam with
 lr = 2e-4 / sqrt(num_latents / 2^14), 1000 steps of linear warmup then linear decay to zero, gradient
@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -41,6 +42,9 @@ from saeseeds.atomic import as_output_error, remove_stale_temps
 from saeseeds.batches import BatchPlan, BatchReader, NonFiniteBatch
 from saeseeds.sae import SaeConfig, SparseCoder
 from saeseeds.store import ActivationStore, open_store
+
+if TYPE_CHECKING:
+    from saeseeds.onthefly import OnTheFlyStore
 
 OPTIMIZERS = ("adam", "signum")
 STATE_VERSION = 1
@@ -209,16 +213,19 @@ class ScheduleFreeSignum(torch.optim.Optimizer):
         return out
 
 
-def train_sae(store_path: str | Path, out_dir: str | Path, sae_cfg: SaeConfig, train_cfg: TrainConfig, *, seed: int, data_seed: int, log: logging.Logger | None = None, state_dir: str | Path | None = None, on_step: Callable[[int], None] | None = None) -> dict:
-    """Returns the held-out metrics of one SAE trained on `store_path`, after writing into `out_dir`
+def train_sae(store_path: str | Path | ActivationStore | OnTheFlyStore, out_dir: str | Path, sae_cfg: SaeConfig, train_cfg: TrainConfig, *, seed: int, data_seed: int, log: logging.Logger | None = None, state_dir: str | Path | None = None, on_step: Callable[[int], None] | None = None) -> dict:
+    """Returns the held-out metrics of one SAE trained on `store_path` (see `train_saes`), after writing into `out_dir`
     (atomically) cfg.json + sae.safetensors (sparsify layout), metrics.json, firing.npy and
     loss_curve.parquet."""
     return train_saes(store_path, [out_dir], sae_cfg, train_cfg, seeds=[seed], data_seed=data_seed, log=log, state_dir=state_dir, on_step=on_step)[0]
 
 
-def train_saes(store_path: str | Path, out_dirs: Sequence[str | Path], sae_cfg: SaeConfig, train_cfg: TrainConfig, *, seeds: Sequence[int], data_seed: int, log: logging.Logger | None = None, state_dir: str | Path | None = None, on_step: Callable[[int], None] | None = None) -> list[dict]:
+def train_saes(store_path: str | Path | ActivationStore | OnTheFlyStore, out_dirs: Sequence[str | Path], sae_cfg: SaeConfig, train_cfg: TrainConfig, *, seeds: Sequence[int], data_seed: int, log: logging.Logger | None = None, state_dir: str | Path | None = None, on_step: Callable[[int], None] | None = None) -> list[dict]:
     """Returns held-out metrics per seed after training all `seeds` together (one read of each batch)
     and writing seed i's outputs into `out_dirs[i]` as `train_sae` does.
+
+    `store_path` is a cached store's path (its checksums are verified first) or an opened store: an
+    `OnTheFlyStore` computes the activations as batches are read, in the reader thread.
 
     `state_dir` (default `<out_dirs[0]>.state`) holds the resumable state; it is removed after success.
     `on_step(step)` is called after every optimiser step (progress hooks, tests).
@@ -239,7 +246,10 @@ def train_saes(store_path: str | Path, out_dirs: Sequence[str | Path], sae_cfg: 
         if not torch.cuda.is_available():
             raise TrainConfigError(f"train device={train_cfg.device!r}: CUDA is not available on this machine")
         torch.backends.cuda.matmul.allow_tf32 = train_cfg.tf32
-    store = open_store(store_path, verify=True)  # a truncated or altered chunk fails here, named
+    if isinstance(store_path, (str, Path)):
+        store = open_store(store_path, verify=True)  # a truncated or altered chunk fails here, named
+    else:
+        store = store_path
     num_steps = _num_steps(store.n_train, train_cfg)
     if train_cfg.optimizer == "adam" and train_cfg.warmup_steps >= num_steps:
         raise TrainConfigError(f"train warmup_steps={train_cfg.warmup_steps} must be below the {num_steps} training steps (max_tokens / batch_size)")
@@ -306,7 +316,8 @@ def train_saes(store_path: str | Path, out_dirs: Sequence[str | Path], sae_cfg: 
             "torch_threads": torch.get_num_threads(),
             "sae": asdict(sae_cfg),
             "train": asdict(train_cfg),
-            "store": str(store_path),
+            "store": str(store.path),
+            "activations": store.attrs.get("mode", "cache"),
         }
         metrics["warnings"] = _health_warnings(metrics)
         for message in metrics["warnings"]:

@@ -11,13 +11,16 @@ from saeseeds import synthetic as _synthetic
 
 def activation_groups():
     """Returns [(model, dataset, settings, threads, shards, [hooks])]: the hooks one caching job serves, in config
-    order. `threads` and `shards` say how jobs run, not what they compute, so they are not in the settings."""
+    order, for every site with activations.mode cache. `threads` and `shards` say how jobs run, not what they
+    compute, so they are not in the settings."""
     groups = {}
     for site in SITES:
         if config["models"][site.model]["source"] == _synthetic.SOURCE:
             continue  # generated, not cached (rules/synthetic.smk)
+        if study.on_the_fly(config, site.model, site.dataset, site.hook):
+            continue  # computed inside the jobs that read it
         acts = study.site_activations(config, site.model, site.dataset, site.hook)
-        settings = {k: v for k, v in acts.items() if k not in ("threads", "shards")}
+        settings = study.row_settings(acts)
         key = (site.model, site.dataset, json.dumps(study.canonical(settings)), acts.get("shards", 1))
         groups.setdefault(key, (settings, acts.get("threads"), []))[2].append(site.hook)
     return [

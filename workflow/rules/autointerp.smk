@@ -52,7 +52,7 @@ rule autointerp_latents:
 rule latent_examples:
     """Top-activating training windows and quantile-sampled active / random non-active held-out windows per latent."""
     input:
-        store=f"{RESULTS}/{SITE}/activations.zarr",
+        store=activations_input,
         checkpoint=lambda w: checkpoint_files(w, w.seed),
         latents=f"{SAE_DIR}/autointerp/latents.parquet",
     output:
@@ -63,11 +63,14 @@ rule latent_examples:
         model=lambda w: study.canonical(config["models"][w.model]),
         examples=study.canonical(autointerp_config.example_settings(config)) if AI else {},
         device=AI.get("device", "cpu"),
+        on_the_fly=activations_source,
     threads: 1
     resources:
-        mem_mb=lambda w: 2000 + 3 * 8192 * config["saes"][w.sae]["num_latents"] * 4 // 2**20,
-        runtime=lambda w: estimates.activations_minutes(site_activations(w), estimates.d_model(config, w.model), w.hook) // 4 + 5,
-        gpu=1 if AI.get("device", "cpu").startswith("cuda") else 0,
+        # on the fly, the job also holds the model and runs it over the rows it searches (about a caching job's work)
+        mem_mb=lambda w: 2000 + 3 * 8192 * config["saes"][w.sae]["num_latents"] * 4 // 2**20
+        + (estimates.activations_mem_mb(estimates.d_model(config, w.model)) if on_the_fly(w) else 0),
+        runtime=lambda w: estimates.activations_minutes(site_activations(w), estimates.d_model(config, w.model), w.hook) // (1 if on_the_fly(w) else 4) + 5,
+        gpu=lambda w: max(1 if AI.get("device", "cpu").startswith("cuda") else 0, scheduler.gpus(config, site_activations(w).get("device", "cpu")) if on_the_fly(w) else 0),
     conda:
         CONDA_ENV
     script:

@@ -44,10 +44,30 @@ wildcard_constraints:
 
 
 def site_activations(wildcards):
-    """The activations settings of the wildcards' site (study settings with the site's overrides), less `threads`
-    and `shards`, which say how jobs run, not what they compute."""
-    acts = study.site_activations(config, wildcards.model, wildcards.dataset, wildcards.hook)
-    return {k: v for k, v in acts.items() if k not in ("threads", "shards")}
+    """The activations settings of the wildcards' site (study settings with the site's overrides), less `threads`,
+    `shards` and `mode`, which say how jobs run, not what they compute."""
+    return study.row_settings(study.site_activations(config, wildcards.model, wildcards.dataset, wildcards.hook))
+
+
+def on_the_fly(wildcards):
+    """Whether the wildcards' site computes its activations in the jobs that read them (activations.mode)."""
+    return study.on_the_fly(config, wildcards.model, wildcards.dataset, wildcards.hook)
+
+
+def activations_input(wildcards):
+    """The site's cached store, or nothing when its activations are computed on the fly."""
+    return [] if on_the_fly(wildcards) else [f"{RESULTS}/{wildcards.model}/{wildcards.dataset}/{wildcards.hook}/activations.zarr"]
+
+
+def activations_source(wildcards):
+    """What a job needs to compute the site's activations on the fly (model, dataset and row settings), else None."""
+    if not on_the_fly(wildcards):
+        return None
+    return {
+        "model": study.canonical(config["models"][wildcards.model]),
+        "dataset": study.canonical(config["datasets"][wildcards.dataset]),
+        "activations": study.canonical(site_activations(wildcards)),
+    }
 
 
 def local_cores(default=2):

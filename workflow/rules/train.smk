@@ -5,6 +5,26 @@ import re
 
 TRAIN = config.get("train", {})
 TRAIN_GPUS = scheduler.gpus(config, TRAIN.get("device", "cpu"))
+# a job computing its activations on the fly (activations.mode) runs the model on activations.device too
+ON_THE_FLY_GPUS = max([scheduler.gpus(config, site_activations(s).get("device", "cpu")) for s in SITES if on_the_fly(s)], default=0)
+
+
+def train_gpus(wildcards):
+    return max(TRAIN_GPUS, scheduler.gpus(config, site_activations(wildcards).get("device", "cpu"))) if on_the_fly(wildcards) else TRAIN_GPUS
+
+
+def train_mem_mb(wildcards, seeds):
+    """Memory of the SAEs' training, plus the model's when the job computes its activations itself."""
+    mem = estimates.train_mem_mb(config, wildcards.model, wildcards.sae, len(seeds))
+    return mem + (estimates.activations_mem_mb(estimates.d_model(config, wildcards.model)) if on_the_fly(wildcards) else 0)
+
+
+def train_minutes(wildcards, seeds):
+    """Time of the SAEs' training, plus a model load and its forward passes when the job computes its activations."""
+    minutes = estimates.train_minutes(config, wildcards.model, wildcards.sae, len(seeds))
+    if on_the_fly(wildcards):
+        minutes += estimates.on_the_fly_minutes(config, wildcards.model, wildcards.hook, wildcards.sae, site_activations(wildcards))
+    return minutes
 
 
 def train_outputs(seeds):
@@ -38,7 +58,7 @@ for _group, _saes in train_groups().items():
             # a seed's files belong to exactly one group per variant, so no two rules can make the same file
             sae="|".join(re.escape(s) for s in _saes),
         input:
-            f"{RESULTS}/{SITE}/activations.zarr",
+            activations_input,
         output:
             **train_outputs(_group),
         log:
@@ -49,14 +69,15 @@ for _group, _saes in train_groups().items():
             sae=lambda w: study.canonical({k: v for k, v in config["saes"][w.sae].items() if k != "seeds"}),
             train=study.canonical(TRAIN),
             data_seed=config["data_seed"],
+            on_the_fly=activations_source,
         threads: TRAIN.get("threads", 2)
         resources:
-            mem_mb=lambda w, attempt, seeds=_group: scheduler.scaled(estimates.train_mem_mb(config, w.model, w.sae, len(seeds)), attempt),
-            runtime=lambda w, attempt, seeds=_group: scheduler.scaled(estimates.train_minutes(config, w.model, w.sae, len(seeds)), attempt),
+            mem_mb=lambda w, attempt, seeds=_group: scheduler.scaled(train_mem_mb(w, seeds), attempt),
+            runtime=lambda w, attempt, seeds=_group: scheduler.scaled(train_minutes(w, seeds), attempt),
             disk_mb=lambda w, seeds=_group: len(seeds) * estimates.checkpoint_disk_mb(config, w.model, w.sae),
             cpus_per_task=TRAIN.get("threads", 2),
-            gpu=TRAIN_GPUS,
-            **(scheduler.gpu_model_resources(config) if TRAIN_GPUS else {}),
+            gpu=train_gpus,
+            **(scheduler.gpu_model_resources(config) if TRAIN_GPUS or ON_THE_FLY_GPUS else {}),
         conda:
             CONDA_ENV
         script:

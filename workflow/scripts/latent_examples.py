@@ -8,6 +8,7 @@ from saeseeds.atomic import write_parquet
 from saeseeds.latent_examples import ExampleConfig, collect_examples, load_sae, token_decoder
 from saeseeds.logs import rule_log
 from saeseeds.models import load_tokenizer
+from saeseeds.onthefly import open_on_the_fly
 from saeseeds.store import open_store
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
@@ -16,8 +17,11 @@ with rule_log(sm.log[0]) as log:
     seed = int(sm.wildcards.seed)
     latents = pd.read_parquet(sm.input.latents)
     tokenizer = load_tokenizer(sm.params.model["source"], revision=sm.params.model.get("revision", "main"))
+    source = sm.params.on_the_fly  # None: the site's cached store is an input
+    site = Path(sm.input.checkpoint[0]).parents[2]  # results/{model}/{dataset}/{hook}
+    store = open_store(sm.input.store[0]) if source is None else open_on_the_fly(site / "activations (on the fly)", hook=sm.wildcards.hook, **source, log=log)
     table = collect_examples(
-        open_store(sm.input.store), load_sae(Path(sm.input.checkpoint[0]).parent, device=sm.params.device),
+        store, load_sae(Path(sm.input.checkpoint[0]).parent, device=sm.params.device),
         latents.loc[latents["seed"] == seed, "latent"].tolist(), seed=seed, cfg=ExampleConfig(**sm.params.examples),
         decode=token_decoder(tokenizer), log=log,
     )

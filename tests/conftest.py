@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from transformers import LlamaConfig, LlamaForCausalLM
 
 from saeseeds.models import load_model
 
@@ -22,3 +23,15 @@ def torch_one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(smollm, tmp_path_factory):
+    """Folder of a 2-layer random Llama (d = 16) with SmolLM2's tokenizer, where load_model reads it."""
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    tok = smollm[1]
+    torch.manual_seed(0)
+    LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                                 num_attention_heads=2, num_key_value_heads=2)).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return str(folder)

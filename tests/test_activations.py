@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import LlamaForCausalLM
 
 from saeseeds.activations import ActivationConfig, _store_rows, cache_activations, write_activations, write_activations_multi
 from saeseeds.corpus import load_texts, tokenize_contexts
@@ -75,25 +75,22 @@ def test_one_pass_for_several_hooks_gives_each_hook_the_bytes_of_its_own_pass(sm
     assert not np.array_equal(multi["layers.6"].array[:], multi["layers.6.mlp"].array[:])
 
 
-def test_cache_activations_runs_a_local_model_on_the_embedded_corpus(smollm, tmp_path):
+def test_cache_activations_runs_a_local_model_on_the_embedded_corpus(smollm, tiny_model, tmp_path):
     _, tok = smollm
-    torch.manual_seed(0)
-    tiny = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2))
-    tiny.save_pretrained(tmp_path / "tiny-llama")
-    tok.save_pretrained(tmp_path / "tiny-llama")
+    tiny = LlamaForCausalLM.from_pretrained(tiny_model)
     cfg = ActivationConfig(max_tokens=300, heldout_tokens=70, context_length=32, batch_size=4)
     store = cache_activations(
-        tmp_path / "acts.zarr", model_source=str(tmp_path / "tiny-llama"), dataset_source="embedded:kjv-pydoc",
+        tmp_path / "acts.zarr", model_source=tiny_model, dataset_source="embedded:kjv-pydoc",
         hook="layers.1", cfg=cfg, log=logging.getLogger("test"),
     )
     # 300 tokens are 9 whole contexts; 70 held-out tokens round up to 3 contexts.
     assert (store.attrs["n_tokens"], store.n_train, store.n_heldout, store.d_in) == (288, 192, 96, 16)
-    assert store.attrs["weights"] == str(tmp_path / "tiny-llama") and store.attrs["model_dtype"] == "float32"
+    assert store.attrs["weights"] == tiny_model and store.attrs["model_dtype"] == "float32"
     ids = tokenize_contexts(load_texts("embedded:kjv-pydoc"), tok, context_length=32, max_tokens=300)
     expected = hooked_activations(tiny, tiny.model.layers[1], ids[-3:]).reshape(-1, 16).numpy().astype(np.float16)
     np.testing.assert_allclose(store.heldout(), expected.astype(np.float32), rtol=2e-3, atol=1e-4)
     with pytest.raises(ValueError, match="layers.9"):
-        cache_activations(tmp_path / "bad.zarr", model_source=str(tmp_path / "tiny-llama"), dataset_source="embedded:kjv-pydoc", hook="layers.9", cfg=cfg)
+        cache_activations(tmp_path / "bad.zarr", model_source=tiny_model, dataset_source="embedded:kjv-pydoc", hook="layers.9", cfg=cfg)
     assert not (tmp_path / "bad.zarr").exists()
 
 

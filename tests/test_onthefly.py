@@ -6,11 +6,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
 
 from saeseeds.activations import ActivationConfig, load_site, write_activations
 from saeseeds.corpus import load_texts, tokenize_contexts
-from saeseeds.latent_examples import ExampleConfig, collect_examples, load_sae, token_decoder
+from saeseeds.latent_examples import (
+    ExampleConfig,
+    collect_examples,
+    load_sae,
+    token_decoder,
+)
 from saeseeds.onthefly import OnTheFlyStore, open_on_the_fly
 from saeseeds.sae import SaeConfig
 from saeseeds.store import StoreError
@@ -101,22 +105,17 @@ def test_latent_examples_on_the_fly_are_those_of_the_cache(both, smollm, tmp_pat
     pd.testing.assert_frame_equal(tables[0], tables[1])
 
 
-def test_open_on_the_fly_loads_a_site_from_its_config_entries(smollm, tmp_path):
-    _, tok = smollm
-    torch.manual_seed(0)
-    tiny = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2))
-    tiny.save_pretrained(tmp_path / "tiny")
-    tok.save_pretrained(tmp_path / "tiny")
-    model = {"source": str(tmp_path / "tiny")}
+def test_open_on_the_fly_loads_a_site_from_its_config_entries(tiny_model, tmp_path):
+    model = {"source": tiny_model}
     dataset = {"source": "embedded:kjv-pydoc"}
     acts = {"max_tokens": 300, "heldout_tokens": 70, "context_length": 32, "batch_size": 4}
     live = open_on_the_fly(tmp_path / "site", model=model, dataset=dataset, hook="layers.1", activations=acts)
     # 300 tokens are 9 whole contexts; 70 held-out tokens round up to 3 contexts, as in a cache
     assert (live.attrs["n_tokens"], live.n_train, live.n_heldout, live.d_in) == (288, 192, 96, 16)
-    assert live.attrs["weights"] == str(tmp_path / "tiny") and live.attrs["mode"] == "on_the_fly"
+    assert live.attrs["weights"] == tiny_model and live.attrs["mode"] == "on_the_fly"
     with pytest.raises(ValueError, match="layers.9"):
         open_on_the_fly(tmp_path / "site", model=model, dataset=dataset, hook="layers.9", activations=acts)
-    loaded, ids, attrs = load_site(model_source=str(tmp_path / "tiny"), dataset_source="embedded:kjv-pydoc", hooks=["layers.1"], cfg=ActivationConfig(**acts))
+    loaded, ids, attrs = load_site(model_source=tiny_model, dataset_source="embedded:kjv-pydoc", hooks=["layers.1"], cfg=ActivationConfig(**acts))
     with torch.no_grad():
         loaded.model.layers[0].mlp.down_proj.weight.fill_(float("nan"))
     with pytest.raises(StoreError, match=r"'layers.1'.*NaN or inf activations in batch 0"):

@@ -4,8 +4,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
-from transformers import LlamaConfig, LlamaForCausalLM
 
 from saeseeds.activations import ActivationConfig, cache_activations_multi
 from saeseeds.shards import cache_shard, join_shards, shard_ranges
@@ -21,18 +19,6 @@ def test_ranges_tile_the_contexts_on_chunk_boundaries():
     assert shard_ranges(4096, 3000, 4) == [(0, 1024), (1024, 2048), (2048, 3072), (3072, 4096)]
     with pytest.raises(ValueError, match="activations.shards=3.*at most 2"):
         shard_ranges(300, 64, 3)
-
-
-@pytest.fixture(scope="module")
-def tiny_model(smollm, tmp_path_factory):
-    """A 2-layer random Llama with SmolLM2's tokenizer, saved where load_model reads it."""
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    tok = smollm[1]
-    torch.manual_seed(0)
-    LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-                                 num_attention_heads=2, num_key_value_heads=2)).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return str(folder)
 
 
 def test_joined_shards_hold_the_bytes_of_one_job(tiny_model, tmp_path):

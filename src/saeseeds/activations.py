@@ -115,12 +115,14 @@ def load_site(
     model_dtype: str = "float32",
     split: str = "train",
     text_field: str = "text",
+    max_tokens: int | None = None,
     log: logging.Logger | None = None,
 ) -> tuple[torch.nn.Module, torch.Tensor, dict[str, Any]]:
     """Returns (model, token ids [contexts, context_length], the attrs naming model and data) of a site.
 
     Loads the model in `model_dtype` (see `load_model` for why float32) on `cfg.device` and checks every
-    hook name before reading any text, so a typo fails in seconds.
+    hook name before reading any text, so a typo fails in seconds. Tokenises the first `max_tokens`
+    tokens (default `cfg.max_tokens`); the token stream is cut the same way for every budget.
     """
     log = log or logging.getLogger("saeseeds.activations")
     start = time.perf_counter()
@@ -129,7 +131,7 @@ def load_site(
     for hook in hooks:
         resolve_hook(model, hook)
     texts = load_texts(dataset_source, split=split, text_field=text_field)
-    input_ids = tokenize_contexts(texts, tokenizer, context_length=cfg.context_length, max_tokens=cfg.max_tokens)
+    input_ids = tokenize_contexts(texts, tokenizer, context_length=cfg.context_length, max_tokens=max_tokens or cfg.max_tokens)
     attrs = {
         "model": model_source,
         "revision": revision,

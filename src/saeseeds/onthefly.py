@@ -23,6 +23,7 @@ import torch
 
 from saeseeds.activations import ActivationConfig, _store_rows, load_site, site_sources
 from saeseeds.models import hooked_activations_multi, resolve_hook
+from saeseeds.store import StoreRows
 
 MODES = ("cache", "on_the_fly")
 """activations.mode: `cache` (a caching job writes a store that training jobs read) or `on_the_fly`."""
@@ -107,7 +108,7 @@ class ForwardRows:
             return rows
 
 
-class OnTheFlyStore:
+class OnTheFlyStore(StoreRows):
     """A site's activations, computed when read: the interface of `ActivationStore` that readers use."""
 
     def __init__(self, path: str | Path, model: torch.nn.Module, input_ids: torch.Tensor, *, hook: str, cfg: ActivationConfig, attrs: Mapping[str, Any]):
@@ -133,22 +134,6 @@ class OnTheFlyStore:
             "config": asdict(cfg),
             "tokens_sha256": hashlib.sha256(input_ids.to(torch.int64).numpy().tobytes()).hexdigest(),
         }
-
-    @property
-    def n_train(self) -> int:
-        return int(self.attrs["n_train"])
-
-    @property
-    def n_heldout(self) -> int:
-        return int(self.attrs["n_heldout"])
-
-    @property
-    def d_in(self) -> int:
-        return int(self.attrs["d_in"])
-
-    def heldout(self) -> np.ndarray:
-        """Returns the held-out rows as float32."""
-        return np.asarray(self.array[self.n_train :], dtype=np.float32)
 
     def token_ids(self) -> np.ndarray:
         """Returns the token ids [contexts, context_length] behind the rows."""

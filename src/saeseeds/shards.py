@@ -26,9 +26,8 @@ import transformers
 import zarr
 
 from saeseeds import checksums
-from saeseeds.activations import ActivationConfig, _add_norms, _store_rows
-from saeseeds.corpus import load_texts, tokenize_contexts
-from saeseeds.models import hooked_activations_multi, load_model, resolve_hook, weights_pin
+from saeseeds.activations import ActivationConfig, _add_norms, _store_rows, load_site
+from saeseeds.models import hooked_activations_multi, resolve_hook
 from saeseeds.store import ARRAY, ActivationStore, StoreError, chunk_names, create_rows_array, open_store, write_token_ids
 
 
@@ -76,13 +75,13 @@ def cache_shard(
     shard_dir = Path(shard_dir)
     n_ctx = cfg.max_tokens // cfg.context_length
     start, end = shard_ranges(n_ctx, cfg.context_length, shards, cfg.chunk_rows)[shard]
-    tick = time.perf_counter()
-    model, tokenizer = load_model(model_source, revision=revision, dtype=model_dtype, device=cfg.device)
-    log.info("loaded %s in %.1f s; shard %d of %d: contexts [%d, %d)", model_source, time.perf_counter() - tick, shard, shards, start, end)
+    model, ids, attrs = load_site(
+        model_source=model_source, dataset_source=dataset_source, hooks=hooks, cfg=cfg, revision=revision, model_dtype=model_dtype,
+        split=split, text_field=text_field, max_tokens=end * cfg.context_length, log=log,  # tokens up to this shard's end suffice
+    )
+    ids = ids[start:end]
+    log.info("shard %d of %d: contexts [%d, %d)", shard, shards, start, end)
     modules = [resolve_hook(model, hook) for hook in hooks]
-    # the token stream is cut the same way for every budget, so tokenising up to this shard's end suffices
-    ids = tokenize_contexts(load_texts(dataset_source, split=split, text_field=text_field), tokenizer,
-                            context_length=cfg.context_length, max_tokens=end * cfg.context_length)[start:end]
     if shard_dir.exists():
         shutil.rmtree(shard_dir)
     shard_dir.mkdir(parents=True)
@@ -107,12 +106,7 @@ def cache_shard(
         "shard": shard, "shards": shards, "contexts": [start, end], "forward_seconds": forward_seconds,
         "norm_first": norm_first, "norm_rest": norm_rest, "hooks": hooks,
         "d_in": {hook: int(arrays[hook].shape[1]) for hook in hooks},
-        "attrs": {
-            "model": model_source, "revision": revision, "model_dtype": model_dtype,
-            "weights": weights_pin(model_source, model), "dataset": dataset_source, "split": split,
-            "text_field": text_field, "torch": torch.__version__, "transformers": transformers.__version__,
-            "torch_threads": torch.get_num_threads(),
-        },
+        "attrs": {**attrs, "torch": torch.__version__, "transformers": transformers.__version__, "torch_threads": torch.get_num_threads()},
     }
     (shard_dir / "shard.json").write_text(json.dumps(stats, indent=1))
     log.info("shard %d: %d tokens at %.0f tok/s for %d hooks", shard, ids.numel(), ids.numel() / forward_seconds, len(hooks))

@@ -29,12 +29,11 @@ class StoreError(ValueError):
     """A store that is missing, incomplete or inconsistent with its attrs."""
 
 
-@dataclass(frozen=True)
-class ActivationStore:
-    """An opened, validated store: the zarr array plus its attrs."""
+class StoreRows:
+    """What readers use of a site's activations, from `array` (rows) and `attrs`: shared by a cached store
+    and one computed on the fly (saeseeds.onthefly)."""
 
-    path: Path
-    array: zarr.Array
+    array: Any
     attrs: dict[str, Any]
 
     @property
@@ -52,6 +51,15 @@ class ActivationStore:
     def heldout(self) -> np.ndarray:
         """Returns the held-out rows as float32."""
         return np.asarray(self.array[self.n_train :], dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class ActivationStore(StoreRows):
+    """An opened, validated store: the zarr array plus its attrs."""
+
+    path: Path
+    array: zarr.Array
+    attrs: dict[str, Any]
 
     def token_ids(self) -> np.ndarray:
         """Returns the token ids [contexts, context_length] behind the rows; StoreError if the store has none."""

@@ -22,15 +22,15 @@ def cached(results, hooks, tokens_per_second, device="cpu"):
         )
 
 
-def trained(results, seeds, n, tokens, wall, device="cpu"):
+def trained(results, seeds, n, tokens, wall, device="cpu", sae="sae", **extra):
     """Writes metrics.json + cfg.json of one job that trained `seeds` stacked."""
     for seed in seeds:
-        folder = results / "m" / "data" / "layers.1" / "sae" / f"seed{seed}"
+        folder = results / "m" / "data" / "layers.1" / sae / f"seed{seed}"
         folder.mkdir(parents=True)
         (folder / "cfg.json").write_text(json.dumps({"d_in": D, "num_latents": n}))
         (folder / "metrics.json").write_text(json.dumps({
             "tokens_seen": tokens, "wall_time_s": wall, "seeds_in_job": len(seeds), "seed": seed,
-            "sae": {"num_latents": n}, "train": {"device": device}, "store": "m/data/layers.1",
+            "sae": {"num_latents": n}, "train": {"device": device}, "store": "m/data/layers.1", **extra,
         }))
 
 
@@ -46,6 +46,13 @@ def test_one_pass_and_one_stacked_job_each_count_once(tmp_path):
     assert 32 * 24 * 64 * 4 == 196_608 and 2 * 1000 * 6 * D * 16 / 2.0 == 768_000
     assert tokens_per_second(found, "forward", "cpu") == pytest.approx(32.0)
     assert tokens_per_second(found, "train", "cpu") == pytest.approx(1000.0)
+
+
+def test_jobs_on_the_fly_do_not_count_as_training_speed(tmp_path):
+    trained(tmp_path, [0], n=16, tokens=1000, wall=2.0, activations="cache")
+    trained(tmp_path, [0], n=16, tokens=1000, wall=20.0, sae="fly", activations="on_the_fly")  # 18 s of forward passes
+    found = measurements(tmp_path)
+    assert len(found) == 1 and tokens_per_second(found, "train", "cpu") == pytest.approx(500.0)
 
 
 def test_long_jobs_weigh_more_and_cuda_rows_take_the_gpu_model(tmp_path):

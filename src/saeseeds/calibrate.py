@@ -71,7 +71,8 @@ def train_measurement(metrics_json: Path) -> Measurement:
 
 def measurements(results: str | Path) -> list[Measurement]:
     """Returns every timed caching pass and training job under `results`; a pass that cached several hooks
-    and a job that trained several seeds count once each (their stores and seeds share one wall time)."""
+    and a job that trained several seeds count once each (their stores and seeds share one wall time). Jobs
+    that computed their activations on the fly are left out."""
     results = Path(results)
     out, seen = [], set()
     for path in sorted(results.glob("**/activations.zarr/zarr.json")):
@@ -82,8 +83,10 @@ def measurements(results: str | Path) -> list[Measurement]:
             seen.add(job)
             out.append(m)
     for path in sorted(results.glob("**/seed*/metrics.json")):
-        m = train_measurement(path)
         metrics = json.loads(path.read_text())
+        if metrics.get("activations") == "on_the_fly":
+            continue  # its wall time holds the model's forward passes too, so it would understate training's speed
+        m = train_measurement(path)
         job = (metrics.get("store"), json.dumps(metrics.get("sae"), sort_keys=True), metrics["wall_time_s"])
         if job not in seen:
             seen.add(job)

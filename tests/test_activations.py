@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import LlamaForCausalLM
 
-from saeseeds.activations import ActivationConfig, _store_rows, cache_activations, write_activations, write_activations_multi
+from saeseeds.activations import ActivationConfig, SiteSource, _store_rows, cache_activations, write_activations, write_activations_multi
 from saeseeds.corpus import load_texts, tokenize_contexts
 from saeseeds.models import hooked_activations, resolve_hook
 from saeseeds.store import StoreError, open_store
@@ -80,7 +80,7 @@ def test_cache_activations_runs_a_local_model_on_the_embedded_corpus(smollm, tin
     tiny = LlamaForCausalLM.from_pretrained(tiny_model)
     cfg = ActivationConfig(max_tokens=300, heldout_tokens=70, context_length=32, batch_size=4)
     store = cache_activations(
-        tmp_path / "acts.zarr", model_source=tiny_model, dataset_source="embedded:kjv-pydoc",
+        tmp_path / "acts.zarr", source=SiteSource(tiny_model, "embedded:kjv-pydoc"),
         hook="layers.1", cfg=cfg, log=logging.getLogger("test"),
     )
     # 300 tokens are 9 whole contexts; 70 held-out tokens round up to 3 contexts.
@@ -90,7 +90,7 @@ def test_cache_activations_runs_a_local_model_on_the_embedded_corpus(smollm, tin
     expected = hooked_activations(tiny, tiny.model.layers[1], ids[-3:]).reshape(-1, 16).numpy().astype(np.float16)
     np.testing.assert_allclose(store.heldout(), expected.astype(np.float32), rtol=2e-3, atol=1e-4)
     with pytest.raises(ValueError, match="layers.9"):
-        cache_activations(tmp_path / "bad.zarr", model_source=tiny_model, dataset_source="embedded:kjv-pydoc", hook="layers.9", cfg=cfg)
+        cache_activations(tmp_path / "bad.zarr", source=SiteSource(tiny_model, "embedded:kjv-pydoc"), hook="layers.9", cfg=cfg)
     assert not (tmp_path / "bad.zarr").exists()
 
 

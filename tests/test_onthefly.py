@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from saeseeds.activations import ActivationConfig, load_site, write_activations
+from saeseeds.activations import ActivationConfig, SiteSource, load_site, write_activations
 from saeseeds.corpus import load_texts, tokenize_contexts
 from saeseeds.latent_examples import (
     ExampleConfig,
@@ -115,7 +115,7 @@ def test_open_on_the_fly_loads_a_site_from_its_config_entries(tiny_model, tmp_pa
     assert live.attrs["weights"] == tiny_model and live.attrs["mode"] == "on_the_fly"
     with pytest.raises(ValueError, match="layers.9"):
         open_on_the_fly(tmp_path / "site", model=model, dataset=dataset, hook="layers.9", activations=acts)
-    loaded, ids, attrs = load_site(model_source=tiny_model, dataset_source="embedded:kjv-pydoc", hooks=["layers.1"], cfg=ActivationConfig(**acts))
+    loaded, ids, attrs = load_site(SiteSource(tiny_model, "embedded:kjv-pydoc"), hooks=["layers.1"], cfg=ActivationConfig(**acts))
     with torch.no_grad():
         loaded.model.layers[0].mlp.down_proj.weight.fill_(float("nan"))
     with pytest.raises(StoreError, match=r"'layers.1'.*NaN or inf activations in batch 0"):

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from saeseeds.activations import ActivationConfig, cache_activations_multi
+from saeseeds.activations import ActivationConfig, SiteSource, cache_activations_multi
 from saeseeds.shards import cache_shard, join_shards, shard_ranges
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -24,7 +24,7 @@ def test_ranges_tile_the_contexts_on_chunk_boundaries():
 def test_joined_shards_hold_the_bytes_of_one_job(tiny_model, tmp_path):
     hooks = ["layers.1", "layers.0.mlp"]
     cfg = ActivationConfig(max_tokens=20_000, heldout_tokens=2_000, context_length=64, batch_size=24)
-    site = {"model_source": tiny_model, "dataset_source": "embedded:kjv-pydoc", "cfg": cfg}
+    site = {"source": SiteSource(tiny_model, "embedded:kjv-pydoc"), "cfg": cfg}
     whole = cache_activations_multi({h: tmp_path / "whole" / h / "activations.zarr" for h in hooks}, **site)
     dirs = [tmp_path / "shards" / f"shard{k}" for k in range(2)]
     for k in (1, 0):  # any order: the shards are independent jobs

@@ -74,22 +74,37 @@ class ActivationConfig:
         return math.ceil(self.heldout_tokens / self.context_length)
 
 
+@dataclass(frozen=True)
+class SiteSource:
+    """Where a site's activations come from: a model and a text corpus (config `models.NAME`, `datasets.NAME`)."""
+
+    model: str
+    """A hub id, a local folder, or `embedded:smollm2-135m`."""
+
+    dataset: str
+    """A hub id (`name` or `name:config`) or `embedded:kjv-pydoc`."""
+
+    revision: str = "main"
+    model_dtype: str = "float32"
+    split: str = "train"
+    text_field: str = "text"
+
+    @classmethod
+    def from_config(cls, model: Mapping[str, Any], dataset: Mapping[str, Any]) -> "SiteSource":
+        """Returns the source named by a site's config entries, with their defaults."""
+        return cls(
+            model=model["source"], dataset=dataset["source"], revision=model.get("revision", "main"),
+            model_dtype=model.get("dtype", "float32"), split=dataset.get("split", "train"), text_field=dataset.get("text_field", "text"),
+        )
+
+
 def cache_activations(store_path: str | Path, *, hook: str, **kwargs: Any) -> ActivationStore:
     """Returns the opened store of `hook`'s activations; `cache_activations_multi` with one hook."""
     return cache_activations_multi({hook: store_path}, **kwargs)[hook]
 
 
 def cache_activations_multi(
-    store_paths: Mapping[str, str | Path],
-    *,
-    model_source: str,
-    dataset_source: str,
-    cfg: ActivationConfig,
-    revision: str = "main",
-    model_dtype: str = "float32",
-    split: str = "train",
-    text_field: str = "text",
-    log: logging.Logger | None = None,
+    store_paths: Mapping[str, str | Path], *, source: SiteSource, cfg: ActivationConfig, log: logging.Logger | None = None
 ) -> dict[str, ActivationStore]:
     """Returns {hook: opened store} of each hook's activations on the first `cfg.max_tokens` tokens of the dataset.
 
@@ -98,63 +113,37 @@ def cache_activations_multi(
     Progress bars go to stderr, messages to `log`.
     """
     log = log or logging.getLogger("saeseeds.activations")
-    model, input_ids, attrs = load_site(
-        model_source=model_source, dataset_source=dataset_source, hooks=list(store_paths), cfg=cfg, revision=revision,
-        model_dtype=model_dtype, split=split, text_field=text_field, log=log,
-    )
+    model, input_ids, attrs = load_site(source, hooks=list(store_paths), cfg=cfg, log=log)
     return write_activations_multi(store_paths, model, input_ids, cfg=cfg, attrs=attrs, log=log)
 
 
 def load_site(
-    *,
-    model_source: str,
-    dataset_source: str,
-    hooks: list[str],
-    cfg: ActivationConfig,
-    revision: str = "main",
-    model_dtype: str = "float32",
-    split: str = "train",
-    text_field: str = "text",
-    max_tokens: int | None = None,
-    log: logging.Logger | None = None,
+    source: SiteSource, *, hooks: list[str], cfg: ActivationConfig, max_tokens: int | None = None, log: logging.Logger | None = None
 ) -> tuple[torch.nn.Module, torch.Tensor, dict[str, Any]]:
     """Returns (model, token ids [contexts, context_length], the attrs naming model and data) of a site.
 
-    Loads the model in `model_dtype` (see `load_model` for why float32) on `cfg.device` and checks every
-    hook name before reading any text, so a typo fails in seconds. Tokenises the first `max_tokens`
+    Loads the model in `source.model_dtype` (see `load_model` for why float32) on `cfg.device` and checks
+    every hook name before reading any text, so a typo fails in seconds. Tokenises the first `max_tokens`
     tokens (default `cfg.max_tokens`); the token stream is cut the same way for every budget.
     """
     log = log or logging.getLogger("saeseeds.activations")
     start = time.perf_counter()
-    model, tokenizer = load_model(model_source, revision=revision, dtype=model_dtype, device=cfg.device)
-    log.info("loaded %s (%s) in %.1f s", model_source, type(model).__name__, time.perf_counter() - start)
+    model, tokenizer = load_model(source.model, revision=source.revision, dtype=source.model_dtype, device=cfg.device)
+    log.info("loaded %s (%s) in %.1f s", source.model, type(model).__name__, time.perf_counter() - start)
     for hook in hooks:
         resolve_hook(model, hook)
-    texts = load_texts(dataset_source, split=split, text_field=text_field)
+    texts = load_texts(source.dataset, split=source.split, text_field=source.text_field)
     input_ids = tokenize_contexts(texts, tokenizer, context_length=cfg.context_length, max_tokens=max_tokens or cfg.max_tokens)
     attrs = {
-        "model": model_source,
-        "revision": revision,
-        "model_dtype": model_dtype,
-        "weights": weights_pin(model_source, model),
-        "dataset": dataset_source,
-        "split": split,
-        "text_field": text_field,
+        "model": source.model,
+        "revision": source.revision,
+        "model_dtype": source.model_dtype,
+        "weights": weights_pin(source.model, model),
+        "dataset": source.dataset,
+        "split": source.split,
+        "text_field": source.text_field,
     }
     return model, input_ids, attrs
-
-
-def site_sources(model: Mapping[str, Any], dataset: Mapping[str, Any]) -> dict[str, str]:
-    """Returns the keyword arguments naming a site's model and data, from its config entries
-    (`models.NAME`, `datasets.NAME`) with their defaults."""
-    return {
-        "model_source": model["source"],
-        "revision": model.get("revision", "main"),
-        "model_dtype": model.get("dtype", "float32"),
-        "dataset_source": dataset["source"],
-        "split": dataset.get("split", "train"),
-        "text_field": dataset.get("text_field", "text"),
-    }
 
 
 def write_activations(

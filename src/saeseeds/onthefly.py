@@ -21,7 +21,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from saeseeds.activations import ActivationConfig, _store_rows, load_site, site_sources
+from saeseeds.activations import ActivationConfig, SiteSource, _store_rows, load_site
 from saeseeds.models import hooked_activations_multi, resolve_hook
 from saeseeds.store import StoreRows
 
@@ -144,7 +144,7 @@ def open_on_the_fly(path: str | Path, *, model: Mapping[str, Any], dataset: Mapp
     """Returns the on-the-fly store of a site from its config entries (`models.NAME`, `datasets.NAME`, the
     site's `activations` settings less `mode`, `threads` and `shards`): loads the model and tokenises."""
     cfg = ActivationConfig(**activations)
-    loaded_model, input_ids, attrs = load_site(**site_sources(model, dataset), hooks=[hook], cfg=cfg, log=log)
+    loaded_model, input_ids, attrs = load_site(SiteSource.from_config(model, dataset), hooks=[hook], cfg=cfg, log=log)
     store = OnTheFlyStore(path, loaded_model, input_ids, hook=hook, cfg=cfg, attrs=attrs)
     (log or logging.getLogger("saeseeds.onthefly")).info(
         "activations of %s computed on the fly: %d training and %d held-out tokens, d = %d", hook, store.n_train, store.n_heldout, store.d_in

@@ -26,7 +26,7 @@ import transformers
 import zarr
 
 from saeseeds import checksums
-from saeseeds.activations import ActivationConfig, _add_norms, _store_rows, load_site
+from saeseeds.activations import ActivationConfig, SiteSource, _add_norms, _store_rows, load_site
 from saeseeds.models import hooked_activations_multi, resolve_hook
 from saeseeds.store import ARRAY, ActivationStore, StoreError, chunk_names, create_rows_array, open_store, write_token_ids
 
@@ -60,13 +60,8 @@ def cache_shard(
     *,
     shard: int,
     shards: int,
-    model_source: str,
-    dataset_source: str,
+    source: SiteSource,
     cfg: ActivationConfig,
-    revision: str = "main",
-    model_dtype: str = "float32",
-    split: str = "train",
-    text_field: str = "text",
     log: logging.Logger | None = None,
 ) -> dict[str, Any]:
     """Returns the stats of shard `shard` of `shards` after writing, under `shard_dir`, one array per hook
@@ -75,10 +70,8 @@ def cache_shard(
     shard_dir = Path(shard_dir)
     n_ctx = cfg.max_tokens // cfg.context_length
     start, end = shard_ranges(n_ctx, cfg.context_length, shards, cfg.chunk_rows)[shard]
-    model, ids, attrs = load_site(
-        model_source=model_source, dataset_source=dataset_source, hooks=hooks, cfg=cfg, revision=revision, model_dtype=model_dtype,
-        split=split, text_field=text_field, max_tokens=end * cfg.context_length, log=log,  # tokens up to this shard's end suffice
-    )
+    # tokens up to this shard's end suffice
+    model, ids, attrs = load_site(source, hooks=hooks, cfg=cfg, max_tokens=end * cfg.context_length, log=log)
     ids = ids[start:end]
     log.info("shard %d of %d: contexts [%d, %d)", shard, shards, start, end)
     modules = [resolve_hook(model, hook) for hook in hooks]

@@ -1,7 +1,7 @@
 """Cache the activations of several hooks of one model and dataset, one forward pass for all (rules activations_*)."""
 import torch
 
-from saeseeds.activations import ActivationConfig, cache_activations_multi, site_sources
+from saeseeds.activations import ActivationConfig, SiteSource, cache_activations_multi
 from saeseeds.logs import rule_log
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
@@ -9,7 +9,7 @@ torch.set_num_threads(sm.threads)
 with rule_log(sm.log[0]) as log:
     cache_activations_multi(
         dict(zip(sm.params.hooks, sm.output)),  # output i is the store of hook i
-        **site_sources(sm.params.model, sm.params.dataset),
+        source=SiteSource.from_config(sm.params.model, sm.params.dataset),
         cfg=ActivationConfig(**sm.params.activations),
         log=log,
     )

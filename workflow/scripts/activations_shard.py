@@ -1,7 +1,7 @@
 """Cache one shard (a range of contexts) of several hooks' stores (rules activations_<i>_shard)."""
 import torch
 
-from saeseeds.activations import ActivationConfig, site_sources
+from saeseeds.activations import ActivationConfig, SiteSource
 from saeseeds.logs import rule_log
 from saeseeds.shards import cache_shard
 
@@ -13,7 +13,7 @@ with rule_log(sm.log[0]) as log:
         sm.params.hooks,
         shard=int(sm.wildcards.shard),
         shards=sm.params.shards,
-        **site_sources(sm.params.model, sm.params.dataset),
+        source=SiteSource.from_config(sm.params.model, sm.params.dataset),
         cfg=ActivationConfig(**sm.params.activations),
         log=log,
     )

@@ -192,14 +192,10 @@ def write_activations_multi(
     if not hooks:
         raise ValueError("store_paths is empty: name at least one hook")
     modules = [resolve_hook(model, hook) for hook in hooks]
-    if input_ids.ndim != 2 or input_ids.shape[1] != cfg.context_length:
-        raise ValueError(f"input_ids of shape {tuple(input_ids.shape)}, expected [n_ctx, {cfg.context_length}]")
-    n_ctx, length = input_ids.shape
-    n_heldout_ctx = cfg.heldout_contexts
-    if n_heldout_ctx >= n_ctx:
-        raise ValueError(f"heldout_tokens={cfg.heldout_tokens} leaves none of {n_ctx} contexts for training")
+    n_ctx = check_contexts(input_ids, cfg)
+    length = cfg.context_length
     store_dtype = np.dtype(cfg.dtype)
-    tokens_sha256 = hashlib.sha256(input_ids.to(torch.int64).numpy().tobytes()).hexdigest()
+    tokens_sha256 = token_ids_sha256(input_ids)
     writers: dict[str, StoreWriter] = {}
     forward_seconds, computed = 0.0, 0
     norm_first = dict.fromkeys(hooks, 0.0)
@@ -243,12 +239,7 @@ def write_activations_multi(
             batch_index += 1
     n_tokens = n_ctx * length
     shared = {
-        "n_train": (n_ctx - n_heldout_ctx) * length,
-        "n_heldout": n_heldout_ctx * length,
-        "context_length": length,
-        "dtype": cfg.dtype,
-        "config": asdict(cfg),
-        "tokens_sha256": tokens_sha256,
+        **row_layout(cfg, n_ctx, tokens_sha256),
         "tokens_per_second": computed / forward_seconds,
         "hooks_in_pass": hooks,
         "torch": torch.__version__,
@@ -257,12 +248,7 @@ def write_activations_multi(
     }
     stores = {}
     for hook in hooks:
-        stats = {
-            **shared,
-            "hook": hook,
-            "mean_norm_first_position": norm_first[hook] / n_ctx,
-            "mean_norm_other_positions": norm_rest[hook] / (n_ctx * (length - 1)) if length > 1 else None,
-        }
+        stats = {**shared, "hook": hook, **mean_norms(norm_first[hook], norm_rest[hook], n_ctx, length)}
         log.info(
             "%d tokens of %s at %.0f tok/s (one pass for %d hooks); mean activation norm: first position of a context %.4g, others %.4g",
             n_tokens, hook, stats["tokens_per_second"], len(hooks), stats["mean_norm_first_position"],
@@ -271,6 +257,45 @@ def write_activations_multi(
         writers[hook].add_token_ids(input_ids.numpy())
         stores[hook] = writers[hook].finish({**attrs, **stats})
     return stores
+
+
+def check_contexts(input_ids: torch.Tensor, cfg: ActivationConfig) -> int:
+    """Returns the number of contexts in `input_ids` after checking they are [n_ctx, cfg.context_length] and
+    leave training contexts besides the held-out ones."""
+    if input_ids.ndim != 2 or input_ids.shape[1] != cfg.context_length:
+        raise ValueError(f"input_ids of shape {tuple(input_ids.shape)}, expected [n_ctx, {cfg.context_length}]")
+    n_ctx = int(input_ids.shape[0])
+    if cfg.heldout_contexts >= n_ctx:
+        raise ValueError(f"heldout_tokens={cfg.heldout_tokens} leaves none of {n_ctx} contexts for training")
+    return n_ctx
+
+
+def token_ids_sha256(input_ids: torch.Tensor | np.ndarray) -> str:
+    """Returns the sha256 of token ids as int64 little-endian bytes in row order: what a store's rows were computed from."""
+    return hashlib.sha256(np.ascontiguousarray(np.asarray(input_ids), dtype="<i8").tobytes()).hexdigest()
+
+
+def row_layout(cfg: ActivationConfig, n_ctx: int, tokens_sha256: str) -> dict[str, Any]:
+    """Returns the store attrs that say which rows hold what: training and held-out row counts (the last
+    `cfg.heldout_contexts` contexts are held out), context length, dtype, settings and the tokens' hash.
+    Written alike by a caching job, joined shards and a store computed on the fly."""
+    length = cfg.context_length
+    return {
+        "n_train": (n_ctx - cfg.heldout_contexts) * length,
+        "n_heldout": cfg.heldout_contexts * length,
+        "context_length": length,
+        "dtype": cfg.dtype,
+        "config": asdict(cfg),
+        "tokens_sha256": tokens_sha256,
+    }
+
+
+def mean_norms(norm_first: float, norm_rest: float, n_ctx: int, length: int) -> dict[str, float | None]:
+    """Returns the store attrs of mean row norm at the first and at the other positions of a context, from sums."""
+    return {
+        "mean_norm_first_position": norm_first / n_ctx,
+        "mean_norm_other_positions": norm_rest / (n_ctx * (length - 1)) if length > 1 else None,
+    }
 
 
 def _add_norms(rows: np.ndarray, length: int, norm_first: float, norm_rest: float) -> tuple[float, float]:

@@ -10,18 +10,16 @@ row read, again in every epoch; the gain: no disk and no caching job. `saeseeds 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 from collections import OrderedDict
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 import torch
 
-from saeseeds.activations import ActivationConfig, SiteSource, _store_rows, load_site
+from saeseeds.activations import ActivationConfig, SiteSource, _store_rows, check_contexts, load_site, row_layout, token_ids_sha256
 from saeseeds.models import hooked_activations_multi, resolve_hook
 from saeseeds.store import StoreRows
 
@@ -113,26 +111,16 @@ class OnTheFlyStore(StoreRows):
 
     def __init__(self, path: str | Path, model: torch.nn.Module, input_ids: torch.Tensor, *, hook: str, cfg: ActivationConfig, attrs: Mapping[str, Any]):
         """`path` names the site in messages (no file is written); `attrs` name the model and data (`load_site`)."""
-        n_ctx, length = input_ids.shape
-        if length != cfg.context_length:
-            raise ValueError(f"input_ids of shape {tuple(input_ids.shape)}, expected [n_ctx, {cfg.context_length}]")
-        if cfg.heldout_contexts >= n_ctx:
-            raise ValueError(f"heldout_tokens={cfg.heldout_tokens} leaves none of {n_ctx} contexts for training")
+        n_ctx = check_contexts(input_ids, cfg)
         self.path = Path(path)
         self.array = ForwardRows(model, hook, input_ids, cfg)
-        n_tokens = n_ctx * length
         self.attrs = {
             **attrs,
             "hook": hook,
             "mode": "on_the_fly",
-            "n_tokens": n_tokens,
-            "n_train": (n_ctx - cfg.heldout_contexts) * length,
-            "n_heldout": cfg.heldout_contexts * length,
+            "n_tokens": self.array.shape[0],
             "d_in": self.array.shape[1],
-            "context_length": length,
-            "dtype": cfg.dtype,
-            "config": asdict(cfg),
-            "tokens_sha256": hashlib.sha256(input_ids.to(torch.int64).numpy().tobytes()).hexdigest(),
+            **row_layout(cfg, n_ctx, token_ids_sha256(input_ids)),
         }
 
     def token_ids(self) -> np.ndarray:

@@ -9,14 +9,12 @@ writes (tests/test_shards.py). The store format itself is `saeseeds.store`'s; no
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
 import os
 import shutil
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -26,7 +24,7 @@ import transformers
 import zarr
 
 from saeseeds import checksums
-from saeseeds.activations import ActivationConfig, SiteSource, _add_norms, _store_rows, load_site
+from saeseeds.activations import ActivationConfig, SiteSource, _add_norms, _store_rows, load_site, mean_norms, row_layout, token_ids_sha256
 from saeseeds.models import hooked_activations_multi, resolve_hook
 from saeseeds.store import ARRAY, ActivationStore, StoreError, chunk_names, create_rows_array, open_store, write_token_ids
 
@@ -123,8 +121,8 @@ def join_shards(store_paths: Mapping[str, str | Path], shard_dirs: list[str | Pa
     if [tuple(s["contexts"]) for s in stats] != shard_ranges(n_ctx, L, len(stats), cfg.chunk_rows):
         raise StoreError(f"shard ranges {[s['contexts'] for s in stats]} do not tile {n_ctx} contexts; recache the shards")
     token_ids = np.concatenate([np.load(shard_dir / "tokens.npy") for shard_dir in shard_dirs])
-    digest = hashlib.sha256(token_ids.astype(np.int64).tobytes())
-    n_tokens, n_heldout_ctx = n_ctx * L, cfg.heldout_contexts
+    layout = row_layout(cfg, n_ctx, token_ids_sha256(token_ids))
+    n_tokens = n_ctx * L
     forward = sum(s["forward_seconds"] for s in stats)
     stores = {}
     for hook, path in store_paths.items():
@@ -149,14 +147,8 @@ def join_shards(store_paths: Mapping[str, str | Path], shard_dirs: list[str | Pa
         attrs = {
             **stats[0]["attrs"],
             "hook": hook,
-            "n_train": (n_ctx - n_heldout_ctx) * L,
-            "n_heldout": n_heldout_ctx * L,
-            "context_length": L,
-            "dtype": cfg.dtype,
-            "config": asdict(cfg),
-            "tokens_sha256": digest.hexdigest(),
-            "mean_norm_first_position": sum(s["norm_first"][hook] for s in stats) / n_ctx,
-            "mean_norm_other_positions": sum(s["norm_rest"][hook] for s in stats) / (n_ctx * (L - 1)) if L > 1 else None,
+            **layout,
+            **mean_norms(sum(s["norm_first"][hook] for s in stats), sum(s["norm_rest"][hook] for s in stats), n_ctx, L),
             "tokens_per_second": n_tokens / forward,
             "hooks_in_pass": stats[0]["hooks"],
             "shards": len(stats),

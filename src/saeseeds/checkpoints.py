@@ -27,19 +27,16 @@ class CheckpointError(ValueError):
 _LAYOUT_OF = {"encoder.weight": ("sparsify", SPARSIFY_FILE), "W_enc": ("SAELens", SAELENS_FILE)}
 
 
-def _tensor_names(file: Path) -> list[str]:
-    """Returns the tensor names of safetensors `file`; raises naming the file when it cannot be read."""
-    try:
-        with safe_open(str(file), framework="pt") as f:
-            return sorted(f.keys())
-    except Exception as err:  # safetensors raises its own error type for truncated or foreign files
-        raise CheckpointError(f"{file}: not a readable safetensors file ({err})") from err
-
-
 def _read_tensor(file: Path, name: str) -> np.ndarray:
     """Returns tensor `name` of safetensors `file` as float32 numpy, or raises naming both."""
-    names = _tensor_names(file)
-    if name not in names:
+    try:
+        with safe_open(str(file), framework="pt") as f:
+            names = sorted(f.keys())
+            # Through torch, because numpy cannot hold bfloat16 checkpoints.
+            tensor = f.get_tensor(name).float().numpy() if name in names else None
+    except Exception as err:  # safetensors raises its own error type for truncated or foreign files
+        raise CheckpointError(f"{file}: not a readable safetensors file ({err})") from err
+    if tensor is None:
         for other, (layout, expected) in _LAYOUT_OF.items():
             if other in names and other != name:
                 raise CheckpointError(
@@ -47,9 +44,7 @@ def _read_tensor(file: Path, name: str) -> np.ndarray:
                     f"a {layout} checkpoint is named {expected}"
                 )
         raise CheckpointError(f"{file}: tensor {name!r} missing (has {names})")
-    with safe_open(str(file), framework="pt") as f:
-        # Through torch, because numpy cannot hold bfloat16 checkpoints.
-        return f.get_tensor(name).float().numpy()
+    return tensor
 
 
 def _check_cfg(cfg_path: Path, cfg: dict, n: int, d: int) -> None:

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from saeseeds.estimates import forward_flops_per_token, train_flops_per_token
+from saeseeds.estimates import device_kind, forward_flops_per_token, train_flops_per_token
 
 
 class CalibrationError(ValueError):
@@ -30,39 +30,31 @@ class Measurement:
     source: str
 
 
-def _device_kind(device: str) -> str:
-    return "cuda" if device.startswith("cuda") else "cpu"
-
-
-def store_measurement(zarr_json: Path) -> Measurement | None:
-    """Returns the caching pass of one store (None for stores nobody timed, e.g. synthetic ones).
-
-    Reads the group's zarr.json directly: a plan over thousands of stores should not open zarr arrays.
-    """
-    attrs = json.loads(zarr_json.read_text()).get("attributes", {})
+def store_measurement(zarr_json: Path, attrs: dict) -> Measurement | None:
+    """Returns the caching pass of one store from the attrs in its `zarr_json` (None for stores nobody
+    timed, e.g. synthetic ones)."""
     if "tokens_per_second" not in attrs:
         return None
     try:
         hooks = attrs.get("hooks_in_pass") or [attrs["hook"]]
         tokens = float(attrs["n_tokens"])
         return Measurement(
-            "forward", _device_kind(attrs["config"]["device"]), tokens, tokens / attrs["tokens_per_second"],
+            "forward", device_kind(attrs["config"]["device"]), tokens, tokens / attrs["tokens_per_second"],
             forward_flops_per_token(int(attrs["d_in"]), hooks), str(zarr_json.parent),
         )
     except KeyError as err:
         raise CalibrationError(f"{zarr_json}: attrs lack {err}") from err
 
 
-def train_measurement(metrics_json: Path) -> Measurement:
-    """Returns the training job behind one seed's metrics.json (all its stacked seeds' tokens)."""
-    metrics = json.loads(metrics_json.read_text())
+def train_measurement(metrics_json: Path, metrics: dict) -> Measurement:
+    """Returns the training job behind one seed's `metrics_json` (all its stacked seeds' tokens), read as `metrics`."""
     cfg_json = metrics_json.with_name("cfg.json")
     try:
         d = int(json.loads(cfg_json.read_text())["d_in"])
         n = int(metrics["sae"]["num_latents"])
         seeds = int(metrics.get("seeds_in_job", 1))
         return Measurement(
-            "train", _device_kind(metrics["train"]["device"]), float(metrics["tokens_seen"]) * seeds,
+            "train", device_kind(metrics["train"]["device"]), float(metrics["tokens_seen"]) * seeds,
             float(metrics["wall_time_s"]), train_flops_per_token(d, n), str(metrics_json.parent),
         )
     except (KeyError, FileNotFoundError) as err:
@@ -76,8 +68,9 @@ def measurements(results: str | Path) -> list[Measurement]:
     results = Path(results)
     out, seen = [], set()
     for path in sorted(results.glob("**/activations.zarr/zarr.json")):
-        m = store_measurement(path)
-        attrs = json.loads(path.read_text())["attributes"]
+        # the group's zarr.json read directly: a plan over thousands of stores should not open zarr arrays
+        attrs = json.loads(path.read_text()).get("attributes", {})
+        m = store_measurement(path, attrs)
         job = (json.dumps(attrs.get("hooks_in_pass")), attrs.get("tokens_sha256"), attrs.get("tokens_per_second"))
         if m and (job not in seen or not attrs.get("hooks_in_pass")):  # one pass wrote every store of its hooks
             seen.add(job)
@@ -86,7 +79,7 @@ def measurements(results: str | Path) -> list[Measurement]:
         metrics = json.loads(path.read_text())
         if metrics.get("activations") == "on_the_fly":
             continue  # its wall time holds the model's forward passes too, so it would understate training's speed
-        m = train_measurement(path)
+        m = train_measurement(path, metrics)
         job = (metrics.get("store"), json.dumps(metrics.get("sae"), sort_keys=True), metrics["wall_time_s"])
         if job not in seen:
             seen.add(job)

@@ -48,13 +48,14 @@ def d_model(config: dict[str, Any], model: str) -> int:
     )
 
 
-def _device(section: dict[str, Any] | None) -> str:
-    return "cuda" if (section or {}).get("device", "cpu").startswith("cuda") else "cpu"
+def device_kind(device: str) -> str:
+    """Returns "cuda" for any CUDA device (cuda, cuda:1), else "cpu": the rows of the throughput tables."""
+    return "cuda" if device.startswith("cuda") else "cpu"
 
 
 def throughput_key(config: dict[str, Any], device: str) -> str:
     """Returns the row of the throughput table for a device: `cluster.gpu_model` for cuda when set, else cpu/cuda."""
-    kind = "cuda" if device.startswith("cuda") else "cpu"
+    kind = device_kind(device)
     if kind == "cuda" and (config.get("cluster") or {}).get("gpu_model"):
         return config["cluster"]["gpu_model"]
     return kind
@@ -62,7 +63,7 @@ def throughput_key(config: dict[str, Any], device: str) -> str:
 
 def _throughput(config: dict[str, Any], device: str, column: str, defaults: dict[str, float]) -> float:
     table = (config.get("cluster") or {}).get("throughput") or {}
-    kind = "cuda" if device.startswith("cuda") else "cpu"
+    kind = device_kind(device)
     for key in (throughput_key(config, device), kind):  # the GPU model's row, else the device kind's
         if column in table.get(key, {}):
             return float(table[key][column])
@@ -106,7 +107,7 @@ def forward_flops_per_token(d: int, hooks: str | list[str]) -> float:
 
 def activations_seconds(acts: dict[str, Any], d: int, hooks: str | list[str], flops: float | None = None) -> float:
     """Returns the expected caching time (no margin): model load plus one forward to the deepest hook."""
-    flops = flops or FORWARD_FLOPS[_device(acts)]
+    flops = flops or FORWARD_FLOPS[device_kind(acts.get("device", "cpu"))]
     return MODEL_LOAD_S + acts["max_tokens"] * forward_flops_per_token(d, hooks) / flops
 
 

@@ -315,7 +315,7 @@ def test_hook_missing_from_the_model_is_named_with_nearby_names(smollm):
 def test_known_layout_agrees_with_the_real_embedded_model(smollm):
     """The config check's table of hook names, against the loaded SmolLM2: what it accepts exists."""
     model, _ = smollm
-    family, n_blocks = KNOWN_MODELS["embedded:smollm2-135m"]
+    family, n_blocks, _ = KNOWN_MODELS["embedded:smollm2-135m"]
     layout = LAYOUTS[family]
     real = {name for name, _ in model.base_model.named_modules() if name}
     accepted = [*layout.top, *(f"{layout.blocks}.{i}" for i in range(n_blocks))]

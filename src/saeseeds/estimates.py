@@ -11,17 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-# d_model of models whose size we know without downloading them; others take `models.NAME.d_model`.
-KNOWN_D_MODEL = {
-    "embedded:smollm2-135m": 576,
-    "HuggingFaceTB/SmolLM2-135M": 576,
-    "HuggingFaceTB/SmolLM-135M": 576,
-    "EleutherAI/pythia-160m": 768,
-    "gpt2": 768,
-    "openai-community/gpt2": 768,
-    "meta-llama/Meta-Llama-3-8B": 4096,
-    "meta-llama/Llama-3.1-8B": 4096,
-}
+from saeseeds.layouts import KNOWN_MODELS
 
 # Sustained fp32/tf32 throughputs. CPU: the 2-core dev machine reaches ~100 GFLOP/s in matmuls, about
 # half of it in training; its truncated SmolLM2 forward (1889 tok/s to layer 6) is ~100 GFLOP/s.
@@ -34,14 +24,14 @@ MODEL_LOAD_S = 60
 
 
 def d_model(config: dict[str, Any], model: str) -> int:
-    """Returns the hidden size of a config model: `d_model` if given, else from KNOWN_D_MODEL."""
+    """Returns the hidden size of a config model: `d_model` if given, else from saeseeds.layouts.KNOWN_MODELS."""
     entry = config["models"][model]
     if "d_model" in entry:
         return int(entry["d_model"])
     if entry["source"] == "synthetic":  # generated activations (saeseeds.synthetic) have width synthetic.d
         return int(entry["synthetic"]["d"])
-    if entry["source"] in KNOWN_D_MODEL:
-        return KNOWN_D_MODEL[entry["source"]]
+    if entry["source"] in KNOWN_MODELS:
+        return KNOWN_MODELS[entry["source"]].d_model
     raise KeyError(
         f"config key 'models.{model}.d_model': hidden size of '{entry['source']}' is unknown; "
         "set it so resources can be planned"

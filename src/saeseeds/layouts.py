@@ -1,4 +1,4 @@
-"""Module layouts of known models: which hook names exist, known without loading any weights.
+"""Module layouts and sizes of known models: which hook names exist and how wide they are, known without loading any weights.
 
 Loading a model takes from 20 s (the embedded SmolLM2) to minutes (a hub download), so a typo in a
 hook (`layers.30.mlp` in a 30-layer model, GPT-2's `h.6` for a Llama) would otherwise surface only
@@ -9,6 +9,7 @@ for others `saeseeds.models.resolve_hook` still checks it first thing in the job
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 
 @dataclass(frozen=True)
@@ -38,24 +39,33 @@ LAYOUTS = {
     "gpt2": Layout("transformer", "h", ("ln_1", "attn", "ln_2", "mlp"), ("wte", "wpe", "drop", "ln_f")),
 }
 
-# source -> (layout family, number of blocks)
+class KnownModel(NamedTuple):
+    """What saeseeds knows of a model without loading it: its layout family, blocks and hidden size."""
+
+    family: str
+    n_blocks: int
+    d_model: int
+
+
 KNOWN_MODELS = {
-    "embedded:smollm2-135m": ("llama", 30),
-    "HuggingFaceTB/SmolLM2-135M": ("llama", 30),
-    "HuggingFaceTB/SmolLM-135M": ("llama", 30),
-    "EleutherAI/pythia-160m": ("gpt_neox", 12),
-    "gpt2": ("gpt2", 12),
-    "openai-community/gpt2": ("gpt2", 12),
-    "meta-llama/Meta-Llama-3-8B": ("llama", 32),
-    "meta-llama/Llama-3.1-8B": ("llama", 32),
+    "embedded:smollm2-135m": KnownModel("llama", 30, 576),
+    "HuggingFaceTB/SmolLM2-135M": KnownModel("llama", 30, 576),
+    "HuggingFaceTB/SmolLM-135M": KnownModel("llama", 30, 576),
+    "EleutherAI/pythia-160m": KnownModel("gpt_neox", 12, 768),
+    "gpt2": KnownModel("gpt2", 12, 768),
+    "openai-community/gpt2": KnownModel("gpt2", 12, 768),
+    "meta-llama/Meta-Llama-3-8B": KnownModel("llama", 32, 4096),
+    "meta-llama/Llama-3.1-8B": KnownModel("llama", 32, 4096),
 }
+"""Models whose hooks the config check can verify and whose resources the planner can size (others need
+`models.NAME.d_model`)."""
 
 
 def hook_problem(source: str, hook: str) -> str | None:
     """Returns why `hook` names no module of model `source`, or None when it does or the model is unknown."""
     if source not in KNOWN_MODELS:
         return None
-    family, n_blocks = KNOWN_MODELS[source]
+    family, n_blocks, _ = KNOWN_MODELS[source]
     layout = LAYOUTS[family]
     parts = hook.split(".")
     if parts[0] == layout.base:

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from saeseeds.logs import first_line
+
 EMBEDDED_PREFIX = "embedded:"
 KJV_PYDOC = "embedded:kjv-pydoc"
 EMBEDDED_CORPORA = (KJV_PYDOC,)
@@ -53,9 +55,8 @@ def _hub_texts(source: str, *, split: str, text_field: str) -> datasets.Iterable
     try:
         ds = datasets.load_dataset(name, config or None, split=split, streaming=True)
     except (OSError, ValueError, ConnectionError) as err:  # DatasetNotFoundError and hub errors subclass these
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(
-            f"dataset source {source!r} (split {split!r}) cannot be loaded: {first} "
+            f"dataset source {source!r} (split {split!r}) cannot be loaded: {first_line(err)} "
             "(a misspelt id or config, a missing split, or no network and no cached copy)"
         ) from err
     # Streaming datasets know their features only when the hub card declares them.

@@ -50,3 +50,9 @@ def _named_errors() -> tuple[type[BaseException], ...]:
         train = sys.modules["saeseeds.train"]
         named += (train.TrainingDiverged, train.TrainConfigError)
     return named
+
+
+def first_line(err: BaseException) -> str:
+    """Returns the first line of an error's message (hub errors run to many lines), or its type's name when empty."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

@@ -12,6 +12,8 @@ import transformers
 from packaging.version import Version
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from saeseeds.logs import first_line
+
 EMBEDDED_PREFIX = "embedded:"
 # source -> (package that ships the weights, distribution name, GGUF file inside the package).
 EMBEDDED_MODELS = {
@@ -72,9 +74,8 @@ def load_model(
             tokenizer = AutoTokenizer.from_pretrained(source, revision=revision)
             model = AutoModelForCausalLM.from_pretrained(source, revision=revision, **kwargs)
         except (OSError, ValueError) as err:  # hub errors subclass these; their text runs to many lines
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise ValueError(
-                f"model source {source!r} (revision {revision!r}) cannot be loaded: {first} "
+                f"model source {source!r} (revision {revision!r}) cannot be loaded: {first_line(err)} "
                 "(a misspelt or gated id, a missing revision, or no network and no cached copy)"
             ) from err
     model.to(device).eval().requires_grad_(False)

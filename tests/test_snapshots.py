@@ -172,3 +172,10 @@ def test_sigkill_then_restart_resumes_to_identical_bytes_snapshots_included(stor
         for name in names:
             assert (got / name).read_bytes() == (want / name).read_bytes(), name
     assert not (tmp_path / "seed0.state").exists()
+
+
+def test_plan_counts_snapshot_training_rules_as_train():
+    from saeseeds.plan import rule_family
+
+    assert rule_family("train_seeds_0_1_2_snapshots") == rule_family("train_seeds_0_1_2") == "train"
+    assert rule_family("trajectory") == "trajectory"

@@ -7,6 +7,8 @@ own budget. The figure puts both on one token axis so the reader sees what that 
 
 from __future__ import annotations
 
+import math
+
 import altair as alt
 import pandas as pd
 
@@ -41,11 +43,14 @@ def fig_x2_trajectory(trajectories: pd.DataFrame, separate: pd.DataFrame, *, sty
     color = alt.Color("label:N", title=None, sort=labels, scale=alt.Scale(domain=labels, range=style.label_colors[: len(labels)]),
                       legend=alt.Legend(orient="bottom", direction="vertical", labelLimit=600))
     tokens = pd.concat([trajectories["tokens"], separate["tokens"]]).astype(float)
-    x = alt.X("tokens:Q", title="training tokens seen", scale=alt.Scale(type="log", domain=[tokens.min() / 1.3, tokens.max() * 1.3]))
+    x = alt.X("tokens:Q", title="training tokens seen", axis=alt.Axis(format="~s", labelOverlap="greedy"),
+              scale=alt.Scale(type="log", domain=[tokens.min() / 1.3, tokens.max() * 1.3]))
     one = trajectories.assign(kind=ONE_RUN, y=trajectories["shared_paper_mean"])
+    highest = pd.concat([one["y"], separate["hi"]]).astype(float).max()
+    top = min(1.0, max(0.05, math.ceil(highest * 12) / 10))  # from 0, with headroom, as Figs 4 and 5
     tip = [alt.Tooltip("label:N"), alt.Tooltip("step:Q"), alt.Tooltip("tokens:Q", format=","), alt.Tooltip("pairs:Q"),
            alt.Tooltip("shared_paper_mean:Q", format=".3f", title="shared"), alt.Tooltip("mean_matched_dec_cos:Q", format=".3f")]
-    y_shared = alt.Y("y:Q", title="Fraction of latents shared (paper)")
+    y_shared = alt.Y("y:Q", title="Fraction of latents shared (paper)", scale=alt.Scale(domain=[0, top]))
     line = alt.Chart(one).mark_line(point=alt.OverlayMarkDef(size=45, filled=True)).encode(x=x, y=y_shared, color=color, tooltip=tip)
     layers = [line]
     if len(separate):

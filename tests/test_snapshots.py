@@ -3,6 +3,7 @@ that step, that they change nothing else, and that a killed run resumes to the s
 
 import json
 import logging
+import re
 import signal
 import subprocess
 import sys
@@ -60,6 +61,17 @@ def test_steps_halve_from_the_end_and_include_the_final_step():
     assert steps[-1] == 1000 and np.allclose(ratios, 1.0, atol=0.02)
     with pytest.raises(SnapshotError, match=r"snapshots=9: 80 training steps hold at most 7"):
         snapshot_steps(80, 9)
+    for num_steps in range(1, 300):  # never two snapshots at one step, whatever the rounding
+        for n in range(1, 12):
+            try:
+                steps = snapshot_steps(num_steps, n)
+            except SnapshotError as err:
+                most = int(re.search(r"at most (\d+)", str(err)).group(1))
+                assert most < n and len(snapshot_steps(num_steps, most)) == most
+                continue
+            assert len(steps) == n and steps[0] >= 1 and steps[-1] == num_steps and all(np.diff(steps) > 0)
+    with pytest.raises(SnapshotError, match=r"snapshots=4: 5 training steps hold at most 3"):
+        snapshot_steps(5, 4)  # 5/8 and 5/4 both round to step 1
     with pytest.raises(SnapshotError, match="snapshots=-1"):
         snapshot_steps(80, -1)
 

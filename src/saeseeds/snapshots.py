@@ -9,6 +9,7 @@ rate decayed to zero there.
 
 While training, snapshots go to `<state dir>/snapshots/seed{S}/step{T}/` (each written atomically), so
 a killed job that resumes finds the ones it already wrote and rewrites later ones with the same bytes.
+The count is part of the state's identity: changing it restarts a killed job from step 0.
 At the end each seed's are copied into its checkpoint folder before that folder is renamed into place:
 
     seed{S}/snapshots/step{T}/cfg.json + sae.safetensors     (sparsify layout, like the checkpoint)
@@ -40,11 +41,17 @@ def snapshot_steps(num_steps: int, snapshots: int) -> list[int]:
         raise SnapshotError(f"train snapshots={snapshots!r}: expected an integer >= 0")
     if snapshots == 0:
         return []
-    steps = [round(num_steps / 2**j) for j in range(snapshots - 1, -1, -1)]
-    if steps[0] < 1:
-        most = num_steps.bit_length()  # halvings that stay >= 1 step, plus the final step
+    steps = _halvings(num_steps, snapshots)
+    if steps is None:
+        most = max(n for n in range(1, num_steps.bit_length() + 1) if _halvings(num_steps, n) is not None)
         raise SnapshotError(f"train snapshots={snapshots}: {num_steps} training steps hold at most {most} log-spaced snapshots (halving from the end)")
     return steps
+
+
+def _halvings(num_steps: int, n: int) -> list[int] | None:
+    """Returns num_steps / 2^(n-1), ..., num_steps / 2, num_steps rounded, or None when two round to one step or below 1."""
+    steps = [round(num_steps / 2**j) for j in range(n - 1, -1, -1)]
+    return steps if steps[0] >= 1 and len(set(steps)) == n else None
 
 
 def state_snapshot_dir(state_dir: str | Path, seed: int, step: int) -> Path:

@@ -77,7 +77,8 @@ for (_group, _snapshots), _saes in train_groups().items():
         resources:
             mem_mb=lambda w, attempt, seeds=_group: scheduler.scaled(train_mem_mb(w, seeds), attempt),
             runtime=lambda w, attempt, seeds=_group: scheduler.scaled(train_minutes(w, seeds), attempt),
-            disk_mb=lambda w, seeds=_group: len(seeds) * estimates.checkpoint_disk_mb(config, w.model, w.sae),
+            # the final checkpoint and, with `snapshots: n`, n - 1 more along training
+            disk_mb=lambda w, seeds=_group: len(seeds) * max(1, study.sae_snapshots(config, w.sae)) * estimates.checkpoint_disk_mb(config, w.model, w.sae),
             cpus_per_task=TRAIN.get("threads", 2),
             gpu=train_gpus,
             **(scheduler.gpu_model_resources(config) if TRAIN_GPUS or ON_THE_FLY_GPUS else {}),

@@ -106,6 +106,7 @@ def test_orphans_contract(study):
 
 FIGURES = ["fig1_matched_cosine", "fig2_only_in_base", "fig3_firing", "fig4_ablations", "fig5_layers",
            "figA1_labellings", "figA2_encoder_cosines", "figA3_decoder_cosines", "fig6_autointerp"]
+TRAJECTORY_FIGURE = "figX2_trajectory"  # drawn where a variant has `snapshots` (smoke: topk-128), not in paper.yaml
 
 
 def test_figures_and_summary(study):
@@ -228,7 +229,7 @@ def test_restyling_reruns_only_the_figures(study):
     finally:
         style.write_text(text)
         os.utime(style, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-    assert set(jobs) == set(FIGURES)
+    assert set(jobs) == set(FIGURES) | {TRAJECTORY_FIGURE}
 
 
 def test_new_threshold_reruns_matching_derived_rules_but_no_training(study):
@@ -244,7 +245,7 @@ def test_new_threshold_reruns_matching_derived_rules_but_no_training(study):
 def test_changing_one_variant_reruns_only_its_chain(study):
     workdir, _ = study
     jobs = planned(workdir, "--configfile", edited_config(workdir, lambda c: c["saes"]["topk-128"].update(k=4)))
-    per_variant = [p for rule, outs in jobs.items() if rule not in FIGURES + ["summary"] for p in outs]
+    per_variant = [p for rule, outs in jobs.items() if rule not in FIGURES + [TRAJECTORY_FIGURE, "summary"] for p in outs]
     assert per_variant and all("/topk-128/" in p for p in per_variant)
     assert any(r.startswith("train") for r in jobs) and "activations" not in jobs
 
@@ -298,3 +299,38 @@ def test_paper_design_dry_runs_every_figure(tmp_path):
         for hook in site["hooks"]:
             assert f"results/{site['model']}/{site['dataset']}/{hook}/activations.zarr" in proc.stdout
     assert "relu-32k/matches/seed0-seed1.parquet" in proc.stdout and "topk-131k/orphans/subsets.parquet" in proc.stdout
+
+
+def test_consistency_over_training_table_and_figure(study):
+    """topk-128 has `snapshots: 3` in the smoke study: checkpoints at steps 5, 10 and the final 20, one table row each."""
+    workdir, config = study
+    entry = config["saes"]["topk-128"]
+    d = workdir / "results" / "smollm2-135m" / "kjv-pydoc" / "layers.2.mlp" / "topk-128"
+    steps = json.loads((d / "seed0" / "snapshots" / "steps.json").read_text())["checkpoints"]
+    assert [c["step"] for c in steps] == [5, 10, 20] and steps[-1]["dir"] == ".."
+    assert (d / "seed1" / "snapshots" / "step5" / "sae.safetensors").is_file()
+    assert not (d.parent / "topk-256" / "seed0" / "snapshots").exists()  # 0 snapshots: none written
+    table = pd.read_parquet(d / "trajectory.parquet")
+    assert list(table.columns) == ["step", "tokens", "final", "pairs", "shared_paper_mean", "shared_paper_std", "mean_matched_dec_cos", "mean_matched_dec_cos_std"]
+    assert list(table.step) == [5, 10, 20] and list(table.tokens) == [5 * entry["batch_size"], 10 * entry["batch_size"], entry["max_tokens"]]
+    assert list(table.final) == [False, False, True] and (table.pairs == 1).all()
+    pd.testing.assert_frame_equal(pd.read_csv(d / "trajectory.csv"), table, check_exact=False, atol=1e-4)
+    # the final row is the summary's number for the set, and the step-5 row is the matching of the step-5 checkpoints
+    summary = pd.read_parquet(workdir / "results" / "summary.parquet").set_index(["site", "sae"])
+    assert table.shared_paper_mean.iloc[-1] == pytest.approx(summary.loc[("smollm2-135m/kjv-pydoc/layers.2.mlp", "topk-128"), "shared_paper_mean"])
+    from scipy.optimize import linear_sum_assignment
+
+    def matched(key):
+        a, b = (load_file(d / f"seed{s}" / "snapshots" / "step5" / "sae.safetensors")[key].astype(np.float64) for s in (0, 1))
+        cos = (a / np.linalg.norm(a, axis=1, keepdims=True)) @ (b / np.linalg.norm(b, axis=1, keepdims=True)).T
+        rows, cols = linear_sum_assignment(cos, maximize=True)
+        return cols[np.argsort(rows)], cos[rows, cols][np.argsort(rows)]
+
+    (enc_p, enc_c), (dec_p, dec_c) = matched("encoder.weight"), matched("W_dec")
+    threshold = config["match"]["threshold"]
+    assert table.shared_paper_mean.iloc[0] == pytest.approx(np.mean((enc_p == dec_p) & (enc_c >= threshold) & (dec_c >= threshold)))
+    assert table.mean_matched_dec_cos.iloc[0] == pytest.approx(np.abs(dec_c).mean(), abs=1e-6)
+    png = workdir / "results" / "figures" / f"{TRAJECTORY_FIGURE}.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    html = (workdir / "results" / "figures" / f"{TRAJECTORY_FIGURE}.html").read_text()
+    assert "cdn.jsdelivr" not in html and "checkpoints of one run" in html

@@ -75,9 +75,9 @@ def _check_training(workdir: str | Path, configfile: str | Path | None) -> None:
 
 
 def rule_family(name: str) -> str:
-    """Returns the family of a generated rule: train_seeds_0_1_2 -> train, activations_3 -> activations,
+    """Returns the family of a generated rule: train_seeds_0_1_2(_snapshots) -> train, activations_3 -> activations,
     activations_3_shard -> activations_shard."""
-    return re.sub(r"^(train)_seeds_[0-9_]+$|^(activations)_[0-9]+(_shard)?$", lambda m: m.group(1) or m.group(2) + (m.group(3) or ""), name)
+    return re.sub(r"^(train)_seeds_[0-9_]+(?:_snapshots)?$|^(activations)_[0-9]+(_shard)?$", lambda m: m.group(1) or m.group(2) + (m.group(3) or ""), name)
 
 
 def parse_jobs(text: str) -> list[PlannedJob]:

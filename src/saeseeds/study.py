@@ -273,6 +273,11 @@ def baseline_sae(config: dict[str, Any], key: str = "baseline") -> str:
     return name if name is not None else site_saes(config)[0][1]
 
 
+def sae_snapshots(config: dict[str, Any], sae: str) -> int:
+    """Returns how many checkpoints along training an SAE variant writes (its `snapshots`, default 0)."""
+    return int(config["saes"][sae].get("snapshots", 0))
+
+
 def seed_pairs(seeds: list[int]) -> list[tuple[int, int]]:
     """Returns every pair a < b of the study's seeds."""
     return list(combinations(sorted(seeds), 2))

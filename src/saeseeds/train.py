@@ -41,6 +41,7 @@ from saeseeds.arch_stack import SPARSE_ARCHS, StackedSae
 from saeseeds.atomic import as_output_error, remove_stale_temps
 from saeseeds.batches import BatchPlan, BatchReader, NonFiniteBatch
 from saeseeds.sae import SaeConfig, SparseCoder
+from saeseeds import snapshots as snap
 from saeseeds.store import ActivationStore, open_store
 
 if TYPE_CHECKING:
@@ -121,6 +122,10 @@ class TrainConfig:
     state_every_steps: int = 500
     """Steps between saves of the resumable training state (0 disables)."""
 
+    snapshots: int = 0
+    """Checkpoints along training, the final one included (`saeseeds.snapshots`: log-spaced by halving
+    from the last step); 0 writes none. Adds no training: consistency over training from one run."""
+
     def __post_init__(self) -> None:
         def integer(key: str, minimum: int, allow_none: bool = False) -> None:
             value = getattr(self, key)
@@ -139,7 +144,7 @@ class TrainConfig:
         for key in ("batch_size", "window_rows", "eval_batch_size", "dead_feature_threshold", "prefetch_batches"):
             integer(key, 1)
         integer("max_tokens", 1, allow_none=True)
-        for key in ("warmup_steps", "sparsity_warmup_steps", "state_every_steps"):
+        for key in ("warmup_steps", "sparsity_warmup_steps", "state_every_steps", "snapshots"):
             integer(key, 0)
         number("lr", positive=True, allow_none=True)
         number("grad_clip", positive=True, allow_none=True)
@@ -256,10 +261,16 @@ def train_saes(store_path: str | Path | ActivationStore | OnTheFlyStore, out_dir
     plan = BatchPlan(store.n_train, store.array.chunks[0], train_cfg.batch_size, num_steps, data_seed=data_seed, window_rows=train_cfg.window_rows)
     lr = train_cfg.lr or default_lr(sae_cfg.num_latents, train_cfg.optimizer)
     state_dir = Path(state_dir) if state_dir is not None else out_dirs[0].with_name(out_dirs[0].name + ".state")
+    try:
+        snapshot_steps = snap.snapshot_steps(num_steps, train_cfg.snapshots)
+    except snap.SnapshotError as err:
+        raise TrainConfigError(str(err)) from err
 
     run = _Run(store, sae_cfg, train_cfg, seeds, data_seed, num_steps, lr, device)
     fingerprint = run.fingerprint()
     start = run.try_resume(state_dir, fingerprint, log)
+    if start == 0:  # snapshots left by a run of another config, or by one that saved no state yet
+        shutil.rmtree(state_dir / "snapshots", ignore_errors=True)
     S = len(seeds)
     t0 = time.perf_counter()
     wait = 0.0  # time the loop spent waiting for the reader: ~0 when prefetching keeps up
@@ -279,6 +290,10 @@ def train_saes(store_path: str | Path | ActivationStore | OnTheFlyStore, out_dir
             if on_step is not None:
                 on_step(step)
             done = step + 1
+            if done in snapshot_steps[:-1]:
+                run.check_finite(done)  # a diverged SAE is never saved
+                for seed, coder in zip(seeds, run.coders_now()):
+                    snap.save_snapshot(coder, snap.state_snapshot_dir(state_dir, seed, done))
             if step % 50 == 0:  # a look every 50 steps: on CUDA each look waits for the device
                 run.check_finite(done)
             if train_cfg.state_every_steps and done % train_cfg.state_every_steps == 0 and done < num_steps:
@@ -322,7 +337,8 @@ def train_saes(store_path: str | Path | ActivationStore | OnTheFlyStore, out_dir
         metrics["warnings"] = _health_warnings(metrics)
         for message in metrics["warnings"]:
             log.warning("%s: unhealthy SAE: %s", out_dir, message)
-        _write_outputs(out_dir, sae, metrics, ev["firing"], curve[:, i, :])
+        along = (lambda tmp, seed=seed: snap.copy_into(tmp, state_dir, seed, snapshot_steps, train_cfg.batch_size)) if snapshot_steps else None
+        _write_outputs(out_dir, sae, metrics, ev["firing"], curve[:, i, :], along)
         results.append(metrics)
     shutil.rmtree(state_dir, ignore_errors=True)
     return results
@@ -413,6 +429,20 @@ class _Run:
                 f"(lr {self.lr:.3g}); no checkpoint written. Lower the SAE's lr or check the activations"
             )
         self.checked = upto
+
+    def coders_now(self) -> list[SparseCoder]:
+        """Returns each seed's SAE at this step without changing the training state (schedule-free: the x weights)."""
+        if not isinstance(self.opt, ScheduleFreeSignum):
+            return self.model.to_coders()
+        x = self.opt.eval_params()
+        with torch.no_grad():
+            y = {p: p.detach().clone() for p in x}
+            for p, value in x.items():
+                p.copy_(value)
+            coders = self.model.to_coders()
+            for p, value in y.items():
+                p.copy_(value)
+        return coders
 
     def final_coders(self) -> list[SparseCoder]:
         """Returns each seed's trained SAE (schedule-free: the averaged weights x)."""
@@ -522,8 +552,9 @@ def _health_warnings(metrics: dict) -> list[str]:
     return out
 
 
-def _write_outputs(out_dir: Path, sae: SparseCoder, metrics: dict, firing: np.ndarray, curve: np.ndarray) -> None:
-    """Writes one seed's folder beside its place, then renames it there: never half a checkpoint."""
+def _write_outputs(out_dir: Path, sae: SparseCoder, metrics: dict, firing: np.ndarray, curve: np.ndarray, along: Callable[[Path], None] | None = None) -> None:
+    """Writes one seed's folder beside its place, then renames it there: never half a checkpoint.
+    `along(tmp)` adds the snapshots along training to the folder before the rename."""
     tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
     try:
         remove_stale_temps(out_dir)
@@ -533,6 +564,8 @@ def _write_outputs(out_dir: Path, sae: SparseCoder, metrics: dict, firing: np.nd
         np.save(tmp / "firing.npy", firing.astype(np.float32))
         table = pa.table({"step": pa.array(np.arange(len(curve), dtype=np.int64)), "loss": curve[:, 0], "fvu": curve[:, 1], "l0": curve[:, 2]})
         pq.write_table(table, tmp / "loss_curve.parquet")
+        if along is not None:
+            along(tmp)
         if out_dir.exists():
             shutil.rmtree(out_dir)
         tmp.rename(out_dir)

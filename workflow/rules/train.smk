@@ -41,19 +41,21 @@ def train_outputs(seeds):
 
 
 def train_groups():
-    """Returns {seed group: SAE variants trained in that group}; variants with their own `seeds` get their own groups."""
+    """Returns {(seed group, writes snapshots): SAE variants trained in that group}; variants with their own `seeds`
+    get their own groups, and variants with checkpoints along training (`snapshots`) their own rules, which
+    declare the snapshots' index as an output."""
     groups = {}
     for sae in dict.fromkeys(name for _, name in SITE_SAES):
         for group in study.seed_groups(seeds_of(sae), TRAIN.get("seeds_per_job", 1)):
-            groups.setdefault(tuple(group), []).append(sae)
+            groups.setdefault((tuple(group), study.sae_snapshots(config, sae) > 0), []).append(sae)
     return groups
 
 
-for _group, _saes in train_groups().items():
+for (_group, _snapshots), _saes in train_groups().items():
 
     rule:
         name:
-            "train_seeds_" + "_".join(map(str, _group))
+            "train_seeds_" + "_".join(map(str, _group)) + ("_snapshots" if _snapshots else "")
         wildcard_constraints:
             # a seed's files belong to exactly one group per variant, so no two rules can make the same file
             sae="|".join(re.escape(s) for s in _saes),
@@ -61,6 +63,7 @@ for _group, _saes in train_groups().items():
             activations_input,
         output:
             **train_outputs(_group),
+            **({"snapshots": [f"{SAE_DIR}/seed{s}/snapshots/steps.json" for s in _group]} if _snapshots else {}),
         log:
             f"logs/train/{SITE}/{{sae}}/seeds_{'_'.join(map(str, _group))}.log",
         params:
@@ -74,7 +77,8 @@ for _group, _saes in train_groups().items():
         resources:
             mem_mb=lambda w, attempt, seeds=_group: scheduler.scaled(train_mem_mb(w, seeds), attempt),
             runtime=lambda w, attempt, seeds=_group: scheduler.scaled(train_minutes(w, seeds), attempt),
-            disk_mb=lambda w, seeds=_group: len(seeds) * estimates.checkpoint_disk_mb(config, w.model, w.sae),
+            # the final checkpoint and, with `snapshots: n`, n - 1 more along training
+            disk_mb=lambda w, seeds=_group: len(seeds) * max(1, study.sae_snapshots(config, w.sae)) * estimates.checkpoint_disk_mb(config, w.model, w.sae),
             cpus_per_task=TRAIN.get("threads", 2),
             gpu=train_gpus,
             **(scheduler.gpu_model_resources(config) if TRAIN_GPUS or ON_THE_FLY_GPUS else {}),

@@ -110,7 +110,7 @@ def test_hook_outside_the_blocks_is_refused(tiny):
 
 
 def test_loss_recovered_is_one_for_an_identity_sae_and_zero_for_a_zero_sae(tiny, ids):
-    table = loss_recovered(tiny, "layers.1.mlp", ids, {0: sae_splice(identity_sae(D)), 1: sae_splice(zero_sae(D)), 2: zero_splice},
+    table = loss_recovered(tiny, "layers.1.mlp", ids, {("id", 0): sae_splice(identity_sae(D)), ("zero", 1): sae_splice(zero_sae(D)), ("zero", 2): zero_splice},
                            batch_size=2).set_index("seed")
     assert table.loc[0, "loss_recovered"] == pytest.approx(1.0, abs=1e-5)
     assert table.loc[0, "kl_sae"] == pytest.approx(0.0, abs=1e-8)
@@ -122,10 +122,10 @@ def test_loss_recovered_is_one_for_an_identity_sae_and_zero_for_a_zero_sae(tiny,
 
 
 def test_loss_recovered_does_not_depend_on_the_batch_size(tiny, ids):
-    splices = {0: sae_splice(zero_sae(D)), 1: lambda x: 0.5 * x}
+    splices = {("zero", 0): sae_splice(zero_sae(D)), ("half", 1): lambda x: 0.5 * x}
     one = loss_recovered(tiny, "layers.0.mlp", ids, splices, batch_size=1)
     three = loss_recovered(tiny, "layers.0.mlp", ids, splices, batch_size=3)
-    assert np.allclose(one.drop(columns="seed").to_numpy(float), three.drop(columns="seed").to_numpy(float), rtol=1e-6)
+    assert np.allclose(one.drop(columns=["sae", "seed"]).to_numpy(float), three.drop(columns=["sae", "seed"]).to_numpy(float), rtol=1e-6)
     assert 0 < one.loc[1, "loss_recovered"] < 1.5
 
 

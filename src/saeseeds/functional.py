@@ -21,7 +21,7 @@ from saeseeds.sae import SparseCoder
 from saeseeds.splice import Splice, SplicedModel
 from saeseeds.store import StoreRows
 
-LOSS_COLUMNS = ["seed", "ce_clean", "ce_zero", "ce_sae", "kl_zero", "kl_sae", "loss_recovered", "contexts", "tokens"]
+LOSS_COLUMNS = ["sae", "seed", "ce_clean", "ce_zero", "ce_sae", "kl_zero", "kl_sae", "loss_recovered", "contexts", "tokens"]
 
 
 def heldout_token_ids(store: StoreRows, n_contexts: int) -> np.ndarray:
@@ -79,13 +79,15 @@ class _Sums:
 
 
 def loss_recovered(
-    model: torch.nn.Module, hook: str, input_ids: np.ndarray | torch.Tensor, splices: Mapping[int, Splice], *,
+    model: torch.nn.Module, hook: str, input_ids: np.ndarray | torch.Tensor, splices: Mapping[tuple[str, int], Splice], *,
     batch_size: int = 4, log: logging.Logger | None = None,
 ) -> pd.DataFrame:
-    """Returns one row per splice (keyed by seed): `LOSS_COLUMNS`, cross-entropies in nats per predicted token.
+    """Returns one row per splice, keyed by (sae, seed): `LOSS_COLUMNS`, cross-entropies in nats per predicted
+    token, KL in nats per position.
 
     Per batch the model runs once clean (which also records the state entering the hook's block), once with
-    the hook zeroed, and once per splice through the blocks from the hook's on only.
+    the hook zeroed, and once per splice through the blocks from the hook's on only: for layer 6 of 30 the
+    23 later blocks and the unembedding, the clean and zero runs shared by every SAE of the site.
     """
     log = log or logging.getLogger("saeseeds.functional")
     spliced = SplicedModel(model, hook)
@@ -100,13 +102,14 @@ def loss_recovered(
         zero.add(spliced.tail(prefix, zero_splice), batch, clean_logp)
         for key, fn in splices.items():
             sums[key].add(spliced.tail(prefix, fn), batch, clean_logp)
-        log.info("loss recovered: %d of %d contexts", min(start + batch_size, len(ids)), len(ids))
+        log.info("loss recovered: %d of %d contexts, %d splices", min(start + batch_size, len(ids)), len(ids), len(splices))
     rows = []
     for key, s in sums.items():
         rows.append({
-            "seed": key, "ce_clean": clean.mean_ce, "ce_zero": zero.mean_ce, "ce_sae": s.mean_ce,
+            "sae": key[0], "seed": key[1], "ce_clean": clean.mean_ce, "ce_zero": zero.mean_ce, "ce_sae": s.mean_ce,
             "kl_zero": zero.mean_kl, "kl_sae": s.mean_kl,
             "loss_recovered": (zero.mean_ce - s.mean_ce) / (zero.mean_ce - clean.mean_ce),
             "contexts": len(ids), "tokens": clean.ce_tokens,
         })
-    return pd.DataFrame(rows, columns=LOSS_COLUMNS)
+    return pd.DataFrame(rows, columns=LOSS_COLUMNS).astype({"seed": "int64"})
+

@@ -31,6 +31,7 @@ def test_default_study_measures_the_main_set_and_every_ablation_at_layer_6_in_on
     assert sum(len(config["saes"][sae].get("seeds", config["seeds"])) for _, sae in measured) == 9 + 10 * 2
     assert functional_config.pair(config, "topk-1152-k8") == (0, 1)
     assert config["functional"]["fit_rows"] == 32768  # schema default filled in
+    assert [sae for _, sae in functional_config.model_site_saes(config)] == ["topk-1152-k8"]
 
 
 def test_smoke_study_measures_one_variant_on_one_context():
@@ -47,6 +48,7 @@ def test_functional_config_errors_name_the_key():
         ({"pair": [0, 5]}, r"functional.pair': \[0, 5\] are not two seeds"),
         ({"sites": ["x/y/z"]}, "functional.sites': 'x/y/z'"),
         ({"contexts": 33}, "functional.contexts': 33 exceeds the 32 held-out contexts"),
+        ({"model_saes": ["topk-128"]}, "functional.model_saes': 'topk-128' is not one of"),
     ]
     for change, message in cases:
         config = copy.deepcopy(base)
@@ -82,6 +84,11 @@ def test_summary_columns_average_seeds_and_split_shared_from_orphan():
     assert cols["kl_sae"] == pytest.approx(1.0) and cols["ce_sae"] == pytest.approx(3.5) and cols["ce_zero"] == 6.0
     assert cols["substitution_shared"] == pytest.approx(0.8) and cols["substitution_orphan"] == pytest.approx(0.2)
     assert cols["substitution_random"] == pytest.approx(-0.1) and cols["substitution_nonpartner"] == pytest.approx(0.05)
+    model = pd.DataFrame({"kl_sae": [0.1, 0.2, None], "score_partner": [1.0, 0.5, None], "score_random": [0.0, 0.2, None],
+                          "score_nonpartner": [0.1, 0.3, None]})
+    cols = summary_columns(loss, None, model)
+    assert cols["model_latents"] == 2 and cols["model_substitution_partner"] == pytest.approx(0.75)
+    assert "substitution_shared" not in cols
 
 
 def test_functional_figures_render(tmp_path):

@@ -36,6 +36,16 @@ def by_site(config: dict[str, Any]) -> dict[Site, list[str]]:
     return out
 
 
+def model_site_saes(config: dict[str, Any]) -> list[tuple[Site, str]]:
+    """Returns the measured (site, sae) whose substitution is also tested through the model: those of
+    `functional.model_saes` (default the first of `functional.saes`)."""
+    fn = section(config)
+    if not fn:
+        return []
+    names = fn.get("model_saes", fn["saes"][:1])
+    return [(site, sae) for site, sae in site_saes_measured(config) if sae in names]
+
+
 def pair(config: dict[str, Any], sae: str) -> tuple[int, int]:
     """Returns the seed pair (a < b) of the substitution test: `functional.pair`, else the variant's first two seeds."""
     chosen = section(config).get("pair") or sae_seeds(config, sae)[:2]
@@ -58,6 +68,9 @@ def check(config: dict[str, Any]) -> None:
     measured = site_saes_measured(config)
     if not measured:
         raise ConfigError(f"config key 'functional.saes': none of {fn['saes']} is trained at a language-model site")
+    for name in fn.get("model_saes", []):
+        if name not in fn["saes"]:
+            raise ConfigError(f"config key 'functional.model_saes': '{name}' is not one of functional.saes {fn['saes']}")
     for site, sae in measured:
         seeds = sae_seeds(config, sae)
         a, b = pair(config, sae)

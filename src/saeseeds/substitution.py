@@ -26,8 +26,8 @@ from saeseeds.sae import SparseCoder
 
 SUBSTITUTION_COLUMNS = [
     "latent", "partner", "enc_cos", "dec_cos", "shared", "firing_rows", "rows_partner", "scale_partner", "delta_ablate",
-    "delta_partner", "score_partner", "random", "delta_random", "score_random", "nonpartner", "nonpartner_cos",
-    "delta_nonpartner", "score_nonpartner",
+    "delta_partner", "score_partner", "random", "scale_random", "delta_random", "score_random", "nonpartner", "nonpartner_cos",
+    "scale_nonpartner", "delta_nonpartner", "score_nonpartner",
 ]
 
 
@@ -147,8 +147,8 @@ def substitution_table(
         "shared": m["shared"].astype(bool), "firing_rows": deltas["firing_rows"], "rows_partner": deltas["rows_partner"],
         "scale_partner": scales["partner"], "delta_ablate": ablate,
         "delta_partner": deltas["partner"], "score_partner": score["partner"],
-        "random": random, "delta_random": deltas["random"], "score_random": score["random"],
-        "nonpartner": nonpartner, "nonpartner_cos": nonpartner_cos,
+        "random": random, "scale_random": scales["random"], "delta_random": deltas["random"], "score_random": score["random"],
+        "nonpartner": nonpartner, "nonpartner_cos": nonpartner_cos, "scale_nonpartner": scales["nonpartner"],
         "delta_nonpartner": deltas["nonpartner"], "score_nonpartner": score["nonpartner"],
     })
     return table[SUBSTITUTION_COLUMNS]

@@ -44,11 +44,12 @@ def hook_position(hook: str) -> tuple[int | None, str]:
     return layer, last
 
 
-def summarize_sae(sae_dir: str | Path, seeds: Sequence[int], threshold: float, loss: str | None = None, substitution: str | None = None) -> dict:
+def summarize_sae(sae_dir: str | Path, seeds: Sequence[int], threshold: float, loss: str | None = None, substitution: str | None = None,
+                  model_substitution: str | None = None) -> dict:
     """Returns the summary row of one (site, sae) folder: results/{model}/{dataset}/{hook}/{sae}.
 
     What was trained (arch, latents, k, tokens) is read from the seeds' metrics.json, not the config.
-    `loss` and `substitution` are its functional tables (saeseeds.functional), when it was measured.
+    `loss`, `substitution` and `model_substitution` are its functional tables (saeseeds.functional), when measured.
     """
     sae_dir = Path(sae_dir)
     seeds = sorted(seeds)
@@ -80,13 +81,14 @@ def summarize_sae(sae_dir: str | Path, seeds: Sequence[int], threshold: float, l
         "only_in_base_max_seeds_std": float(by_size.std(ddof=0).loc[largest]),
     }
     if loss is not None:
-        row |= functional_columns(pd.read_parquet(loss), pd.read_parquet(substitution) if substitution else None)
+        row |= functional_columns(pd.read_parquet(loss), pd.read_parquet(substitution) if substitution else None,
+                                  pd.read_parquet(model_substitution) if model_substitution else None)
     return row
 
 
 def summary_table(entries: Sequence[dict[str, Any]], threshold: float) -> pd.DataFrame:
     """Returns the summary of every entry {dir, seeds}, in the given order."""
-    table = pd.DataFrame([summarize_sae(e["dir"], e["seeds"], threshold, e.get("loss"), e.get("substitution")) for e in entries])
+    table = pd.DataFrame([summarize_sae(e["dir"], e["seeds"], threshold, e.get("loss"), e.get("substitution"), e.get("model_substitution")) for e in entries])
     table["k"] = table["k"].astype("Int64")
     table["layer"] = table["layer"].astype("Int64")
     return table

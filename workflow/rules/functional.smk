@@ -6,12 +6,13 @@ from saeseeds import functional_config
 
 functional_config.check(config)
 FUNCTIONAL = functional_config.site_saes_measured(config)
+FUNCTIONAL_MODEL = functional_config.model_site_saes(config)
 FN = functional_config.section(config) or {}
 
 
-def functional_pair_file(site, sae):
+def functional_pair_file(site, sae, kind="substitution"):
     a, b = functional_config.pair(config, sae)
-    return f"{RESULTS}/{site.path}/{sae}/functional/substitution/seed{a}-seed{b}.parquet"
+    return f"{RESULTS}/{site.path}/{sae}/functional/{kind}/seed{a}-seed{b}.parquet"
 
 
 def functional_targets():
@@ -19,6 +20,7 @@ def functional_targets():
         return []
     targets = [f"{RESULTS}/{site.path}/{sae}/functional/loss.parquet" for site, sae in FUNCTIONAL]
     targets += [functional_pair_file(site, sae) for site, sae in FUNCTIONAL]
+    targets += [functional_pair_file(site, sae, "model_substitution") for site, sae in FUNCTIONAL_MODEL]
     return targets + expand(f"{RESULTS}/figures/{{name}}.{{ext}}", name=["figF1_substitution", "figF2_loss_recovered"], ext=["html", "png"])
 
 
@@ -31,7 +33,10 @@ def functional_entry(site, sae):
     """The functional files of a (site, sae) the summary reads: {} when it is not measured."""
     if (site, sae) not in FUNCTIONAL:
         return {}
-    return {"loss": f"{RESULTS}/{site.path}/{sae}/functional/loss.parquet", "substitution": functional_pair_file(site, sae)}
+    files = {"loss": f"{RESULTS}/{site.path}/{sae}/functional/loss.parquet", "substitution": functional_pair_file(site, sae)}
+    if (site, sae) in FUNCTIONAL_MODEL:
+        files["model_substitution"] = functional_pair_file(site, sae, "model_substitution")
+    return files
 
 
 # One loss-recovered job per site: the model loads once (~20 s for the embedded SmolLM2) and its clean and
@@ -96,6 +101,35 @@ rule functional_substitution:
         CONDA_ENV
     script:
         "../scripts/functional_substitution.py"
+
+
+rule functional_model_substitution:
+    """Substitution through the model: a cosine-stratified sample of latents swapped for their partners and controls at the hook; KL to the clean model."""
+    input:
+        store=activations_input,
+        a=lambda w: checkpoint_files(w, w.a),
+        b=lambda w: checkpoint_files(w, w.b),
+        substitution=f"{SAE_DIR}/functional/substitution/seed{{a}}-seed{{b}}.parquet",
+    output:
+        f"{SAE_DIR}/functional/model_substitution/seed{{a}}-seed{{b}}.parquet",
+    log:
+        f"logs/functional_model_substitution/{SITE}/{{sae}}/seed{{a}}-seed{{b}}.log",
+    params:
+        model=lambda w: study.canonical(config["models"][w.model]),
+        n_latents=FN.get("model_latents", 4),
+        contexts=FN.get("model_contexts", 1),
+        seed=FN.get("seed", 0),
+        device=FN.get("device", "cpu"),
+        on_the_fly=activations_source,
+    threads: local_cores()
+    resources:
+        mem_mb=lambda w: estimates.activations_mem_mb(estimates.d_model(config, w.model)) + 600 * FN.get("model_contexts", 1),
+        runtime=lambda w: 10 + (FN.get("model_latents") or config["saes"][w.sae]["num_latents"]) * FN.get("model_contexts", 1) // 10,
+        gpu=scheduler.gpus(config, FN.get("device", "cpu")),
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/functional_model_substitution.py"
 
 
 rule figF1_substitution:

@@ -7,7 +7,7 @@ import torch
 
 from saeseeds.match import match_dictionaries
 from saeseeds.sae import SaeConfig, SparseCoder
-from saeseeds.substitution import SUBSTITUTION_COLUMNS, controls, dense_acts, substitution_table
+from saeseeds.substitution import SUBSTITUTION_COLUMNS, RowRange, controls, dense_acts, substitution_table
 
 D, N, K = 64, 48, 4
 
@@ -110,3 +110,11 @@ def test_controls_never_pick_the_partner_and_the_nonpartner_is_the_closest_other
         row = cos[i].clone()
         row[partners[i]] = -2
         assert best[i] == int(row.argmax()) and best_cos[i] == pytest.approx(float(row.max()), abs=1e-6)
+
+
+def test_rows_read_batch_by_batch_from_a_store_array_give_the_same_table():
+    a, b = planted_sae(0), planted_sae(7)
+    rows = np.concatenate([rows_of(a, 500, 8), rows_of(a, 300, 9)])
+    whole = substitution_table(a, b, matches_of(a, b), rows[:500], rows[500:], batch_rows=128)
+    ranged = substitution_table(a, b, matches_of(a, b), RowRange(rows, 0, 500), RowRange(rows, 500, 800), batch_rows=128)
+    pd.testing.assert_frame_equal(whole, ranged)

@@ -24,7 +24,7 @@ from saeseeds.latent_examples import select_latents
 from saeseeds.sae import SparseCoder
 from saeseeds.splice import Splice, SplicedModel
 from saeseeds.store import StoreRows
-from saeseeds.substitution import dense_acts
+from saeseeds.substitution import RowRange, dense_acts
 
 CANDIDATES = ("partner", "random", "nonpartner")
 MODEL_COLUMNS = ["latent", "dec_cos", "shared", "contexts", "kl_sae", "kl_drop"] + [
@@ -68,15 +68,14 @@ def swap_splice(sae_a: SparseCoder, sae_b: SparseCoder, latent: int | None, cand
 def firing_contexts(sae: SparseCoder, store: StoreRows, latents: np.ndarray, n_contexts: int, *, batch_rows: int = 8192) -> dict[int, np.ndarray]:
     """Returns, per latent, the indices (into the held-out contexts) of the `n_contexts` contexts where its summed
     activation on the held-out rows is largest (fewer if it fires in fewer)."""
-    ids = store.token_ids()
-    length = ids.shape[1]
-    heldout = store.heldout()
+    length = store.token_ids().shape[1]
+    heldout = RowRange(store.array, store.n_train, store.n_train + store.n_heldout)
     n_ctx = len(heldout) // length
     sums = np.zeros((n_ctx, len(latents)))
-    idx = torch.as_tensor(np.array(latents), dtype=torch.long)
+    idx = torch.tensor(np.array(latents), dtype=torch.long, device=sae.device)
     for start in range(0, n_ctx * length, batch_rows):
         rows = torch.from_numpy(heldout[start : start + batch_rows])
-        acts = dense_acts(sae, rows)[:, idx].double().numpy()
+        acts = dense_acts(sae, rows)[:, idx].double().cpu().numpy()
         ctx = (start + np.arange(len(rows))) // length
         np.add.at(sums, ctx, acts)
     out = {}

@@ -40,31 +40,49 @@ def dense_acts(sae: SparseCoder, x: torch.Tensor) -> torch.Tensor:
     return torch.zeros(len(x), sae.num_latents, dtype=acts.dtype, device=acts.device).scatter_(1, indices, acts)
 
 
-def _batched(rows: np.ndarray, batch_rows: int):
+class RowRange:
+    """Rows [start, stop) of a store's array (zarr or on the fly), read a batch at a time: a store's held-out rows
+    at the paper's scale (2M x 768 float32, 6 GB) need not fit in memory."""
+
+    def __init__(self, array, start: int, stop: int):
+        self.array, self.start, self.stop = array, int(start), int(stop)
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __getitem__(self, key: slice) -> np.ndarray:
+        lo, hi, _ = key.indices(len(self))
+        return np.asarray(self.array[self.start + lo : self.start + hi], dtype=np.float32)
+
+
+def _batched(rows, batch_rows: int):
+    """Yields float32 tensors of `batch_rows` consecutive rows of an array or RowRange."""
     for start in range(0, len(rows), batch_rows):
         yield torch.from_numpy(np.ascontiguousarray(rows[start : start + batch_rows], dtype=np.float32))
 
 
 @torch.no_grad()
-def fit_scales(sae_a: SparseCoder, sae_b: SparseCoder, train_rows: np.ndarray, candidates: np.ndarray, *, batch_rows: int = 4096) -> np.ndarray:
+def fit_scales(sae_a: SparseCoder, sae_b: SparseCoder, train_rows: np.ndarray | RowRange, candidates: np.ndarray, *, batch_rows: int = 4096) -> np.ndarray:
     """Returns, per latent i of A, the least-squares scale s_i of candidate c_i's contribution to match i's on
     `train_rows`: argmin_s sum ||a_i d_i - s b_c g_c||^2 (0 when the candidate never fires there)."""
-    c = torch.tensor(np.array(candidates), dtype=torch.long)
+    dev = sae_a.device
+    c = torch.tensor(np.array(candidates), dtype=torch.long, device=dev)
     dots = (sae_a.W_dec * sae_b.W_dec[c]).sum(1).double()
     g2 = sae_b.W_dec[c].pow(2).sum(1).double()
-    ab = torch.zeros(len(c), dtype=torch.float64)
-    bb = torch.zeros(len(c), dtype=torch.float64)
+    ab = torch.zeros(len(c), dtype=torch.float64, device=dev)
+    bb = torch.zeros(len(c), dtype=torch.float64, device=dev)
     for x in _batched(train_rows, batch_rows):
+        x = x.to(dev)
         a, b = dense_acts(sae_a, x), dense_acts(sae_b, x)[:, c]
         ab += (a * b).sum(0, dtype=torch.float64)
         bb += b.pow(2).sum(0, dtype=torch.float64)
     den = bb * g2
-    return torch.where(den > 0, ab * dots / den.clamp_min(1e-300), torch.zeros_like(den)).numpy()
+    return torch.where(den > 0, ab * dots / den.clamp_min(1e-300), torch.zeros_like(den)).cpu().numpy()
 
 
 @torch.no_grad()
 def substitution_deltas(
-    sae_a: SparseCoder, sae_b: SparseCoder, heldout: np.ndarray, candidates: dict[str, np.ndarray], scales: dict[str, np.ndarray],
+    sae_a: SparseCoder, sae_b: SparseCoder, heldout: np.ndarray | RowRange, candidates: dict[str, np.ndarray], scales: dict[str, np.ndarray],
     *, batch_rows: int = 4096,
 ) -> dict[str, np.ndarray]:
     """Returns per latent of A the change in held-out FVU when it is dropped (`ablate`) and when it is replaced
@@ -76,17 +94,19 @@ def substitution_deltas(
     """
     d_a, d_b = sae_a.W_dec.double(), sae_b.W_dec.double()
     norm_a = d_a.pow(2).sum(1)
-    idx = {name: torch.tensor(np.array(c), dtype=torch.long) for name, c in candidates.items()}
-    s = {name: torch.as_tensor(scales[name], dtype=torch.float64) for name in candidates}
+    dev = sae_a.device
+    idx = {name: torch.tensor(np.array(c), dtype=torch.long, device=dev) for name, c in candidates.items()}
+    s = {name: torch.tensor(np.array(scales[name]), dtype=torch.float64, device=dev) for name in candidates}
     dots = {name: (d_a * d_b[c]).sum(1) for name, c in idx.items()}
     norm_g = {name: d_b[c].pow(2).sum(1) for name, c in idx.items()}
     n = sae_a.num_latents
-    ablate = torch.zeros(n, dtype=torch.float64)
-    firing = torch.zeros(n, dtype=torch.long)
-    delta = {name: torch.zeros(n, dtype=torch.float64) for name in idx}
-    rows = {name: torch.zeros(n, dtype=torch.long) for name in idx}
-    total, row_sum, count = 0.0, torch.zeros(heldout.shape[1], dtype=torch.float64), 0
+    ablate = torch.zeros(n, dtype=torch.float64, device=dev)
+    firing = torch.zeros(n, dtype=torch.long, device=dev)
+    delta = {name: torch.zeros(n, dtype=torch.float64, device=dev) for name in idx}
+    rows = {name: torch.zeros(n, dtype=torch.long, device=dev) for name in idx}
+    total, row_sum, count = 0.0, torch.zeros(sae_a.d_in, dtype=torch.float64, device=dev), 0
     for x in _batched(heldout, batch_rows):
+        x = x.to(dev)
         a = dense_acts(sae_a, x).double()
         b_all = dense_acts(sae_b, x).double()
         e = x.double() - (a @ d_a + sae_a.b_dec.double())
@@ -102,10 +122,10 @@ def substitution_deltas(
         row_sum += x.double().sum(0)
         count += len(x)
     variance = total - row_sum.pow(2).sum().item() / count  # sum ||x - mean||^2
-    out = {"ablate": (ablate / variance).numpy(), "firing_rows": firing.numpy()}
+    out = {"ablate": (ablate / variance).cpu().numpy(), "firing_rows": firing.cpu().numpy()}
     for name in idx:
-        out[name] = ((ablate + delta[name]) / variance).numpy()
-        out[f"rows_{name}"] = rows[name].numpy()
+        out[name] = ((ablate + delta[name]) / variance).cpu().numpy()
+        out[f"rows_{name}"] = rows[name].cpu().numpy()
     return out
 
 
@@ -119,13 +139,13 @@ def controls(sae_a: SparseCoder, sae_b: SparseCoder, partners: np.ndarray, *, se
         unit_a = torch.nn.functional.normalize(sae_a.W_dec.double(), dim=1)
         unit_b = torch.nn.functional.normalize(sae_b.W_dec.double(), dim=1)
         cos = unit_a @ unit_b.T
-        cos[torch.arange(len(partners)), torch.tensor(np.array(partners), dtype=torch.long)] = -np.inf
+        cos[torch.arange(len(partners)), torch.tensor(np.array(partners), dtype=torch.long, device=cos.device)] = -np.inf
         best_cos, best = cos.max(1)
-    return random.astype(np.int64), best.numpy().astype(np.int64), best_cos.numpy()
+    return random.astype(np.int64), best.cpu().numpy().astype(np.int64), best_cos.cpu().numpy()
 
 
 def substitution_table(
-    sae_a: SparseCoder, sae_b: SparseCoder, matches: pd.DataFrame, train_rows: np.ndarray, heldout: np.ndarray, *,
+    sae_a: SparseCoder, sae_b: SparseCoder, matches: pd.DataFrame, train_rows: np.ndarray | RowRange, heldout: np.ndarray | RowRange, *,
     seed: int = 0, batch_rows: int = 4096,
 ) -> pd.DataFrame:
     """Returns one row per latent of A (`SUBSTITUTION_COLUMNS`): its decoder partner in B with the matching's

@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from saeseeds.functional import heldout_token_ids, loss_recovered, sae_splice, zero_splice
+from saeseeds.functional import heldout_token_ids, keeping_first_position, loss_recovered, sae_splice, zero_splice
 from saeseeds.sae import SaeConfig, SparseCoder
 from saeseeds.splice import SplicedModel, spliced
 from saeseeds.store import StoreWriter
@@ -139,3 +139,26 @@ def test_heldout_token_ids_are_the_contexts_behind_the_heldout_rows(tmp_path):
     assert heldout_token_ids(store, 1).tolist() == tokens[3:4].tolist()
     with pytest.raises(ValueError, match="functional.contexts=3.*holds 2 held-out contexts"):
         heldout_token_ids(store, 3)
+
+
+def test_keeping_the_first_position_leaves_it_as_the_model_computed_it(tiny, ids):
+    model = SplicedModel(tiny, "layers.1.mlp")
+    clean, prefix = model.clean(ids)
+    kept = keeping_first_position(zero_splice)
+    seen = {}
+
+    def record(x):
+        seen["in"] = x.clone()
+        out = kept(x)
+        seen["out"] = out.clone()
+        return out
+
+    logits = model.tail(prefix, record)
+    assert torch.equal(seen["out"][:, 0], seen["in"][:, 0]) and (seen["out"][:, 1:] == 0).all()
+    assert torch.equal(logits[:, 0], clean[:, 0])  # nothing before or at position 0 changed
+    table = loss_recovered(tiny, "layers.1.mlp", ids, {("id", 0): sae_splice(identity_sae(D)), ("zero", 1): zero_splice},
+                           keep_first_position=True).set_index("seed")
+    assert table.loc[0, "loss_recovered"] == pytest.approx(1.0, abs=1e-5)
+    assert table.loc[1, "loss_recovered"] == pytest.approx(0.0, abs=1e-9)  # zero-ablation keeps position 0 too
+    full = loss_recovered(tiny, "layers.1.mlp", ids, {("zero", 1): zero_splice}).set_index("seed")
+    assert table.loc[1, "ce_zero"] != full.loc[1, "ce_zero"]

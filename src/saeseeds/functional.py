@@ -52,6 +52,22 @@ def zero_splice(x: torch.Tensor) -> torch.Tensor:
     return torch.zeros_like(x)
 
 
+def keeping_first_position(fn: Splice) -> Splice:
+    """Returns `fn` with the first position of every context left as the model computed it.
+
+    The first token is the attention sink: in SmolLM2 the layer-2 MLP output there has ~17x the norm of other
+    positions (store attrs mean_norm_first_position), an SAE cannot reconstruct it, and every later position attends
+    to it, so one bad row there can dominate the loss. SAEBench likewise leaves the BOS position alone.
+    """
+
+    def kept(x: torch.Tensor) -> torch.Tensor:
+        out = fn(x).clone()
+        out[:, 0] = x[:, 0]
+        return out
+
+    return kept
+
+
 class _Sums:
     """Running sums of next-token cross-entropy and KL to the clean model over tokens, in float64."""
 
@@ -80,10 +96,11 @@ class _Sums:
 
 def loss_recovered(
     model: torch.nn.Module, hook: str, input_ids: np.ndarray | torch.Tensor, splices: Mapping[tuple[str, int], Splice], *,
-    batch_size: int = 4, log: logging.Logger | None = None,
+    batch_size: int = 4, keep_first_position: bool = False, log: logging.Logger | None = None,
 ) -> pd.DataFrame:
     """Returns one row per splice, keyed by (sae, seed): `LOSS_COLUMNS`, cross-entropies in nats per predicted
-    token, KL in nats per position.
+    token, KL in nats per position. `keep_first_position`: every splice, zero-ablation included, leaves the
+    first position of each context as the model computed it (`keeping_first_position`).
 
     Per batch the model runs once clean (which also records the state entering the hook's block), once with
     the hook zeroed, and once per splice through the blocks from the hook's on only: for layer 6 of 30 the
@@ -92,6 +109,9 @@ def loss_recovered(
     log = log or logging.getLogger("saeseeds.functional")
     spliced = SplicedModel(model, hook)
     ids = torch.as_tensor(np.asarray(input_ids), dtype=torch.long)
+    if keep_first_position:
+        splices = {key: keeping_first_position(fn) for key, fn in splices.items()}
+    zero_fn = keeping_first_position(zero_splice) if keep_first_position else zero_splice
     clean, zero = _Sums(), _Sums()
     sums = {key: _Sums() for key in splices}
     for start in range(0, len(ids), batch_size):
@@ -99,7 +119,7 @@ def loss_recovered(
         logits, prefix = spliced.clean(batch)
         clean_logp = F.log_softmax(logits.double(), dim=-1)
         clean.add(logits, batch, None)
-        zero.add(spliced.tail(prefix, zero_splice), batch, clean_logp)
+        zero.add(spliced.tail(prefix, zero_fn), batch, clean_logp)
         for key, fn in splices.items():
             sums[key].add(spliced.tail(prefix, fn), batch, clean_logp)
         log.info("loss recovered: %d of %d contexts, %d splices", min(start + batch_size, len(ids)), len(ids), len(splices))

@@ -61,6 +61,7 @@ for _index, (_site, _saes) in enumerate(functional_config.by_site(config).items(
             saes=[{"sae": sae, "dir": f"{RESULTS}/{_site.path}/{sae}", "seeds": seeds_of(sae)} for sae in _saes],
             contexts=FN.get("contexts"),
             batch_size=FN.get("batch_size"),
+            keep_first_position=FN.get("keep_first_position", False),
             device=FN.get("device", "cpu"),
             on_the_fly=activations_source(_w),
         threads: local_cores()

@@ -24,7 +24,8 @@ with rule_log(sm.log[0]) as log:
         model = store.array.model.to(p.device)
     ids = heldout_token_ids(store, p.contexts)
     splices = {(e["sae"], seed): sae_splice(load_sae(Path(e["dir"]) / f"seed{seed}", device=p.device)) for e in p.saes for seed in e["seeds"]}
-    table = loss_recovered(model, p.hook, ids, splices, batch_size=p.batch_size, log=log)
+    table = loss_recovered(model, p.hook, ids, splices, batch_size=p.batch_size,
+                           keep_first_position=p.keep_first_position, log=log)
     for entry, path in zip(p.saes, sm.output):
         write_parquet(table[table["sae"] == entry["sae"]].reset_index(drop=True), path)
     log.info("loss recovered on %d held-out contexts:\n%s", len(ids), table.to_string())

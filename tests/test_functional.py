@@ -30,7 +30,7 @@ def test_default_study_measures_the_main_set_and_every_ablation_at_layer_6_in_on
     assert list(functional_config.by_site(config).values()) == [[sae for _, sae in measured]]
     assert sum(len(config["saes"][sae].get("seeds", config["seeds"])) for _, sae in measured) == 9 + 10 * 2
     assert functional_config.pair(config, "topk-1152-k8") == (0, 1)
-    assert config["functional"]["fit_rows"] == 32768  # schema default filled in
+    assert config["functional"]["model_latents"] == 4 and config["functional"]["model_contexts"] == 1  # schema defaults filled in
     assert [sae for _, sae in functional_config.model_site_saes(config)] == ["topk-1152-k8"]
 
 

@@ -112,6 +112,7 @@ def loss_recovered(
     if keep_first_position:
         splices = {key: keeping_first_position(fn) for key, fn in splices.items()}
     zero_fn = keeping_first_position(zero_splice) if keep_first_position else zero_splice
+    log.info("loss recovered at %s: %d splices on %d contexts of %d tokens, %d per batch", hook, len(splices), len(ids), ids.shape[1], batch_size)
     clean, zero = _Sums(), _Sums()
     sums = {key: _Sums() for key in splices}
     for start in range(0, len(ids), batch_size):

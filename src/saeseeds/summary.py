@@ -99,7 +99,7 @@ def to_markdown(table: pd.DataFrame) -> str:
     cols = [c for c in MARKDOWN_COLUMNS if c in table.columns]
     lines = ["| " + " | ".join(MARKDOWN_COLUMNS[c] for c in cols) + " |", "|" + "---|" * len(cols)]
     for _, row in table[cols].iterrows():
-        cells = [f"{v:.3f}" if isinstance(v, float) else ("" if pd.isna(v) else str(v)) for v in row]
+        cells = [("" if pd.isna(v) else f"{v:.3f}") if isinstance(v, float) else ("" if pd.isna(v) else str(v)) for v in row]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -105,7 +105,8 @@ def test_orphans_contract(study):
 
 
 FIGURES = ["fig1_matched_cosine", "fig2_only_in_base", "fig3_firing", "fig4_ablations", "fig5_layers",
-           "figA1_labellings", "figA2_encoder_cosines", "figA3_decoder_cosines", "fig6_autointerp"]
+           "figA1_labellings", "figA2_encoder_cosines", "figA3_decoder_cosines", "fig6_autointerp",
+           "figF1_substitution", "figF2_loss_recovered"]
 TRAJECTORY_FIGURE = "figX2_trajectory"  # drawn where a variant has `snapshots` (smoke: topk-128), not in paper.yaml
 
 
@@ -144,6 +145,33 @@ def test_autointerp_outputs(study):
     assert list(table.columns[:3]) == ["label", "level", "dec_cos"] and len(table) >= 1
     log = (workdir / "logs" / "autointerp" / site / f"{ai['saes'][0]}.log").read_text()
     assert "sent to transformers:embedded:smollm2-135m" in log
+
+
+def test_functional_outputs(study):
+    """Loss recovered per seed, the substitution table of every latent, the model test of the sample, summary columns."""
+    workdir, config = study
+    fn = config["functional"]
+    d = workdir / "results" / fn["sites"][0] / fn["saes"][0] / "functional"
+    seeds = config["seeds"]
+    loss = pd.read_parquet(d / "loss.parquet")
+    assert list(loss.seed) == seeds and (loss.contexts == fn["contexts"]).all()
+    assert (loss.tokens == fn["contexts"] * (config["activations"]["context_length"] - 1)).all()
+    assert (loss.ce_zero > loss.ce_clean).all() and (loss.kl_sae > 0).all() and loss.ce_clean.nunique() == 1
+    assert np.allclose(loss.loss_recovered, (loss.ce_zero - loss.ce_sae) / (loss.ce_zero - loss.ce_clean))
+    subst = pd.read_parquet(d / "substitution" / "seed0-seed1.parquet")
+    n = config["saes"][fn["saes"][0]]["num_latents"]
+    assert sorted(subst.latent) == list(range(n))
+    matches = pd.read_parquet(d.parent / "matches" / "seed0-seed1.parquet").sort_values("latent")
+    assert (subst.partner.to_numpy() == matches.dec_partner.to_numpy()).all()
+    fires = subst[subst.firing_rows > 0]
+    assert len(fires) and np.allclose(fires.score_partner, 1 - fires.delta_partner / fires.delta_ablate)
+    model = pd.read_parquet(d / "model_substitution" / "seed0-seed1.parquet")
+    assert len(model) == fn["model_latents"] and set(model.latent) <= set(fires.latent)
+    summary = pd.read_parquet(workdir / "results" / "summary.parquet").set_index(["site", "sae"])
+    row = summary.loc[(fn["sites"][0], fn["saes"][0])]
+    assert row["loss_recovered"] == pytest.approx(loss.loss_recovered.mean())
+    assert row["substitution_random"] == pytest.approx(fires.score_random.mean())
+    assert summary["loss_recovered"].isna().sum() == len(summary) - 1  # only the measured variant has it
 
 
 def test_autointerp_rerun_is_answered_from_the_cache(study):

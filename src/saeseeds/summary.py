@@ -18,12 +18,14 @@ import pandas as pd
 
 from saeseeds.agreement import agreement_stats
 from saeseeds.atomic import atomic_write, write_parquet
+from saeseeds.functional_summary import summary_columns as functional_columns
 
 MARKDOWN_COLUMNS = {
     "site": "site", "sae": "SAE", "seeds": "seeds", "fvu": "FVU", "l0": "L0", "dead_fraction": "dead",
     "shared_paper_mean": "shared (paper)", "shared_paper_std": "± std", "shared_notebook_mean": "shared (notebook)",
     "shared_maxcos_mean": "shared (max-cos)", "enc_maxcos_mean": "mean max-cos",
     "chance_init_shared_paper": "chance (init)", "only_in_base_max_seeds": "only-in-base at N",
+    "loss_recovered": "loss recovered", "substitution_shared": "subst. (shared)", "substitution_orphan": "subst. (orphan)",
 }
 
 
@@ -42,10 +44,12 @@ def hook_position(hook: str) -> tuple[int | None, str]:
     return layer, last
 
 
-def summarize_sae(sae_dir: str | Path, seeds: Sequence[int], threshold: float) -> dict:
+def summarize_sae(sae_dir: str | Path, seeds: Sequence[int], threshold: float, loss: str | None = None, substitution: str | None = None,
+                  model_substitution: str | None = None) -> dict:
     """Returns the summary row of one (site, sae) folder: results/{model}/{dataset}/{hook}/{sae}.
 
     What was trained (arch, latents, k, tokens) is read from the seeds' metrics.json, not the config.
+    `loss`, `substitution` and `model_substitution` are its functional tables (saeseeds.functional), when measured.
     """
     sae_dir = Path(sae_dir)
     seeds = sorted(seeds)
@@ -76,12 +80,15 @@ def summarize_sae(sae_dir: str | Path, seeds: Sequence[int], threshold: float) -
         "only_in_base_max_seeds": float(by_size.mean().loc[largest]),
         "only_in_base_max_seeds_std": float(by_size.std(ddof=0).loc[largest]),
     }
+    if loss is not None:
+        row |= functional_columns(pd.read_parquet(loss), pd.read_parquet(substitution) if substitution else None,
+                                  pd.read_parquet(model_substitution) if model_substitution else None)
     return row
 
 
 def summary_table(entries: Sequence[dict[str, Any]], threshold: float) -> pd.DataFrame:
     """Returns the summary of every entry {dir, seeds}, in the given order."""
-    table = pd.DataFrame([summarize_sae(e["dir"], e["seeds"], threshold) for e in entries])
+    table = pd.DataFrame([summarize_sae(e["dir"], e["seeds"], threshold, e.get("loss"), e.get("substitution"), e.get("model_substitution")) for e in entries])
     table["k"] = table["k"].astype("Int64")
     table["layer"] = table["layer"].astype("Int64")
     return table
@@ -92,7 +99,7 @@ def to_markdown(table: pd.DataFrame) -> str:
     cols = [c for c in MARKDOWN_COLUMNS if c in table.columns]
     lines = ["| " + " | ".join(MARKDOWN_COLUMNS[c] for c in cols) + " |", "|" + "---|" * len(cols)]
     for _, row in table[cols].iterrows():
-        cells = [f"{v:.3f}" if isinstance(v, float) else ("" if pd.isna(v) else str(v)) for v in row]
+        cells = [("" if pd.isna(v) else f"{v:.3f}") if isinstance(v, float) else ("" if pd.isna(v) else str(v)) for v in row]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

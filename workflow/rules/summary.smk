@@ -5,6 +5,7 @@ rule summary:
         matches=[m for d, (_, sae) in zip(sae_dirs(), SITE_SAES) for m in pair_matches(d, sae)],
         subsets=[f"{d}/orphans/subsets.parquet" for d in sae_dirs()],
         chance=[f"{d}/chance.json" for d in sae_dirs()],
+        functional=lambda w: functional_summary_inputs(),
     output:
         csv=report(f"{RESULTS}/summary.csv", caption="../report/summary.rst", category="Summary"),
         parquet=f"{RESULTS}/summary.parquet",
@@ -13,7 +14,7 @@ rule summary:
     log:
         "logs/summary.log",
     params:
-        entries=[{"dir": d, "seeds": seeds_of(sae)} for d, (_, sae) in zip(sae_dirs(), SITE_SAES)],
+        entries=lambda w: [{"dir": d, "seeds": seeds_of(sae), **functional_entry(site, sae)} for d, (site, sae) in zip(sae_dirs(), SITE_SAES)],
         threshold=config["match"]["threshold"],
     threads: 1
     resources:

@@ -2,6 +2,7 @@
 
 import itertools
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -111,3 +112,25 @@ def test_seed_intervals_give_the_summary_columns():
     assert out["interval_method"] == "leave-one-seed-out jackknife"
     with pytest.raises(ValueError, match="differ from the matched pairs"):
         seed_intervals(tables, pwmcc.iloc[1:], subsets, 0.7)
+
+
+def test_fit_table_and_fig2_subtitle_carry_the_seed_intervals_and_no_p_value():
+    import json
+
+    from saeseeds.figures import FigureStyle, fig2_only_in_base, load_style
+    from saeseeds.powerlaw import fit_only_in_base, fits_table
+
+    rng = np.random.default_rng(4)
+    subsets = subset_table(masks(range(7), 300, rng))
+    intervals = {"seven": subset_intervals(subsets)}
+    table = fits_table({"seven": fit_only_in_base(subsets)}, intervals)
+    offset = table[table["model"] == "a * n^-b + c"].iloc[0]
+    assert "f_pvalue" not in table.columns and np.isfinite(offset["f_statistic_descriptive"])
+    assert offset["c_seed_ci_lo"] == pytest.approx(intervals["seven"]["powerlaw_c_ci_lo"])
+    assert offset["delta_aic_seed_ci_hi"] == pytest.approx(intervals["seven"]["powerlaw_delta_aic_ci_hi"])
+    style = load_style(Path(__file__).resolve().parents[1] / "workflow" / "report" / "figure_style.json")
+    assert isinstance(style, FigureStyle)
+    chart = fig2_only_in_base(subsets.assign(label="seven"), {"seven": fit_only_in_base(subsets)}, style=style,
+                              intervals=intervals)
+    spec = json.dumps(chart.to_dict(), ensure_ascii=False)
+    assert "seed jackknife 95%: c in [" in spec and "descriptive, no p-value" in spec and "F-test p" not in spec

@@ -34,7 +34,7 @@ METHODS = ("hungarian", "greedy", "maxcos", "sinkhorn")
 SIDES = ("encoder", "decoder", "both")
 COLUMNS = ("method", "side", "above_threshold", "agrees_with_hungarian", "agrees_above_threshold", "mean_cos",
            "injective", "marginal_error", "latents")
-"""`marginal_error`: Sinkhorn only, the largest relative violation of a uniform marginal by the final plan
+"""`mean_cos`: mean matched cosine (on `both`: of the smaller of the two sides' cosines). `marginal_error`: Sinkhorn only, the largest relative violation of a uniform marginal by the final plan
 (0 when it converged; NaN for the other methods)."""
 SINKHORN_REG = 0.01
 """Entropic regularisation on the cost 1 - cos (range [0, 2]): small enough that the plan concentrates on

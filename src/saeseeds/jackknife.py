@@ -8,10 +8,10 @@ labelling, PW-MCC), only-in-base over their subsets at their largest size, and b
 their only-in-base curve (offset c, AIC difference).
 
 Why a jackknife and not a seed bootstrap:
-- A bootstrap resample of N seeds holds on average only 63% distinct seeds. Statistics defined on N
-  distinct seeds then do not exist in the resample: only-in-base at N, the curve's points for n above
-  the number of distinct seeds, and so the power-law fits (a 9-seed study would fit 4 or 5 points
-  instead of 8). Pairs of a seed with its own copy must be dropped, so pair counts vary by resample too.
+- A bootstrap resample of N seeds holds on average only N(1 - (1 - 1/N)^N) distinct seeds (5.9 of 9).
+  Statistics defined on N distinct seeds then do not exist in the resample: only-in-base at N, the
+  curve's points for n above the number of distinct seeds, and so the power-law fits (a 9-seed study
+  would fit about 5 points instead of 8). Pairs of a seed with its own copy must be dropped, so pair counts vary by resample too.
 - Every jackknife replicate has N - 1 distinct seeds, so every statistic is recomputed by its own
   definition, only one seed smaller; nothing is ever paired with a copy of itself.
 - The jackknife variance is conservative for these statistics (Efron & Stein 1981: in expectation it

@@ -273,7 +273,7 @@ def test_new_threshold_reruns_matching_derived_rules_but_no_training(study):
 def test_changing_one_variant_reruns_only_its_chain(study):
     workdir, _ = study
     jobs = planned(workdir, "--configfile", edited_config(workdir, lambda c: c["saes"]["topk-128"].update(k=4)))
-    per_variant = [p for rule, outs in jobs.items() if rule not in FIGURES + [TRAJECTORY_FIGURE, "summary"] for p in outs]
+    per_variant = [p for rule, outs in jobs.items() if rule not in FIGURES + [TRAJECTORY_FIGURE, "summary", "matchings_table"] for p in outs]
     assert per_variant and all("/topk-128/" in p for p in per_variant)
     assert any(r.startswith("train") for r in jobs) and "activations" not in jobs
 
@@ -304,6 +304,50 @@ def test_on_the_fly_trains_the_checkpoints_of_the_cache_without_caching(study, t
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / examples), pd.read_parquet(workdir / examples))
     log = (tmp_path / "logs" / "train" / "smollm2-135m" / "kjv-pydoc" / "layers.2.mlp" / "topk-256" / "seeds_0_1.log").read_text()
     assert "computed on the fly" in log
+
+
+def test_consistency_outputs_pwmcc_matchings_and_seed_intervals(study):
+    """PW-MCC per pair (checked against scipy on |cos|), the matchings table, and the summary's jackknife intervals."""
+    from scipy.optimize import linear_sum_assignment
+
+    from saeseeds.jackknife import pair_interval
+
+    workdir, config = study
+    summary = pd.read_parquet(workdir / "results" / "summary.parquet")
+    matchings = pd.read_csv(workdir / "results" / "matchings.csv")
+    assert (workdir / "results" / "matchings.html").read_text().startswith("<!DOCTYPE html>")
+    threshold = config["match"]["threshold"]
+    for _, row in summary.iterrows():
+        d = workdir / "results" / row["site"] / row["sae"]
+        seeds = sorted(config["saes"][row["sae"]].get("seeds", config["seeds"]))
+        pairs = pd.read_parquet(d / "consistency" / "pwmcc.parquet")
+        assert list(zip(pairs.a, pairs.b)) == list(combinations(seeds, 2)) and pairs["certified"].all()
+        a, b = seeds[:2]
+        dec = [load_file(str(d / f"seed{s}" / "sae.safetensors"))["W_dec"].astype(np.float64) for s in (a, b)]
+        unit = [w / np.linalg.norm(w, axis=1, keepdims=True) for w in dec]
+        c = np.abs(unit[0] @ unit[1].T)
+        r, k = linear_sum_assignment(c, maximize=True)
+        assert pairs["pwmcc"].iloc[0] == pytest.approx(c[r, k].mean(), abs=1e-5)
+        assert row["pwmcc_mean"] == pytest.approx(pairs["pwmcc"].mean())
+        assert row["pwmcc_signed"] == pytest.approx(row["dec_cos_mean"])
+        assert row["interval_method"] == "leave-one-seed-out jackknife"
+        flags = {}
+        for p in combinations(seeds, 2):
+            t = pd.read_parquet(d / "matches" / f"seed{p[0]}-seed{p[1]}.parquet")
+            flags[p] = float(((t.enc_partner == t.dec_partner) & (t.enc_cos >= threshold) & (t.dec_cos >= threshold)).mean())
+        expected = pair_interval(flags)
+        if len(seeds) >= 3:
+            assert (row["shared_paper_ci_lo"], row["shared_paper_ci_hi"]) == pytest.approx((expected["ci_lo"], expected["ci_hi"]))
+            assert row["pwmcc_ci_lo"] <= row["pwmcc_mean"] <= row["pwmcc_ci_hi"]
+            assert np.isfinite(row["only_in_base_max_seeds_ci_lo"])
+        else:  # one pair: no seed-level interval
+            assert np.isnan(row["shared_paper_ci_lo"]) and np.isnan(row["pwmcc_ci_lo"])
+        assert "shared_paper_ci_lo" in summary.columns and "powerlaw_c_ci_lo" in summary.columns
+        mine = matchings[(matchings.site == row["site"]) & (matchings.sae == row["sae"])].set_index(["method", "side"])
+        assert set(mine.index) == {(m, s) for m in ("hungarian", "greedy", "maxcos", "sinkhorn") for s in ("encoder", "decoder", "both")}
+        assert mine.loc[("hungarian", "both"), "above_threshold"] == pytest.approx(flags[(a, b)], abs=1e-4)
+        assert (mine.xs("hungarian")["agrees_with_hungarian"] == 1).all()
+        assert mine.loc[("greedy", "decoder"), "injective"] == 1 and mine["above_threshold"].between(0, 1).all()
 
 
 def test_report_includes_the_figures(study):

@@ -231,8 +231,12 @@ def fig2_only_in_base(
     paper_level: float | None = PAPER_ONLY_IN_BASE,
     paper_seeds: int = PAPER_ONLY_IN_BASE_SEEDS,
     extrapolate_to: int | None = None,
+    intervals: Mapping[str, Mapping[str, float]] | None = None,
 ) -> alt.TopLevelMixin:
     """Returns Fig. 2: only-in-base fraction vs number of seeds (left) and its power-law fits on log axes (right).
+
+    `intervals` maps a label to its seed-jackknife intervals (`jackknife.subset_intervals`); the subtitle
+    then states the 95% intervals of the offset c and of ΔAIC.
 
     `subsets` holds rows of subsets parquet files with a `label` column. `fits` maps a label to its
     `PowerLawComparison` (from `powerlaw.fit_only_in_base`); a label without an entry is drawn without
@@ -353,7 +357,7 @@ def fig2_only_in_base(
     subtitle = []
     for label in labels:
         prefix = f"{label}: " if len(labels) > 1 else ""
-        subtitle += [prefix + line for line in _fit_summary(fits.get(label))]
+        subtitle += [prefix + line for line in _fit_summary(fits.get(label), (intervals or {}).get(label))]
     chart = alt.hconcat(left, right, spacing=40).properties(
         title=alt.TitleParams("Latents found only in the base SAE vs number of seeds", subtitle=subtitle)
     )
@@ -509,8 +513,12 @@ def _box_stats(values: np.ndarray) -> dict[str, float]:
     }
 
 
-def _fit_summary(comparison: PowerLawComparison | None) -> list[str]:
-    """Returns the subtitle lines that state both fits and their comparison."""
+def _fit_summary(comparison: PowerLawComparison | None, intervals: Mapping[str, float] | None = None) -> list[str]:
+    """Returns the subtitle lines that state both fits, their comparison and the seed-jackknife intervals.
+
+    No F-test p-value: the curve's points are means over the same SAEs, not independent, so the F
+    distribution does not apply; the F statistic is shown as a descriptive number only.
+    """
     if comparison is None:
         return ["no power-law fit (needs at least 3 seed counts, i.e. 4 seeds)"]
     lines = [f"{MODEL_NAMES[PLAIN]}: {_params_text(comparison.plain)}"]
@@ -519,14 +527,21 @@ def _fit_summary(comparison: PowerLawComparison | None) -> list[str]:
         return lines
     lines.append(f"{MODEL_NAMES[OFFSET]}: {_params_text(comparison.offset)}")
     parts = []
-    if comparison.f_pvalue is not None:
-        parts.append(f"F-test p = {_number(comparison.f_pvalue)}")
+    if comparison.f_statistic is not None:
+        parts.append(f"F = {_number(comparison.f_statistic)} (descriptive, no p-value)")
     if comparison.delta_aic is not None:
         parts.append(f"ΔAIC = {comparison.delta_aic:+.1f}")
     if comparison.delta_bic is not None:
         parts.append(f"ΔBIC = {comparison.delta_bic:+.1f}")
     if parts:
         lines.append("offset vs none: " + ", ".join(parts) + " (negative Δ favours the offset)")
+    if intervals is not None and math.isfinite(intervals.get("powerlaw_c_ci_lo", math.nan)):
+        lines.append(
+            f"seed jackknife 95%: c in [{intervals['powerlaw_c_ci_lo']:.3f}, {intervals['powerlaw_c_ci_hi']:.3f}], "
+            f"ΔAIC in [{intervals['powerlaw_delta_aic_ci_lo']:+.1f}, {intervals['powerlaw_delta_aic_ci_hi']:+.1f}]"
+        )
+    elif intervals is not None:
+        lines.append("seed jackknife: no interval for c (needs at least 6 seeds)")
     return lines
 
 

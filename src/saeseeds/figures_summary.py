@@ -1,7 +1,7 @@
 """Figures drawn from the summary table: Fig 4 (ablations), Fig 5 (layers) and Fig A1 (labellings).
 
-Each point is a shared fraction (mean over the variant's seed pairs) with its 95% bootstrap interval
-over latents as an error bar, next to the two chance levels of `saeseeds.chance` (grey marks): the
+Each point is a shared fraction (mean over the variant's seed pairs) with its 95% seed-level jackknife
+interval (`saeseeds.jackknife`; none for variants with 2 seeds) as an error bar, next to the two chance levels of `saeseeds.chance` (grey marks): the
 same seeds untrained, and the trained SAEs under a random matching.
 """
 
@@ -67,7 +67,7 @@ def fig4_ablations(summary: pd.DataFrame, *, baseline: str, style: FigureStyle) 
     site = frame["site"].iloc[0]
     return apply_style(faceted.resolve_scale(x="independent").properties(
         title=alt.TitleParams("Fig 4. Shared latents (2 seeds) across SAE variants",
-                              subtitle=f"{site}; baseline {baseline}; bars: 95% bootstrap interval over latents")), style)
+                              subtitle=f"{site}; baseline {baseline}; bars: 95% seed jackknife interval (none with 2 seeds)")), style)
 
 
 def layer_rows(summary: pd.DataFrame) -> pd.DataFrame:
@@ -99,7 +99,7 @@ def fig5_layers(summary: pd.DataFrame, *, style: FigureStyle) -> alt.TopLevelMix
     faceted = layered.facet(column=alt.Column("series:N", title=None), data=trained)
     return apply_style(faceted.properties(title=alt.TitleParams(
         "Fig 5. Shared latents (2 seeds) by layer",
-        subtitle="bars: 95% bootstrap interval over latents; dashed: untrained SAEs (chance)")), style)
+        subtitle="bars: 95% seed jackknife interval (none with 2 seeds); dashed: untrained SAEs (chance)")), style)
 
 
 def fig_a1_labellings(summary: pd.DataFrame, *, style: FigureStyle) -> alt.TopLevelMixin:
@@ -127,7 +127,7 @@ def fig_a1_labellings(summary: pd.DataFrame, *, style: FigureStyle) -> alt.TopLe
     chart = alt.layer(bar, err, chance).properties(width=style.panel_width * 1.3, height=height)
     return apply_style(chart.properties(title=alt.TitleParams(
         "Fig A1. Shared latents by Hungarian vs max-cos labelling",
-        subtitle="bars: 95% bootstrap interval over latents; grey ticks: untrained SAEs (chance)")), style)
+        subtitle="bars: 95% seed jackknife interval (none with 2 seeds); grey ticks: untrained SAEs (chance)")), style)
 
 
 def _with_chance(frame: pd.DataFrame, key: str) -> pd.DataFrame:

@@ -2,7 +2,10 @@
 
 The paper reports that y(n) = a * n^-b + c fits "significantly better" than y(n) = a * n^-b, i.e. that a
 floor of seed-specific latents remains however many seeds are trained. We fit both by least squares on
-the curve of means and compare them with a nested-model F-test and with AIC/BIC.
+the curve of means and compare them with AIC/BIC and the nested-model F statistic. The F-test's p-value
+assumes independent errors at each point; the only-in-base curve's points are means over the same N SAEs,
+so the workflow reports F as a descriptive number only, and its uncertainty statements come from
+resampling seeds (`saeseeds.jackknife`: intervals for c and for ΔAIC).
 
 Which curve is fitted: for each number of seeds n = 2..N, the mean of `only_in_base` over every
 (subset, base) row of that size in `subsets.parquet`, each row weighted equally (the paper's average).
@@ -91,7 +94,8 @@ class PowerLawComparison:
     """Nested-model F statistic, ((RSS_plain - RSS_offset) / 1) / (RSS_offset / (K - 3)); None without an
     offset fit or when RSS_offset is 0."""
     f_pvalue: float | None
-    """P-value of the F-test that the offset term improves the fit (small: the offset is needed)."""
+    """P-value of the F-test that the offset term improves the fit; valid only for independent errors at
+    the points, which the only-in-base curve does not have, so the workflow's tables and figures omit it."""
     delta_aic: float | None
     """AIC(offset) - AIC(plain); negative favours the offset model."""
     delta_bic: float | None
@@ -303,8 +307,13 @@ def _finite_or_none(value: float | None) -> float | None:
     return float(value)
 
 
-def fits_table(fits: dict[str, PowerLawComparison]) -> pd.DataFrame:
-    """Returns one row per (label, model) with parameters, standard errors, fit criteria and the model comparison."""
+def fits_table(fits: dict[str, PowerLawComparison], intervals: dict[str, dict[str, float]] | None = None) -> pd.DataFrame:
+    """Returns one row per (label, model) with parameters, standard errors, fit criteria and the model comparison.
+
+    The offset row carries the F statistic as `f_statistic_descriptive` (no p-value: the points are not
+    independent) and, from `intervals` (label -> `jackknife.subset_intervals`), the seed-jackknife 95%
+    intervals of c and ΔAIC (`c_seed_ci_lo`, ..., NaN where the set has too few seeds).
+    """
     rows = []
     for label, comparison in fits.items():
         for fit in (comparison.plain, comparison.offset):
@@ -316,9 +325,14 @@ def fits_table(fits: dict[str, PowerLawComparison]) -> pd.DataFrame:
                 row[f"{name}_se"] = fit.stderr.get(name)
             row |= {"rss": fit.rss, "aic": fit.aic, "aicc": fit.aicc, "bic": fit.bic}
             if fit.model == OFFSET:
-                row |= {"f_statistic": comparison.f_statistic, "f_pvalue": comparison.f_pvalue,
-                        "delta_aic": comparison.delta_aic, "delta_bic": comparison.delta_bic}
+                ci = (intervals or {}).get(label, {})
+                row |= {"f_statistic_descriptive": comparison.f_statistic,
+                        "delta_aic": comparison.delta_aic, "delta_bic": comparison.delta_bic,
+                        "c_seed_ci_lo": ci.get("powerlaw_c_ci_lo"), "c_seed_ci_hi": ci.get("powerlaw_c_ci_hi"),
+                        "delta_aic_seed_ci_lo": ci.get("powerlaw_delta_aic_ci_lo"),
+                        "delta_aic_seed_ci_hi": ci.get("powerlaw_delta_aic_ci_hi")}
             rows.append(row)
     columns = ["label", "model", "points", "a", "a_se", "b", "b_se", "c", "c_se", "rss", "aic", "aicc", "bic",
-               "f_statistic", "f_pvalue", "delta_aic", "delta_bic"]
+               "f_statistic_descriptive", "delta_aic", "delta_bic", "c_seed_ci_lo", "c_seed_ci_hi",
+               "delta_aic_seed_ci_lo", "delta_aic_seed_ci_hi"]
     return pd.DataFrame(rows, columns=columns)

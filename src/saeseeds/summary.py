@@ -3,7 +3,8 @@
 Written as parquet (for the figures of sweeps: Figs 4, 5, A1 read it), CSV, markdown and HTML (for the
 report). Columns: where (site, layer, stream), what (arch, latents, k, training tokens, seeds), health
 (FVU, L0, dead fraction), agreement under the three labellings of `saeseeds.agreement` with spread
-over pairs and a bootstrap interval, chance levels (`saeseeds.chance`) and only-in-base at 2 and N seeds.
+over pairs, PW-MCC (`saeseeds.pwmcc`), chance levels (`saeseeds.chance`), only-in-base at 2 and N seeds and
+the offset power-law fit; every interval is a seed-level jackknife (`saeseeds.jackknife`).
 """
 
 from __future__ import annotations
@@ -19,11 +20,15 @@ import pandas as pd
 from saeseeds.agreement import agreement_stats
 from saeseeds.atomic import atomic_write, write_parquet
 from saeseeds.functional_summary import summary_columns as functional_columns
+from saeseeds.jackknife import seed_intervals
+from saeseeds.pwmcc import recovery_correlation
 
 MARKDOWN_COLUMNS = {
     "site": "site", "sae": "SAE", "seeds": "seeds", "fvu": "FVU", "l0": "L0", "dead_fraction": "dead",
-    "shared_paper_mean": "shared (paper)", "shared_paper_std": "± std", "shared_notebook_mean": "shared (notebook)",
-    "shared_maxcos_mean": "shared (max-cos)", "enc_maxcos_mean": "mean max-cos",
+    "shared_paper_mean": "shared (paper)", "shared_paper_std": "± std", "shared_paper_ci_lo": "95% CI lo",
+    "shared_paper_ci_hi": "95% CI hi", "shared_notebook_mean": "shared (notebook)",
+    "shared_maxcos_mean": "shared (max-cos)", "pwmcc_mean": "PW-MCC", "pwmcc_ci_lo": "PW-MCC CI lo",
+    "pwmcc_ci_hi": "PW-MCC CI hi", "enc_maxcos_mean": "mean max-cos",
     "chance_init_shared_paper": "chance (init)", "only_in_base_max_seeds": "only-in-base at N",
     "loss_recovered": "loss recovered", "substitution_shared": "subst. (shared)", "substitution_orphan": "subst. (orphan)",
 }
@@ -54,7 +59,9 @@ def summarize_sae(sae_dir: str | Path, seeds: Sequence[int], threshold: float, l
     sae_dir = Path(sae_dir)
     seeds = sorted(seeds)
     metrics = [json.loads((sae_dir / f"seed{s}" / "metrics.json").read_text()) for s in seeds]
-    tables = [pd.read_parquet(sae_dir / "matches" / f"seed{a}-seed{b}.parquet") for i, a in enumerate(seeds) for b in seeds[i + 1 :]]
+    pairs = [(a, b) for i, a in enumerate(seeds) for b in seeds[i + 1 :]]
+    tables = [pd.read_parquet(sae_dir / "matches" / f"seed{a}-seed{b}.parquet") for a, b in pairs]
+    pwmcc = pd.read_parquet(sae_dir / "consistency" / "pwmcc.parquet")
     chance = json.loads((sae_dir / "chance.json").read_text())
     subsets = pd.read_parquet(sae_dir / "orphans" / "subsets.parquet")
     by_size = subsets.groupby("size")["only_in_base"]
@@ -83,6 +90,10 @@ def summarize_sae(sae_dir: str | Path, seeds: Sequence[int], threshold: float, l
     if loss is not None:
         row |= functional_columns(pd.read_parquet(loss), pd.read_parquet(substitution) if substitution else None,
                                   pd.read_parquet(model_substitution) if model_substitution else None)
+    # PW-MCC as Song et al.'s released code computes it (signed cosine) is the mean matched decoder cosine.
+    row["pwmcc_signed"] = row["dec_cos_mean"]
+    row |= seed_intervals(dict(zip(pairs, tables)), pwmcc, subsets, threshold)
+    row |= recovery_correlation(pwmcc)
     return row
 
 

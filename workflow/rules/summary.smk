@@ -1,11 +1,12 @@
 rule summary:
-    """One row per (site, sae): health, shared fraction (three labellings, spread, bootstrap), chance, only-in-base."""
+    """One row per (site, sae): health, shared fraction (three labellings), PW-MCC, chance, only-in-base, offset fit; seed-jackknife intervals."""
     input:
         metrics=[f"{d}/seed{s}/metrics.json" for d, (_, sae) in zip(sae_dirs(), SITE_SAES) for s in seeds_of(sae)],
         matches=[m for d, (_, sae) in zip(sae_dirs(), SITE_SAES) for m in pair_matches(d, sae)],
         subsets=[f"{d}/orphans/subsets.parquet" for d in sae_dirs()],
         chance=[f"{d}/chance.json" for d in sae_dirs()],
         functional=lambda w: functional_summary_inputs(),
+        pwmcc=[f"{d}/consistency/pwmcc.parquet" for d in sae_dirs()],
     output:
         csv=report(f"{RESULTS}/summary.csv", caption="../report/summary.rst", category="Summary"),
         parquet=f"{RESULTS}/summary.parquet",

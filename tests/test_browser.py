@@ -1,0 +1,325 @@
+"""The latent browser: data assembly checked by brute force, and the page itself in a real Chromium
+(sorting, filters, routing, shaded tokens, hostile strings shown as text, no request leaving the folder)."""
+
+import http.server
+import json
+import re
+import shutil
+import threading
+import time
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from saeseeds.atomic import write_parquet
+from saeseeds.browser import BrowserError, build_browser, folder_bytes, pair_views, seed_tables
+from saeseeds.browser_contexts import ContextConfig, scan_latents
+from saeseeds.latent_examples import latent_activations
+from saeseeds.match import match_dictionaries, read_matches, write_matches
+from saeseeds.orphans import latent_table, pair_masks_from_files, subset_table
+from saeseeds.sae import SaeConfig, SparseCoder
+from saeseeds.store import StoreWriter
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+HOSTILE_TOKEN = "<script>alert(1)</script>"
+HOSTILE_IMG = '<img src=x onerror="window.__pwned=1">'
+HOSTILE_EXPLANATION = 'Fires on <b>bold</b> <img src=x onerror="window.__pwned=2"> & "quotes"'
+
+
+# ---- small real data: SAEs whose seeds share some latents, real matchings, orphans, a store with tokens ----
+
+def write_set(root: Path, *, n=24, d=16, seeds=(0, 1, 2), context=16, contexts=24, hostile=True) -> dict:
+    """Writes a small SAE set the way the workflow lays it out and returns build_browser's arguments.
+
+    Seed s keeps the base dictionary's first n/2 rows (permuted, slightly perturbed) and draws the rest
+    afresh, so about half the latents are shared and half are orphans."""
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(n, d)).astype(np.float32)
+    base /= np.linalg.norm(base, axis=1, keepdims=True)
+    checkpoints, weights = {}, {}
+    for s in seeds:
+        r = np.random.default_rng(100 + s)
+        w = np.where(np.arange(n)[:, None] < n // 2, base + 0.05 * r.normal(size=(n, d)), r.normal(size=(n, d))).astype(np.float32)
+        w /= np.linalg.norm(w, axis=1, keepdims=True)
+        w = w[r.permutation(n)] if s else w
+        sae = SparseCoder(d, SaeConfig(arch="topk", num_latents=n, k=3), seed=s)
+        with torch.no_grad():
+            sae.encoder.weight.copy_(torch.from_numpy(w))
+            sae.W_dec.copy_(torch.from_numpy(w))
+        checkpoints[s] = root / f"seed{s}"
+        sae.save_to_disk(checkpoints[s])
+        weights[s] = w
+    matches = {}
+    for i, a in enumerate(seeds):
+        for b in seeds[i + 1 :]:
+            df, meta = match_dictionaries(weights[a], weights[a], weights[b], weights[b])
+            matches[(a, b)] = root / "matches" / f"seed{a}-seed{b}.parquet"
+            write_matches(df, meta, matches[(a, b)])
+    masks = pair_masks_from_files(matches)
+    firing = {s: rng.uniform(0, 0.1, n) for s in seeds}
+    write_parquet(latent_table(masks, firing), root / "orphans" / "latents.parquet")
+    write_parquet(subset_table(masks), root / "orphans" / "subsets.parquet")
+    rows = rng.normal(size=(context * contexts, d)).astype(np.float32)
+    writer = StoreWriter(root / "activations.zarr", len(rows), d, dtype="float32")
+    writer.append(rows)
+    writer.add_token_ids((np.arange(len(rows)) % 50).reshape(-1, context))
+    store = writer.finish({"model": "m", "revision": "main", "dataset": "d", "hook": "h", "n_train": len(rows) - 4 * context,
+                           "n_heldout": 4 * context})
+    vocab = {i: f" w{i}" for i in range(50)}
+    vocab[3] = "\n"
+    if hostile:  # token strings and an explanation as a corpus and a model might produce them
+        vocab[7], vocab[8] = HOSTILE_TOKEN, HOSTILE_IMG
+    scores = pd.DataFrame({"seed": seeds[0], "latent": [0, 1, 2], "explanation": [HOSTILE_EXPLANATION if hostile else "Fires on w7", "Counts sheep", None],
+                           "score": [0.9, 0.55, np.nan]})
+    write_parquet(scores, root / "autointerp" / f"seed{seeds[0]}.parquet")
+    return dict(label="m/d/h/topk-test", matches=matches, latents=root / "orphans" / "latents.parquet",
+                subsets=root / "orphans" / "subsets.parquet", checkpoints=checkpoints, store=store,
+                decode=lambda ids: {int(i): vocab[int(i)] for i in ids},
+                autointerp_scores={seeds[0]: root / "autointerp" / f"seed{seeds[0]}.parquet"},
+                cfg=ContextConfig(examples=3, window=6, tokens=context * 16, batch_rows=64))
+
+
+@pytest.fixture(scope="module")
+def small_browser(tmp_path_factory):
+    root = tmp_path_factory.mktemp("set")
+    args = write_set(root)
+    folder = build_browser(root / "browser", **args)
+    return folder, args
+
+
+# ---- the data, by brute force ----
+
+def test_pair_views_read_the_matching_backwards(tmp_path):
+    args = write_set(tmp_path, hostile=False)
+    df, meta = read_matches(args["matches"][(0, 1)])
+    a, b = pair_views(df, meta, where="test")
+    n = len(df)
+    for k in range(n):  # b's partner of a's partner is a's latent itself, with the same cosine
+        j = df.enc_partner[k]
+        assert b.enc_partner[j] == k and b.enc_cos[j] == pytest.approx(df.enc_cos[k])
+        j = df.dec_partner[k]
+        assert b.dec_partner[j] == k and b.dec_cos[j] == pytest.approx(df.dec_cos[k])
+    assert a["maxcos"].notna().all() and b["maxcos"].isna().all()  # the file records max-cos for seed a only
+    assert a.shared.sum() == b.shared.sum() > 0
+
+
+def test_seed_tables_average_the_other_seeds_and_carry_explanations(tmp_path):
+    args = write_set(tmp_path, hostile=False)
+    pairs = {k: read_matches(p) for k, p in args["matches"].items()}
+    latents = pd.read_parquet(args["latents"])
+    scores = pd.read_parquet(args["autointerp_scores"][0])
+    data = seed_tables([0, 1, 2], pairs, latents, {0: scores})
+    for s in (0, 1, 2):
+        t = data[s].table
+        views = data[s].partners
+        assert sorted(views) == [x for x in (0, 1, 2) if x != s]
+        for j in range(len(t)):
+            assert t.n_shared[j] == sum(bool(v.shared[j]) for v in views.values())
+            assert t.dec_cos[j] == pytest.approx(np.mean([v.dec_cos[j] for v in views.values()]))
+        assert (t.n_shared.to_numpy() == latents[latents.base == s].n_shared.to_numpy()).all()
+    assert data[0].table.explanation[1] == "Counts sheep" and data[0].table.score[0] == 0.9
+    assert data[1].table.explanation.isna().all()
+    assert data[2].table.maxcos.isna().all() and data[0].table.maxcos.notna().all()  # seed 2 is never first in a pair
+    with pytest.raises(BrowserError, match="matches of seeds 0 and 2 missing"):
+        seed_tables([0, 1, 2], {k: v for k, v in pairs.items() if k != (0, 2)}, latents)
+    with pytest.raises(BrowserError, match="seed 1 has"):
+        seed_tables([0, 1, 2], pairs, latents[latents.base != 1])
+
+
+def test_scan_matches_brute_force():
+    rng = np.random.default_rng(1)
+    n, d, context = 10, 8, 12
+    rows = rng.normal(size=(context * 6, d)).astype(np.float32)
+    sae = SparseCoder(d, SaeConfig(arch="topk", num_latents=n, k=3), seed=4).eval()
+    cfg = ContextConfig(examples=2, window=4, tokens=len(rows), bins=5, batch_rows=7)
+    scan = scan_latents(sae, rows, context, cfg)
+    with torch.no_grad():
+        acts = latent_activations(sae, torch.from_numpy(rows), torch.arange(n)).numpy()
+    for j in range(n):
+        col = acts[:, j]
+        assert scan.n_active[j] == (col > 0).sum() and scan.max_act[j] == pytest.approx(col.max())
+        assert scan.counts[j].sum() == (col > 0).sum()
+        if col.max() > 0:
+            np.testing.assert_array_equal(scan.counts[j], np.histogram(col[col > 0], bins=5, range=(0, col.max()))[0])
+        mine = np.flatnonzero(scan.ctx_latent == j)
+        window_max = col.reshape(-1, 4).max(1)
+        expected = np.sort(window_max[window_max > 0])[::-1][:2]
+        np.testing.assert_allclose(scan.ctx_peak[mine], expected, rtol=1e-6)
+        for i in mine:
+            start = scan.ctx_start[i]
+            assert start // context == (start + 3) // context  # a context never crosses into the next one
+            np.testing.assert_allclose(scan.ctx_acts[i], col[start : start + 4], rtol=1e-6)
+            assert scan.ctx_peak[i] in col[start : start + 4]
+
+
+def test_build_writes_blocks_and_escapes_nothing_it_should_not(small_browser):
+    folder, args = small_browser
+    names = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    assert names == ["browser.css", "browser.js", "data/seed0/block-0000.js", "data/seed0/table.js", "data/seed1/block-0000.js",
+                     "data/seed1/table.js", "data/seed2/block-0000.js", "data/seed2/table.js", "data/summary.js", "index.html"]
+    index = (folder / "index.html").read_text()
+    assert "<title>Latents of m/d/h/topk-test</title>" in index
+    assert sorted(re.findall(r'(?:src|href)="([^"]*)"', index)) == ["#", "browser.css", "browser.js", "data/summary.js"]
+    block = (folder / "data/seed0/block-0000.js").read_text()
+    prefix = 'SAESEEDS.register("block/0/0",'
+    assert block.isascii() and block.startswith(prefix) and block.endswith(");\n")
+    latents = json.loads(block[len(prefix) : -3])["latents"]
+    assert len(latents) == 24 and [p[0] for p in latents[0]["partners"]] == [1, 2]
+    shown = {t for latent in latents for ex in latent["examples"] for t in ex["tokens"]}
+    assert {HOSTILE_TOKEN, HOSTILE_IMG} <= shown  # the strings themselves, unchanged: the page inserts them as text
+    assert all(len(ex["tokens"]) == len(ex["acts"]) == 6 for latent in latents for ex in latent["examples"])
+
+
+# ---- in Chromium ----
+
+def browser_or_skip():
+    """Returns playwright's sync_playwright, or skips saying what is missing."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} (Debian package `chromium`; .ci/run installs it)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("the playwright Python package is not installed")
+    return sync_playwright
+
+
+class Page:
+    """A Chromium page that records every request and every dialog (an alert would be one)."""
+
+    def __init__(self, pw, viewport=(1200, 900)):
+        self.browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        self.page = self.browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
+        self.requests, self.dialogs, self.errors = [], [], []
+        self.page.on("request", lambda r: self.requests.append(r.url))
+        self.page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+
+    def close(self):
+        self.browser.close()
+
+
+def open_page(pw, url):
+    p = Page(pw)
+    p.page.goto(url)
+    p.page.wait_for_selector("#latents-body tr")
+    return p
+
+
+def column(page, index):
+    return page.eval_on_selector_all("#latents-body tr", f"rows => rows.map(r => r.children[{index}].textContent)")
+
+
+def check_the_page(p, folder: Path, base_url: str):
+    page = p.page
+    n = len(page.query_selector_all("#latents-body tr"))
+    assert n == 24 and page.text_content("#page-info").startswith("1–24 of 24")
+    # sort by decoder cosine: descending first, then ascending on a second click
+    page.click("th[data-key=dec_cos]")
+    values = [float(v) for v in column(page, 3)]
+    assert values == sorted(values, reverse=True) and values[0] > values[-1]
+    page.click("th[data-key=dec_cos]")
+    values = [float(v) for v in column(page, 3)]
+    assert values == sorted(values)
+    assert page.get_attribute("th[data-key=dec_cos]", "aria-sort") == "ascending"
+    # orphans only: every row shares with no other seed
+    page.check("#orphans")
+    shared = column(page, 1)
+    assert 0 < len(shared) < 24 and set(shared) == {"0"}
+    page.uncheck("#orphans")
+    page.fill("#min-shared", "2")
+    assert set(column(page, 1)) == {"2"}
+    page.fill("#min-shared", "0")
+    # text search in explanations; a hostile explanation is plain text in the table
+    page.fill("#search", "bold")
+    assert column(page, 0) == ["0"]
+    assert column(page, 7) == [HOSTILE_EXPLANATION]
+    page.fill("#search", "")
+    # a latent whose partner is shared, then its partner's page in the other seed, and back
+    table = pd.read_parquet(folder.parent / "orphans" / "latents.parquet")
+    latent = int(table[(table.base == 0) & (table.n_shared == 2)].latent.min())
+    page.click(f"#latents-body tr[data-latent='{latent}'] a")
+    page.wait_for_selector("#latent-view:not([hidden])")
+    assert page.text_content("#latent-title") == f"Seed 0 · latent {latent}"
+    rows = page.query_selector_all("#partners-body tr")
+    assert [r.get_attribute("data-seed") for r in rows] == ["1", "2"]
+    assert all(r.get_attribute("class") == "shared" for r in rows)
+    partner = page.text_content("#partners-body tr[data-seed='1'] td:nth-child(4) a")
+    page.click("#partners-body tr[data-seed='1'] td:nth-child(4) a")
+    page.wait_for_function(f"document.getElementById('latent-title').textContent === 'Seed 1 · latent {partner}'")
+    back = page.text_content("#partners-body tr[data-seed='0'] td:nth-child(4) a")
+    assert back == str(latent)  # the partner's decoder partner in seed 0 is where we came from
+    page.go_back()
+    page.wait_for_function(f"document.getElementById('latent-title').textContent === 'Seed 0 · latent {latent}'")
+    # shaded tokens: active ones carry a background whose strength follows the activation
+    tokens = page.eval_on_selector_all(".example .tok", "ts => ts.map(t => [Number(t.dataset.act), t.style.backgroundColor])")
+    assert tokens and any(a > 0 for a, _ in tokens)
+    assert all((a > 0) == bool(bg) for a, bg in tokens)
+    strongest = max(tokens, key=lambda t: t[0])
+    assert strongest[1] == "rgb(230, 97, 1)"  # full strength at the page's peak; Chromium keeps alpha to 1/255
+    weaker = [(a, float(bg.split(",")[-1].rstrip(")"))) for a, bg in tokens if bg.startswith("rgba")]
+    assert weaker and all(alpha == pytest.approx(0.15 + 0.85 * a / strongest[0], abs=5e-3) for a, alpha in weaker)
+    assert page.query_selector("#histogram svg rect") is not None and page.query_selector("#latent-chart .latent-dot") is not None
+    # the hostile token and explanation on latent 0's page: shown as text, nothing ran
+    page.goto(base_url + "#seed0/latent0")
+    page.wait_for_function("document.getElementById('latent-title').textContent === 'Seed 0 · latent 0'")
+    assert page.text_content("#explanation") == HOSTILE_EXPLANATION
+    shown = []
+    for latent in range(24):  # find the hostile tokens wherever they are shown
+        page.goto(base_url + f"#seed0/latent{latent}")
+        page.wait_for_function(f"document.getElementById('latent-title').textContent === 'Seed 0 · latent {latent}'")
+        shown += [t for t in page.eval_on_selector_all(".example .tok", "ts => ts.map(t => t.textContent)") if "<" in t]
+    assert HOSTILE_TOKEN in shown and HOSTILE_IMG in shown
+    assert page.evaluate("window.__pwned === undefined") and not p.dialogs
+    assert page.evaluate("document.querySelectorAll('#examples script, #examples img, #explanation img, #latents img').length") == 0
+    assert not p.errors
+
+
+def assert_requests_stay_inside(requests, prefix):
+    assert requests and all(url.startswith(prefix) for url in requests), [u for u in requests if not u.startswith(prefix)]
+
+
+def test_page_from_file_url(small_browser):
+    folder, _ = small_browser
+    sync_playwright = browser_or_skip()
+    with sync_playwright() as pw:
+        url = (folder / "index.html").as_uri()
+        p = open_page(pw, url)
+        try:
+            check_the_page(p, folder, url)
+            assert_requests_stay_inside(p.requests, folder.as_uri() + "/")
+        finally:
+            p.close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+def test_page_from_a_web_server(small_browser):
+    folder, _ = small_browser
+    sync_playwright = browser_or_skip()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(_QuietHandler, directory=str(folder)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with sync_playwright() as pw:
+            base = f"http://127.0.0.1:{server.server_address[1]}/"
+            p = open_page(pw, base + "index.html")
+            try:
+                page = p.page
+                page.click("#latents-body tr[data-latent='0'] a")
+                page.wait_for_selector(".example .tok")
+                assert page.text_content("#explanation") == HOSTILE_EXPLANATION
+                assert page.evaluate("window.__pwned === undefined") and not p.dialogs and not p.errors
+                assert_requests_stay_inside(p.requests, base)
+            finally:
+                p.close()
+    finally:
+        server.shutdown()

@@ -211,6 +211,11 @@ def open_page(pw, url):
     return p
 
 
+def wait_title(page, text):
+    # a selector, not wait_for_function: the page's CSP forbids the eval that a polled JS predicate needs
+    page.wait_for_selector(f'#latent-title:text-is("{text}")')
+
+
 def column(page, index):
     return page.eval_on_selector_all("#latents-body tr", f"rows => rows.map(r => r.children[{index}].textContent)")
 
@@ -251,11 +256,11 @@ def check_the_page(p, folder: Path, base_url: str):
     assert all(r.get_attribute("class") == "shared" for r in rows)
     partner = page.text_content("#partners-body tr[data-seed='1'] td:nth-child(4) a")
     page.click("#partners-body tr[data-seed='1'] td:nth-child(4) a")
-    page.wait_for_function(f"document.getElementById('latent-title').textContent === 'Seed 1 · latent {partner}'")
+    wait_title(page, f"Seed 1 · latent {partner}")
     back = page.text_content("#partners-body tr[data-seed='0'] td:nth-child(4) a")
     assert back == str(latent)  # the partner's decoder partner in seed 0 is where we came from
     page.go_back()
-    page.wait_for_function(f"document.getElementById('latent-title').textContent === 'Seed 0 · latent {latent}'")
+    wait_title(page, f"Seed 0 · latent {latent}")
     # shaded tokens: active ones carry a background whose strength follows the activation
     tokens = page.eval_on_selector_all(".example .tok", "ts => ts.map(t => [Number(t.dataset.act), t.style.backgroundColor])")
     assert tokens and any(a > 0 for a, _ in tokens)
@@ -267,12 +272,12 @@ def check_the_page(p, folder: Path, base_url: str):
     assert page.query_selector("#histogram svg rect") is not None and page.query_selector("#latent-chart .latent-dot") is not None
     # the hostile token and explanation on latent 0's page: shown as text, nothing ran
     page.goto(base_url + "#seed0/latent0")
-    page.wait_for_function("document.getElementById('latent-title').textContent === 'Seed 0 · latent 0'")
+    wait_title(page, "Seed 0 · latent 0")
     assert page.text_content("#explanation") == HOSTILE_EXPLANATION
     shown = []
     for latent in range(24):  # find the hostile tokens wherever they are shown
         page.goto(base_url + f"#seed0/latent{latent}")
-        page.wait_for_function(f"document.getElementById('latent-title').textContent === 'Seed 0 · latent {latent}'")
+        wait_title(page, f"Seed 0 · latent {latent}")
         shown += [t for t in page.eval_on_selector_all(".example .tok", "ts => ts.map(t => t.textContent)") if "<" in t]
     assert HOSTILE_TOKEN in shown and HOSTILE_IMG in shown
     assert page.evaluate("window.__pwned === undefined") and not p.dialogs
@@ -323,3 +328,94 @@ def test_page_from_a_web_server(small_browser):
                 p.close()
     finally:
         server.shutdown()
+
+
+# ---- scale: 32,768 latents ----
+
+def write_large_set(root: Path, *, n=32768, seeds=(0, 1, 2), d=32, context=64, contexts=32) -> dict:
+    """Writes a random SAE set in the workflow's formats at the paper's dictionary size: random checkpoints,
+    matchings that are random bijections with about 40% of the latents shared, real orphan tables, a small
+    store with tokens, explanations for 1,000 latents of the first seed."""
+    rng = np.random.default_rng(7)
+    checkpoints = {}
+    for s in seeds:
+        checkpoints[s] = root / f"seed{s}"
+        SparseCoder(d, SaeConfig(arch="topk", num_latents=n, k=8), seed=s).save_to_disk(checkpoints[s])
+    matches = {}
+    for i, a in enumerate(seeds):
+        for b in seeds[i + 1 :]:
+            perm = rng.permutation(n)
+            dec = np.where(rng.random(n) < 0.8, perm, rng.permutation(n))
+            dec_partner = perm.copy()  # keep the decoder matching a bijection: swap a random 20% among themselves
+            moved = np.flatnonzero(rng.random(n) < 0.2)
+            dec_partner[moved] = perm[rng.permutation(moved)]
+            enc_cos = np.where(rng.random(n) < 0.45, rng.uniform(0.7, 1, n), rng.uniform(0, 0.7, n)).astype(np.float32)
+            dec_cos = np.clip(enc_cos + rng.normal(0, 0.05, n), 0, 1).astype(np.float32)
+            shared = (perm == dec_partner) & (enc_cos >= 0.7) & (dec_cos >= 0.7)
+            df = pd.DataFrame({"latent": np.arange(n), "enc_partner": perm, "enc_cos": enc_cos, "dec_partner": dec_partner, "dec_cos": dec_cos,
+                               "enc_maxcos": np.maximum(enc_cos, rng.uniform(0, 1, n)).astype(np.float32),
+                               "dec_maxcos": np.maximum(dec_cos, rng.uniform(0, 1, n)).astype(np.float32), "shared": shared})
+            del dec
+            matches[(a, b)] = root / "matches" / f"seed{a}-seed{b}.parquet"
+            write_matches(df, {"threshold": 0.7, "definition": "paper"}, matches[(a, b)])
+    masks = pair_masks_from_files(matches)
+    write_parquet(latent_table(masks, {s: rng.beta(0.5, 50, n) for s in seeds}), root / "orphans" / "latents.parquet")
+    write_parquet(subset_table(masks), root / "orphans" / "subsets.parquet")
+    rows = rng.normal(size=(context * contexts, d)).astype(np.float32)
+    writer = StoreWriter(root / "activations.zarr", len(rows), d, dtype="float32")
+    writer.append(rows)
+    writer.add_token_ids(rng.integers(0, 5000, size=(contexts, context)))
+    store = writer.finish({"model": "m", "revision": "main", "dataset": "d", "hook": "h", "n_train": len(rows), "n_heldout": 0})
+    words = ["river", "king", "number", "code", "light", "bread", "error", "list", "name", "house"]
+    explained = np.sort(rng.choice(n, 1000, replace=False))
+    scores = pd.DataFrame({"seed": seeds[0], "latent": explained, "score": rng.uniform(0.4, 1, len(explained)),
+                           "explanation": [" ".join(rng.choice(words, 6)) for _ in explained]})
+    write_parquet(scores, root / "autointerp" / f"seed{seeds[0]}.parquet")
+    return dict(label="synthetic/32k/x/topk-32768", matches=matches, latents=root / "orphans" / "latents.parquet",
+                subsets=root / "orphans" / "subsets.parquet", checkpoints=checkpoints, store=store,
+                decode=lambda ids: {int(i): f" tok{int(i)}" for i in ids},
+                autointerp_scores={seeds[0]: root / "autointerp" / f"seed{seeds[0]}.parquet"},
+                cfg=ContextConfig(examples=5, window=16, tokens=len(rows), batch_rows=256))
+
+
+def test_32k_latents_load_and_sort_in_chromium(tmp_path):
+    """Benchmark (printed, not asserted against a time): build a 32,768-latent, 3-seed set, open it from
+    file://, sort it, open a latent of the last block; only the files needed are read."""
+    sync_playwright = browser_or_skip()
+    args = write_large_set(tmp_path)
+    start = time.perf_counter()
+    folder = build_browser(tmp_path / "browser", **args)
+    build_s = time.perf_counter() - start
+    data_bytes = sum(p.stat().st_size for p in tmp_path.rglob("*.parquet"))
+    size = folder_bytes(folder)
+    table = pd.read_parquet(args["latents"])
+    with sync_playwright() as pw:
+        p = Page(pw)
+        try:
+            page = p.page
+            page.goto((folder / "index.html").as_uri())
+            page.wait_for_selector("#latents-body tr")
+            first_paint = page.evaluate("SAESEEDS_TIMINGS.firstPaint")
+            assert page.text_content("#page-info").startswith("1–100 of 32768")
+            sort_ms = page.evaluate("""async () => {
+                const t0 = performance.now();
+                document.querySelector("th[data-key=firing]").click();
+                await new Promise(r => requestAnimationFrame(() => setTimeout(r, 0)));
+                return performance.now() - t0; }""")
+            shown = [int(v) for v in column(page, 0)]
+            expected = table[table.base == 0].sort_values(["firing_frequency", "latent"], ascending=[False, True]).latent.head(100).tolist()
+            assert shown == expected
+            page.fill("#search", "river king")
+            found = page.text_content("#page-info")
+            page.goto((folder / "index.html").as_uri() + "#seed1/latent32767")
+            wait_title(page, "Seed 1 · latent 32767")
+            assert len(page.query_selector_all("#partners-body tr")) == 2
+            names = sorted(u.split("/browser/")[1] for u in p.requests)
+            assert names == ["browser.css", "browser.js", "data/seed0/table.js", "data/seed1/block-0127.js", "data/seed1/table.js",
+                             "data/summary.js", "index.html"], names
+            assert not p.errors and not p.dialogs
+        finally:
+            p.close()
+    print(f"\n32K browser: 3 seeds x 32,768 latents, built in {build_s:.1f} s, folder {size / 1e6:.1f} MB "
+          f"({size / 3 / 32768:.0f} B per latent; input parquet files {data_bytes / 1e6:.1f} MB); first paint {first_paint:.0f} ms "
+          f"after navigation start, sort by firing {sort_ms:.0f} ms, search: {found}")

@@ -135,10 +135,20 @@ def seed_tables(seeds: list[int], matches: dict[tuple[int, int], tuple[pd.DataFr
 
 def add_scan(data: SeedData, scan: LatentScan, token_strs: list[list[str]]) -> None:
     """Adds a LatentScan's histograms and contexts (token strings per context, in scan order) to `data`."""
-    for j in np.flatnonzero(scan.n_active):
-        data.histograms[int(j)] = {"max": _num(scan.max_act[j]), "counts": scan.counts[j].tolist(), "active": int(scan.n_active[j])}
-    for i, j in enumerate(scan.ctx_latent.tolist()):
-        data.examples.setdefault(j, []).append({"tokens": token_strs[i], "acts": [_num(a) for a in scan.ctx_acts[i]], "source": "scan"})
+    fired = np.flatnonzero(scan.n_active)
+    for j, top, counts, active in zip(fired.tolist(), _rounded(scan.max_act[fired]), scan.counts[fired].tolist(), scan.n_active[fired].tolist()):
+        data.histograms[j] = {"max": top, "counts": counts, "active": active}
+    for j, strs, acts in zip(scan.ctx_latent.tolist(), token_strs, _rounded(scan.ctx_acts, 3)):
+        data.examples.setdefault(j, []).append({"tokens": strs, "acts": acts, "source": "scan"})
+
+
+def _rounded(values: np.ndarray, digits: int = 4) -> list:
+    """Returns `values` rounded as (nested) lists; in 1-D, NaN as None and zeros as ints (shorter JSON)."""
+    values = np.round(np.asarray(values, dtype=np.float64), digits)
+    out = values.tolist()
+    if values.ndim == 1:
+        return [None if v != v else (int(v) if v == 0 else v) for v in out]
+    return out
 
 
 def add_autointerp_examples(data: SeedData, examples: pd.DataFrame, per_latent: int) -> None:
@@ -179,20 +189,24 @@ def _table_payload(table: pd.DataFrame) -> dict:
     return {
         "n": len(table),
         "n_shared": table["n_shared"].astype(int).tolist(),
-        **{c: [_num(v) for v in table[c]] for c in ("enc_cos", "dec_cos", "maxcos", "score")},
-        "firing": [_num(v, 6) for v in table["firing"]],
+        **{c: _rounded(table[c].to_numpy()) for c in ("enc_cos", "dec_cos", "maxcos", "score")},
+        "firing": [None if v != v else float(f"{v:.4g}") for v in table["firing"].tolist()],  # rare latents keep their digits
         "explanation": [None if e is None or (isinstance(e, float) and math.isnan(e)) else str(e) for e in table["explanation"]],
     }
 
 
 def _block_payload(seed: int, data: SeedData, lo: int, hi: int) -> dict:
-    others = sorted(data.partners)
-    cols = {t: {c: data.partners[t][c].to_numpy() for c in ("enc_partner", "enc_cos", "dec_partner", "dec_cos", "maxcos", "shared")} for t in others}
+    """Returns the data of latents lo..hi-1: per latent its partners [seed, encoder partner, cosine, decoder
+    partner, cosine, max-cos, shared 0/1] in each other seed, contexts and histogram."""
+    columns = []
+    for t in sorted(data.partners):
+        view = data.partners[t].iloc[lo:hi]
+        columns.append((t, view["enc_partner"].tolist(), _rounded(view["enc_cos"].to_numpy()), view["dec_partner"].tolist(),
+                        _rounded(view["dec_cos"].to_numpy()), _rounded(view["maxcos"].to_numpy()), view["shared"].astype(int).tolist()))
     latents = []
-    for j in range(lo, hi):
+    for i, j in enumerate(range(lo, hi)):
         latents.append({
-            "partners": [[t, int(cols[t]["enc_partner"][j]), _num(cols[t]["enc_cos"][j]), int(cols[t]["dec_partner"][j]),
-                          _num(cols[t]["dec_cos"][j]), _num(cols[t]["maxcos"][j]), bool(cols[t]["shared"][j])] for t in others],
+            "partners": [[c[0], c[1][i], c[2][i], c[3][i], c[4][i], c[5][i], c[6][i]] for c in columns],
             "examples": data.examples.get(j, []),
             "hist": data.histograms.get(j),
         })
@@ -286,8 +300,9 @@ def build_browser(
             strings: list[list[str]] = []
             if flat is not None:
                 windows = flat[scan.ctx_start[:, None] + np.arange(scan.ctx_acts.shape[1])] if len(scan.ctx_start) else np.zeros((0, 0), np.int64)
-                vocab = decode(np.unique(windows)) if windows.size else {}
-                strings = [[vocab[int(t)] for t in w] for w in windows]
+                ids, inverse = np.unique(windows, return_inverse=True)
+                vocab = decode(ids) if windows.size else {}
+                strings = np.array([vocab[int(t)] for t in ids] or [""], dtype=object)[inverse.reshape(windows.shape)].tolist()
             else:
                 scan = dataclasses.replace(scan, ctx_latent=scan.ctx_latent[:0])
             add_scan(data[s], scan, strings)

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from saeseeds.latent_examples import latent_activations
 from saeseeds.sae import SparseCoder
 
 
@@ -56,15 +55,23 @@ class LatentScan:
 
 
 def sparse_activations(sae: SparseCoder, rows: np.ndarray, cfg: ContextConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Returns (row, latent, value) of every non-zero activation of `sae` on `rows` [r, d], sorted by latent then row."""
-    every = torch.arange(sae.cfg.num_latents, device=sae.device)
+    """Returns (row, latent, value) of every non-zero activation of `sae` on `rows` [r, d], sorted by latent then row.
+
+    TopK codes come back from the encoder already sparse (k values and their latents per row), so at 32K
+    latents no dense [rows, latents] matrix is ever built for them."""
     parts = []
     with torch.no_grad():
         for lo in range(0, len(rows), cfg.batch_rows):
-            x = torch.from_numpy(np.asarray(rows[lo : lo + cfg.batch_rows], dtype=np.float32))
-            acts = latent_activations(sae, x, every)
-            r, j = torch.nonzero(acts > 0, as_tuple=True)
-            parts.append(((r + lo).cpu().numpy(), j.cpu().numpy(), acts[r, j].cpu().numpy()))
+            x = torch.from_numpy(np.asarray(rows[lo : lo + cfg.batch_rows], dtype=np.float32)).to(sae.device, sae.dtype)
+            acts, indices = sae.encode(x)
+            if indices is None:
+                r, j = torch.nonzero(acts > 0, as_tuple=True)
+                v = acts[r, j]
+            else:
+                keep = acts > 0
+                r = torch.arange(len(x), device=acts.device)[:, None].expand_as(indices)[keep]
+                j, v = indices[keep], acts[keep]
+            parts.append(((r + lo).cpu().numpy(), j.cpu().numpy(), v.float().cpu().numpy()))
     if not parts:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
     row, lat, val = (np.concatenate(p) for p in zip(*parts))
@@ -73,8 +80,8 @@ def sparse_activations(sae: SparseCoder, rows: np.ndarray, cfg: ContextConfig) -
 
 
 def scan_latents(sae: SparseCoder, rows: np.ndarray, context_length: int, cfg: ContextConfig) -> LatentScan:
-    """Returns the LatentScan of `sae` on `rows` [r, d] (r a multiple of nothing: contexts are
-    `context_length` consecutive rows, the store's layout).
+    """Returns the LatentScan of `sae` on `rows` [r, d], where each run of `context_length` rows is one
+    context (the store's layout).
 
     A latent's contexts are its strongest aligned windows (one per window, so five hits in one sentence
     count once), each shown as `window` tokens around the peak token, moved to stay inside its context.

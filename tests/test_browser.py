@@ -419,3 +419,27 @@ def test_32k_latents_load_and_sort_in_chromium(tmp_path):
     print(f"\n32K browser: 3 seeds x 32,768 latents, built in {build_s:.1f} s, folder {size / 1e6:.1f} MB "
           f"({size / 3 / 32768:.0f} B per latent; input parquet files {data_bytes / 1e6:.1f} MB); first paint {first_paint:.0f} ms "
           f"after navigation start, sort by firing {sort_ms:.0f} ms, search: {found}")
+
+
+def summary_of(folder):
+    text = (folder / "data" / "summary.js").read_text()
+    return json.loads(text[len('SAESEEDS.register("summary",') : -3])
+
+
+def test_without_tokens_or_store_the_browser_says_what_it_lacks(tmp_path):
+    from saeseeds.store import write_store
+
+    args = write_set(tmp_path, hostile=False)
+    rows = np.asarray(args["store"].array[:], dtype=np.float32)
+    no_tokens = write_store(tmp_path / "synthetic.zarr", rows, n_heldout=64, attrs={})  # like a synthetic site's
+    folder = build_browser(tmp_path / "b1", **{**args, "store": no_tokens, "decode": None})
+    summary = summary_of(folder)
+    assert summary["scanned"] and "histograms only" in summary["contexts_note"]
+    block = json.loads((folder / "data/seed0/block-0000.js").read_text()[len('SAESEEDS.register("block/0/0",') : -3])
+    assert all(not latent["examples"] for latent in block["latents"]) and any(latent["hist"] for latent in block["latents"])
+    folder = build_browser(tmp_path / "b2", **{**args, "store": None})
+    summary = summary_of(folder)
+    assert not summary["scanned"] and "on the fly" in summary["contexts_note"]
+    with pytest.raises(BrowserError, match=r"browser.tokens=8 is less than one context \(16 tokens\)"):
+        build_browser(tmp_path / "b3", **{**args, "cfg": ContextConfig(tokens=8)})
+    assert not (tmp_path / "b3").exists() and not list(tmp_path.glob(".b3.tmp-*"))

@@ -43,6 +43,11 @@ BLOCK = 256
 """Latents per block file: a few tens of KB each, so opening a latent reads one small file."""
 
 
+def template_files() -> list[Path]:
+    """Returns the paths of the page's template files (the rule lists them as inputs: editing the page rebuilds browsers)."""
+    return [Path(str(resources.files("saeseeds") / "browser_template" / name)) for name in TEMPLATE_FILES]
+
+
 class BrowserError(ValueError):
     """Inputs of the browser that are missing or inconsistent; the message names the file or seed."""
 

@@ -1,4 +1,5 @@
 # The latent browser of every SAE set (saeseeds.browser): a static folder that opens from disk, linked from the report.
+from saeseeds.browser import template_files
 from saeseeds.browser_contexts import ContextConfig
 
 BROWSER = config.get("browser", {})
@@ -29,6 +30,7 @@ rule browser:
         store=activations_input,
         scores=lambda w: browser_autointerp(w, "scores"),
         examples=lambda w: browser_autointerp(w, "examples"),
+        template=[str(p) for p in template_files()],
     output:
         index=report(f"{SAE_DIR}/browser/index.html", caption="../report/browser.rst", category="Latent browsers",
                      subcategory="{model}/{dataset}/{hook}"),

@@ -262,7 +262,8 @@
     const box = $("examples");
     box.replaceChildren();
     if (!examples.length) {
-      box.appendChild(el("p", summary.scanned ? "No activating context in the searched tokens." : summary.contexts_note, "note"));
+      $("examples-title").textContent = "Top-activating contexts";
+      box.appendChild(el("p", summary.contexts_note || "No activating context in the searched tokens.", "note"));
       return;
     }
     $("examples-title").textContent = examples[0].source === "autointerp"

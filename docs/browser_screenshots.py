@@ -24,7 +24,6 @@ with sync_playwright() as pw:
     latent = sys.argv[2] if len(sys.argv) > 2 else page.get_attribute("#latents-body tr", "data-latent")
     page.goto((folder / "index.html").as_uri() + f"#seed0/latent{latent}")
     page.wait_for_selector(f'#latent-title:text-is("Seed 0 · latent {latent}")')
-    page.set_viewport_size({"width": 1200, "height": 1000})
     page.screenshot(path=str(out / "browser_latent.png"))
     browser.close()
 print(f"wrote {out / 'browser_table.png'} and {out / 'browser_latent.png'} (latent {latent})")

@@ -461,3 +461,22 @@ def test_without_tokens_or_store_the_browser_says_what_it_lacks(tmp_path):
     with pytest.raises(BrowserError, match=r"browser.tokens=8 is less than one context \(16 tokens\)"):
         build_browser(tmp_path / "b3", **{**args, "cfg": ContextConfig(tokens=8)})
     assert not (tmp_path / "b3").exists() and not list(tmp_path.glob(".b3.tmp-*"))
+
+
+def test_config_key_browser_fills_defaults_and_names_bad_values():
+    import yaml
+
+    from saeseeds import study
+
+    root = Path(__file__).resolve().parents[1]
+    schema = root / "workflow" / "schemas" / "config.schema.yaml"
+    config = yaml.safe_load((root / "config" / "smoke.yaml").read_text())
+    config["browser"] = {}
+    study.validate_schema(config, schema)
+    assert config["browser"] == {"examples": 5, "window": 16, "tokens": 16384, "device": "cpu"}
+    defaults = ContextConfig()
+    assert (defaults.examples, defaults.window, defaults.tokens) == (5, 16, 16384)  # the schema documents the code's defaults
+    for key, value in (("tokens", 0), ("window", "wide"), ("device", "gpu"), ("colour", "red")):
+        config["browser"] = {key: value}
+        with pytest.raises(study.ConfigError, match=f"'browser.{key}'"):
+            study.validate_schema(config, schema)

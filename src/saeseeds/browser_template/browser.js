@@ -199,8 +199,8 @@
     const W = 330, H = 190, L = 42, R = 10, T = 12, B = 36;
     const root = svg("svg", { width: W, height: H, viewBox: "0 0 " + W + " " + H, role: "img" });
     const xs = curve.map((p) => p[0]);
-    const lo = Math.min(2, ...xs), hi = Math.max(N, lo + 1);
-    const x = (m) => L + ((m - lo) / (hi - lo)) * (W - L - R);
+    const lo = Math.min(2, ...xs), hi = Math.max(N, lo);
+    const x = (m) => (hi === lo ? (L + W - R) / 2 : L + ((m - lo) / (hi - lo)) * (W - L - R)); // 2 seeds: one point, centred
     const y = (f) => T + (1 - f) * (H - T - B);
     root.appendChild(svg("line", { x1: L, y1: y(0), x2: W - R, y2: y(0), class: "axis" }));
     root.appendChild(svg("line", { x1: L, y1: y(0), x2: L, y2: y(1), class: "axis" }));

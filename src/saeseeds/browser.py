@@ -297,7 +297,8 @@ def build_browser(
         rows = np.asarray(store.array[:n_rows], dtype=np.float32)
         flat = token_ids.reshape(-1)[:n_rows] if token_ids is not None and decode is not None else None
         if flat is None:
-            contexts_note = "No contexts: this site's store has no tokens (synthetic activations); histograms only."
+            contexts_note = ("No contexts: this site's store keeps no token ids (synthetic activations, or a cache written "
+                             "before saeseeds kept them); histograms only.")
         scan_tokens = n_rows
         for s in seeds:
             start = time.perf_counter()

@@ -406,3 +406,68 @@ def test_consistency_over_training_table_and_figure(study):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     html = (workdir / "results" / "figures" / f"{TRAJECTORY_FIGURE}.html").read_text()
     assert "cdn.jsdelivr" not in html and "checkpoints of one run" in html
+def test_browser_of_the_smoke_study_in_chromium(study):
+    """Every set has a browser; the autointerp set's opens from file://, sorts, filters, routes between
+    seeds through partner links, shades tokens and shows the explanations, reading only its own folder."""
+    from test_browser import Page, browser_or_skip, column, wait_title
+
+    workdir, config = study
+    for site in config["sites"]:
+        for hook in site["hooks"]:
+            for sae in site["saes"]:
+                folder = workdir / "results" / site["model"] / site["dataset"] / hook / sae / "browser"
+                assert {p.name for p in folder.iterdir()} == {"index.html", "browser.js", "browser.css", "data"}, folder
+    ai = config["autointerp"]
+    d = workdir / "results" / ai["sites"][0] / ai["saes"][0]
+    latents = pd.read_parquet(d / "orphans" / "latents.parquet")
+    explained = pd.read_parquet(d / "autointerp" / "seed0.parquet").dropna(subset=["explanation"])
+    matches = pd.read_parquet(d / "matches" / "seed0-seed1.parquet")
+    sync_playwright = browser_or_skip()
+    with sync_playwright() as pw:
+        p = Page(pw)
+        try:
+            page = p.page
+            url = (d / "browser" / "index.html").as_uri()
+            page.goto(url)
+            page.wait_for_selector("#latents-body tr")
+            assert page.text_content("#page-info").startswith(f"1–100 of {config['saes'][ai['saes'][0]]['num_latents']}")
+            page.click("th[data-key=firing]")  # descending first
+            base = latents[latents.base == 0].assign(shown=[float(f"{v:.4g}") for v in latents[latents.base == 0].firing_frequency])
+            expected = base.sort_values(["shown", "latent"], ascending=[False, True]).latent.head(100)  # as the page rounds
+            assert [int(v) for v in column(page, 0)] == expected.tolist()
+            page.check("#orphans")
+            orphans = int((latents[latents.base == 0].n_shared == 0).sum())
+            assert page.text_content("#page-info").startswith(f"1–{min(100, orphans)} of {orphans}") and set(column(page, 1)) == {"0"}
+            page.uncheck("#orphans")
+            # an explained latent: its explanation, then its decoder partner in seed 1 and back
+            latent = int(explained.latent.iloc[0])
+            page.goto(url + f"#seed0/latent{latent}")
+            wait_title(page, f"Seed 0 · latent {latent}")
+            assert page.text_content("#explanation") == explained.explanation.iloc[0]
+            partner = int(matches.dec_partner[latent])
+            assert page.text_content("#partners-body tr[data-seed='1'] td:nth-child(4) a") == str(partner)
+            page.click("#partners-body tr[data-seed='1'] td:nth-child(4) a")
+            wait_title(page, f"Seed 1 · latent {partner}")
+            assert page.text_content("#partners-body tr[data-seed='0'] td:nth-child(4) a") == str(latent)
+            page.go_back()
+            wait_title(page, f"Seed 0 · latent {latent}")
+            # its contexts are the windows the explainer saw, KJV or pydoc text with shaded active tokens
+            assert "explainer saw" in page.text_content("#examples-title")
+            acts = page.eval_on_selector_all(".example .tok.active", "ts => ts.map(t => t.style.backgroundColor)")
+            assert acts and all(bg.startswith("rgb") for bg in acts)
+            assert len(page.text_content("#examples").strip()) > 20
+            # a latent autointerp did not explain shows the browser's own contexts and a histogram
+            firing = latents[(latents.base == 0) & (latents.firing_frequency > 0.01) & ~latents.latent.isin(explained.latent)]
+            other = int(firing.latent.iloc[0])
+            page.goto(url + f"#seed0/latent{other}")
+            wait_title(page, f"Seed 0 · latent {other}")
+            assert "Top-activating contexts (first" in page.text_content("#examples-title")
+            assert page.query_selector_all(".example .tok.active") and page.query_selector("#histogram svg rect")
+            inside = (d / "browser").as_uri() + "/"
+            assert p.requests and all(u.startswith(inside) for u in p.requests), p.requests
+            assert not p.errors and not p.dialogs
+        finally:
+            p.close()
+    proc = snakemake(workdir, "--report", "results/report_browser.html")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Latent browsers" in (workdir / "results" / "report_browser.html").read_text()

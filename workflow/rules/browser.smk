@@ -1,0 +1,60 @@
+# The latent browser of every SAE set (saeseeds.browser): a static folder that opens from disk, linked from the report.
+from saeseeds.browser import template_files
+from saeseeds.browser_contexts import ContextConfig
+
+BROWSER = config.get("browser", {})
+BROWSER_CONTEXTS = {k: BROWSER[k] for k in ("examples", "window", "tokens") if k in BROWSER}
+BROWSER_TOKENS = ContextConfig(**BROWSER_CONTEXTS).tokens
+
+
+def browser_targets():
+    return [f"{d}/browser/index.html" for d in sae_dirs()]
+
+
+def browser_autointerp(w, kind):
+    """The set's autointerp explanations (`scores`) or example windows (`examples`) per seed, when autointerp ran for it."""
+    label = f"{w.model}/{w.dataset}/{w.hook}/{w.sae}"
+    if label not in autointerp_labels():
+        return []
+    d = f"{RESULTS}/{label}/autointerp"
+    return [f"{d}/examples/seed{s}.parquet" if kind == "examples" else f"{d}/seed{s}.parquet" for s in AI_SEEDS]
+
+
+rule browser:
+    """Every latent of every seed with its partners in the other seeds, contexts, histogram and explanation, offline."""
+    input:
+        matches=lambda w: pair_matches(f"{RESULTS}/{w.model}/{w.dataset}/{w.hook}/{w.sae}", w.sae),
+        latents=f"{SAE_DIR}/orphans/latents.parquet",
+        subsets=f"{SAE_DIR}/orphans/subsets.parquet",
+        checkpoints=lambda w: [f for s in seeds_of(w.sae) for f in checkpoint_files(w, s)],
+        store=activations_input,
+        scores=lambda w: browser_autointerp(w, "scores"),
+        examples=lambda w: browser_autointerp(w, "examples"),
+        template=[str(p) for p in template_files()],
+    output:
+        index=report(f"{SAE_DIR}/browser/index.html", caption="../report/browser.rst", category="Latent browsers",
+                     subcategory="{model}/{dataset}/{hook}"),
+        script=f"{SAE_DIR}/browser/browser.js",
+        style=f"{SAE_DIR}/browser/browser.css",
+        data=directory(f"{SAE_DIR}/browser/data"),
+    log:
+        f"logs/browser/{SITE}/{{sae}}.log",
+    params:
+        seeds=lambda w: seeds_of(w.sae),
+        pairs=lambda w: pairs_of(w.sae),  # in the order of input.matches
+        autointerp_seeds=lambda w: list(AI_SEEDS) if browser_autointerp(w, "scores") else [],
+        model=lambda w: study.canonical(config["models"][w.model]),
+        contexts=BROWSER_CONTEXTS,
+        device=BROWSER.get("device", "cpu"),
+    threads: 1
+    resources:
+        # the searched rows in float32, three dense [2048, latents] batches, the sparse activations
+        mem_mb=lambda w: 1500 + (BROWSER_TOKENS * (4 * estimates.d_model(config, w.model) + 16 * 64)
+                                 + 3 * 2048 * config["saes"][w.sae]["num_latents"] * 4) // 2**20,
+        runtime=lambda w: 10 + len(seeds_of(w.sae)) * BROWSER_TOKENS * estimates.d_model(config, w.model)
+        * config["saes"][w.sae]["num_latents"] // 10**11,
+        gpu=scheduler.gpus(config, BROWSER.get("device", "cpu")),
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/browser.py"

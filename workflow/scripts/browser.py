@@ -1,0 +1,32 @@
+"""The latent browser of one SAE set (rule browser)."""
+from pathlib import Path
+
+import torch
+
+from saeseeds.browser import build_browser
+from saeseeds.browser_contexts import ContextConfig
+from saeseeds.latent_examples import token_decoder
+from saeseeds.logs import rule_log
+from saeseeds.models import load_tokenizer
+from saeseeds.store import open_store
+
+sm = snakemake  # noqa: F821 (provided by Snakemake)
+torch.set_num_threads(sm.threads)
+with rule_log(sm.log[0]) as log:
+    w = sm.wildcards
+    store = open_store(sm.input.store[0]) if sm.input.store else None  # none: activations computed on the fly
+    source = sm.params.model["source"]
+    decode = None
+    if store is not None and source != "synthetic":  # synthetic rows have no tokens to show
+        decode = token_decoder(load_tokenizer(source, revision=sm.params.model.get("revision", "main")))
+    build_browser(
+        Path(sm.output.index).parent,
+        label=f"{w.model}/{w.dataset}/{w.hook}/{w.sae}",
+        matches={tuple(pair): path for pair, path in zip(sm.params.pairs, sm.input.matches)},
+        latents=sm.input.latents, subsets=sm.input.subsets,
+        checkpoints={s: Path(sm.input.checkpoints[2 * i]).parent for i, s in enumerate(sm.params.seeds)},
+        store=store, decode=decode,
+        autointerp_scores=dict(zip(sm.params.autointerp_seeds, sm.input.scores)),
+        autointerp_examples=dict(zip(sm.params.autointerp_seeds, sm.input.examples)),
+        cfg=ContextConfig(**sm.params.contexts), device=sm.params.device, log=log,
+    )

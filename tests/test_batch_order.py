@@ -139,3 +139,19 @@ def test_sequences_need_contexts_and_whole_context_batches(seq_store, tmp_path):
         train_sae(seq_store, tmp_path / "y", SAE, TrainConfig(batch_size=220, max_tokens=2200, warmup_steps=1, batch_order="sequences"), seed=0, data_seed=1)
     with pytest.raises(TrainConfigError, match="batch_order='shuffled'"):
         TrainConfig(batch_order="shuffled")
+
+
+def test_study_config_refuses_sequences_that_cannot_be_whole_contexts():
+    from pathlib import Path
+
+    import yaml
+
+    from saeseeds import study
+
+    root = Path(__file__).resolve().parents[1]
+    config = yaml.safe_load((root / "config" / "smoke.yaml").read_text())
+    config["saes"]["topk-128"]["batch_order"] = "sequences"
+    study.validate_config(config)  # 512 = 8 contexts of 64
+    config["saes"]["topk-128"]["batch_size"] = 500
+    with pytest.raises(study.ConfigError, match=r"'saes.topk-128.batch_order'.*batch_size 500 is not a multiple of context_length 64"):
+        study.validate_config(config)

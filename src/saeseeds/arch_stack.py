@@ -256,8 +256,8 @@ class StackedSae(nn.Module):
 
     @torch.no_grad()
     def init_from_first_batch(self, x: Tensor, b_dec_init: str = "geometric_median") -> None:
-        """Sets b_dec from the first batch (`b_dec_init`: "geometric_median", the paper's trainer, or
-        "mean", sparsify 1.3.3's), the input scale, and JumpReLU thresholds.
+        """Sets b_dec from the first batch (`b_dec_init`: "geometric_median" or "mean"; see
+        `TrainConfig.b_dec_init`), the input scale, and JumpReLU thresholds.
 
         b_dec is computed once from the batch and copied to every seed, so it is the same for every seed
         and whether seeds are stacked or trained alone; seeds differ only in their weight draws."""

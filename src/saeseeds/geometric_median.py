@@ -1,11 +1,12 @@
-"""The geometric median of a set of rows, by Weiszfeld's iteration: where the paper's trainer starts `b_dec`.
+"""The geometric median of a set of rows, by Weiszfeld's iteration: one way to start `b_dec`.
 
-EleutherAI's `sae` (the trainer of Paulo & Belrose 2025, Dec 2024) set the decoder bias to the geometric
-median of the first batch's activations (its `geometric_median`: Weiszfeld from the mean, 100 iterations at
-most, absolute tolerance 1e-5 in float32); sparsify 1.3.3 switched to the batch mean. The median is the
-point minimising the sum of Euclidean distances to the rows, so a few outlying rows (a first-token
-activation hundreds of times larger than the rest, common in language models) move it much less than the
-mean.
+EleutherAI's `sae` set the decoder bias to the geometric median of the first batch's activations (its
+`geometric_median`: Weiszfeld from the mean, 100 iterations at most, absolute tolerance 1e-5 in float32)
+from 2024-06-07 (commit 95ae554) to 2024-11-22 (da0e080), as Bricken et al. (2023) and SAELens do; from then
+on, including the 2024-12-18 version that added training several init seeds at once (e0cc99e, the feature
+the paper's seed comparison uses) and sparsify 1.3.3, it uses the batch mean. The median is the point
+minimising the sum of Euclidean distances to the rows, so a few outlying rows (a first-token activation
+hundreds of times larger than the rest, common in language models) move it much less than the mean.
 
 This is our own iteration, in float64 with a relative tolerance, so the result does not depend on the
 scale of the activations and is the same whatever the device's float32 rounding.

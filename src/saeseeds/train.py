@@ -2,11 +2,12 @@
 
 The default recipe is the one the paper used (EleutherAI `sae`, Dec 2024): Adam with
 lr = 2e-4 / sqrt(num_latents / 2^14), 1000 steps of linear warmup then linear decay to zero, gradient
-clipping at 1.0, b_dec set to the geometric median of the first batch (`b_dec_init`; sparsify 1.3.3
-uses the batch mean, kept as an option), decoder rows renormalised every step with the gradient
-component parallel to each row removed, k = 32, AuxK off. `batch_order: sequences` feeds batches of whole
-contexts as that trainer does (its batches are sequences of a shuffled dataset); the default shuffles
-tokens.
+clipping at 1.0, decoder rows renormalised every step with the gradient component parallel to each row
+removed, k = 32, AuxK off. b_dec starts at the geometric median of the first batch by default
+(`b_dec_init`; `sae` did so until 2024-11-22) or at its mean (`b_dec_init: mean`: `sae` from 2024-11-22 on,
+including the Dec 2024 multi-seed version, and sparsify 1.3.3). `batch_order: sequences` feeds batches of
+whole contexts as that trainer does (its batches are sequences of a dataset shuffled once by a seed); the
+default shuffles tokens.
 
 The data order depends on `data_seed` only; a seed only draws the initialisation. Several seeds can
 train in one job (`train_saes`): stacked weights, one read of each batch, per-seed results equal to
@@ -111,8 +112,9 @@ class TrainConfig:
     """CUDA only: allow TF32 matmuls (faster, ~1e-3 relative error, not bitwise)."""
 
     b_dec_init: str = "geometric_median"
-    """How b_dec starts: "geometric_median" of the first batch (the paper's trainer, EleutherAI `sae`,
-    Dec 2024) or its "mean" (sparsify 1.3.3). The same for every seed either way."""
+    """How b_dec starts: "geometric_median" of the first batch (EleutherAI `sae` from June to 22 Nov 2024,
+    Bricken et al. 2023) or its "mean" (`sae` from 22 Nov 2024, including the Dec 2024 version that trains
+    several seeds at once, and sparsify 1.3.3). The same for every seed either way."""
 
     batch_order: str = "tokens"
     """"tokens": rows shuffled one by one within windows; "sequences": each batch is whole contexts

@@ -103,3 +103,17 @@ def test_cosine_grid_counts_every_latent_once(style, tmp_path):
     assert "100.0% of latents matched to their best partner" in (tmp_path / "a3.html").read_text()
     with pytest.raises(ValueError, match="side"):
         cosine_grid(matches, "both", 0.05)
+
+
+def test_a_sequence_batched_variant_gets_the_batch_order_panel(summary, style, tmp_path):
+    summary["batch_order"] = "tokens"
+    seq = pd.DataFrame([row(MAIN, "seqbatch", shared=0.35) | {"batch_order": "sequences"}])
+    frame = pd.concat([summary, seq], ignore_index=True)
+    panels = ablation_panels(frame, "base")
+    order = panels[panels["panel"] == "batch order"].sort_values("order")
+    assert list(order["sae"]) == ["base", "seqbatch"] and list(order["x_label"]) == ["tokens", "sequences"]
+    assert not (panels[panels["panel"] != "batch order"]["sae"] == "seqbatch").any()
+    # without the column (summaries written before it existed) the panel is absent and nothing else changes
+    assert "batch order" not in set(ablation_panels(summary.drop(columns="batch_order"), "base")["panel"])
+    save_chart(fig4_ablations(frame, baseline="base", style=style), tmp_path / "fig4.html", tmp_path / "fig4.png", ppi=72)
+    assert (tmp_path / "fig4.png").read_bytes()[:8] == PNG

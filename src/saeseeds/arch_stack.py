@@ -26,9 +26,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from saeseeds.geometric_median import geometric_median
 from saeseeds.sae import SaeConfig, SparseCoder, init_encoder_weight
 
 SPARSE_ARCHS = ("topk", "batchtopk")
+B_DEC_INITS = ("geometric_median", "mean")
+"""How b_dec starts (`train.b_dec_init`): the first batch's geometric median or its mean."""
 
 
 class Pattern:
@@ -252,9 +255,19 @@ class StackedSae(nn.Module):
         return len(self.seeds)
 
     @torch.no_grad()
-    def init_from_first_batch(self, x: Tensor) -> None:
-        """Sets b_dec to the batch mean (the paper's recipe), the input scale, and JumpReLU thresholds."""
-        self.b_dec.copy_(x.mean(0).expand_as(self.b_dec))
+    def init_from_first_batch(self, x: Tensor, b_dec_init: str = "geometric_median") -> None:
+        """Sets b_dec from the first batch (`b_dec_init`: "geometric_median" or "mean"; see
+        `TrainConfig.b_dec_init`), the input scale, and JumpReLU thresholds.
+
+        b_dec is computed once from the batch and copied to every seed, so it is the same for every seed
+        and whether seeds are stacked or trained alone; seeds differ only in their weight draws."""
+        if b_dec_init == "geometric_median":
+            centre = geometric_median(x)
+        elif b_dec_init == "mean":
+            centre = x.mean(0)
+        else:
+            raise ValueError(f"b_dec_init={b_dec_init!r}: expected one of {B_DEC_INITS}")
+        self.b_dec.copy_(centre.expand_as(self.b_dec))
         self.input_scale.fill_(torch.sqrt(self.d_in / x.pow(2).sum(1).mean()).item())
         if self.cfg.arch == "jumprelu":
             self.threshold.fill_(self.cfg.jumprelu_init_threshold / float(self.input_scale))

@@ -4,6 +4,10 @@ The order is a pure function of (data_seed, n_train, store chunk size, batch siz
 seed of a study reads exactly the same rows in the same order. Shuffling is two-level so reads stay
 contiguous: each epoch permutes the store's chunks, groups them into windows of about `window_rows`
 rows, and permutes the rows inside each window. Batches run on across window and epoch boundaries.
+
+With `context_length` set (`batch_order: sequences`) the unit shuffled inside a window is a whole context
+of that many rows instead of a row, so every batch (a multiple of the context length) is whole sequences
+in their token order, as the paper's trainer fed them; the chunk order is drawn as in token order.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import torch
 
 from saeseeds.store import ActivationStore
 
+BATCH_ORDERS = ("tokens", "sequences")
+
 
 @dataclass(frozen=True)
 class Window:
@@ -32,10 +38,15 @@ class Window:
 class BatchPlan:
     """The order of training rows, `num_steps` batches of `batch_size` rows drawn from `data_seed`."""
 
-    def __init__(self, n_train: int, chunk_rows: int, batch_size: int, num_steps: int, *, data_seed: int, window_rows: int):
+    def __init__(self, n_train: int, chunk_rows: int, batch_size: int, num_steps: int, *, data_seed: int, window_rows: int, context_length: int | None = None):
         for name, value in (("n_train", n_train), ("chunk_rows", chunk_rows), ("batch_size", batch_size), ("num_steps", num_steps), ("window_rows", window_rows)):
             if value < 1:
                 raise ValueError(f"{name}={value}: expected a positive integer")
+        if context_length is not None:
+            L = int(context_length)
+            if L < 1 or n_train % L or chunk_rows % L or batch_size % L:
+                raise ValueError(f"context_length={context_length}: n_train ({n_train}), chunk_rows ({chunk_rows}) and batch_size ({batch_size}) must be whole contexts")
+        self.context_length = None if context_length is None else int(context_length)
         self.n_train, self.chunk_rows = int(n_train), int(chunk_rows)
         self.batch_size, self.num_steps = int(batch_size), int(num_steps)
         self.data_seed = int(data_seed)
@@ -50,7 +61,12 @@ class BatchPlan:
         for start in range(0, self.n_chunks, self.window_chunks):
             chunks = tuple(int(c) for c in order[start : start + self.window_chunks])
             rows = np.concatenate([np.arange(c * self.chunk_rows, min((c + 1) * self.chunk_rows, self.n_train)) for c in chunks])
-            windows.append(Window(chunks, rows, rng.permutation(len(rows))))
+            if self.context_length is None:
+                perm = rng.permutation(len(rows))
+            else:  # whole contexts: permute context starts, keep each context's rows in order
+                L = self.context_length
+                perm = (rng.permutation(len(rows) // L)[:, None] * L + np.arange(L)).reshape(-1)
+            windows.append(Window(chunks, rows, perm))
         return windows
 
     def windows_from(self, step: int) -> Iterator[tuple[Window, int, int]]:

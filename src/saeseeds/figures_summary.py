@@ -19,7 +19,10 @@ TRAINED = "trained SAEs"
 CHANCE_INIT = "chance: untrained SAEs"
 CHANCE_RANDOM = "chance: random matching"
 KIND_ORDER = [TRAINED, CHANCE_INIT, CHANCE_RANDOM]
-PANELS = {"num_latents": "number of latents", "k": "k (active latents)", "train_tokens": "training tokens", "arch": "architecture"}
+PANELS = {"num_latents": "number of latents", "k": "k (active latents)", "train_tokens": "training tokens", "arch": "architecture",
+          "batch_order": "batch order"}
+OPTIONAL_FIELDS = ("batch_order",)
+"""Summary columns a panel compares when the summary has them (summaries written before they existed lack them)."""
 LABELLING_NAMES = {"paper": "Hungarian (paper)", "maxcos": "max-cos (no bijection)"}
 SUMMARY_COLUMNS = ["site", "sae", "arch", "num_latents", "k", "train_tokens", "shared_paper_mean", "shared_paper_ci_lo",
                    "shared_paper_ci_hi", "chance_init_shared_paper", "chance_random_shared_paper"]
@@ -27,7 +30,7 @@ SUMMARY_COLUMNS = ["site", "sae", "arch", "num_latents", "k", "train_tokens", "s
 
 def ablation_panels(summary: pd.DataFrame, baseline: str) -> pd.DataFrame:
     """Returns the rows of Fig 4: each variant at the baseline's site placed in the panel of the one field
-    (latents, k, training tokens) in which it differs from the baseline, or in the architecture panel when
+    (latents, k, training tokens, batch order) in which it differs from the baseline, or in the architecture panel when
     its architecture differs; the baseline appears in every panel. Variants that differ in several
     fields of the same architecture fit no panel and are left out.
     """
@@ -37,11 +40,12 @@ def ablation_panels(summary: pd.DataFrame, baseline: str) -> pd.DataFrame:
         raise ValueError(f"baseline SAE {baseline!r} is not in the summary (variants: {sorted(summary['sae'].unique())})")
     base = rows.iloc[0]
     site_rows = summary[summary["site"] == base["site"]]
+    fields = ("num_latents", "k", "train_tokens") + tuple(f for f in OPTIONAL_FIELDS if f in summary.columns)
     placed = []
     for _, row in site_rows.iterrows():
-        diffs = [f for f in ("num_latents", "k", "train_tokens") if not _same(row[f], base[f])]
+        diffs = [f for f in fields if not _same(row[f], base[f])]
         if row["sae"] == baseline:
-            panels = list(PANELS)
+            panels = [p for p in PANELS if p == "arch" or p in fields]
         elif row["arch"] != base["arch"]:
             panels = ["arch"]
         elif len(diffs) == 1:
@@ -59,7 +63,7 @@ def fig4_ablations(summary: pd.DataFrame, *, baseline: str, style: FigureStyle) 
     """Returns Fig 4: shared fraction vs latents, k, training tokens and by architecture, at the baseline's site."""
     frame = ablation_panels(summary, baseline)
     if frame.empty:
-        return _empty(f"No ablation: no variant at the site of {baseline!r} differs from it in one of latents, k, tokens or architecture", style)
+        return _empty(f"No ablation: no variant at the site of {baseline!r} differs from it in one of latents, k, tokens, batch order or architecture", style)
     long = _with_chance(frame, "shared_paper")
     x = alt.X("x_label:N", sort=alt.EncodingSortField("order", order="ascending"), title=None, axis=alt.Axis(labelAngle=-30, labelAlign="right"))
     chart = _points(long, x, style).properties(width=style.panel_width * 0.7, height=style.panel_height)
@@ -169,7 +173,7 @@ def _same(a, b) -> bool:
 
 def _x_label(panel: str, row: pd.Series) -> str:
     value = row[panel]
-    if panel == "arch":
+    if panel in ("arch", "batch_order"):
         return str(value)
     if panel == "train_tokens":
         return f"{value / 1e6:.3g}M" if value >= 1e6 else f"{value / 1e3:.3g}K"
@@ -182,4 +186,6 @@ ARCH_ORDER = ["topk", "batchtopk", "jumprelu", "relu", "gated"]
 def _order(panel: str, row: pd.Series) -> float:
     if panel == "arch":
         return float(ARCH_ORDER.index(row["arch"])) if row["arch"] in ARCH_ORDER else float(len(ARCH_ORDER))
+    if panel == "batch_order":
+        return 0.0 if row[panel] == "tokens" else 1.0
     return float(row[panel])

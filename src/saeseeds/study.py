@@ -183,6 +183,13 @@ def _check_steps(config: dict[str, Any]) -> None:
                 f"config key 'saes.{name}.batch_size': {batch} exceeds the {tokens} training tokens at {site.path} "
                 "(activations.max_tokens minus heldout_tokens, or saes.NAME.max_tokens)"
             )
+        if sae.get("batch_order") == "sequences":
+            context = site_activations(config, site.model, site.dataset, site.hook).get("context_length", 256)
+            if synthetic_site or batch % context:
+                raise ConfigError(
+                    f"config key 'saes.{name}.batch_order': 'sequences' needs whole contexts at {site.path}: "
+                    + ("a synthetic site has none" if synthetic_site else f"batch_size {batch} is not a multiple of context_length {context}")
+                )
         steps = tokens // batch
         warmup = sae.get("warmup_steps", 1000)
         if sae.get("optimizer", "adam") == "adam" and warmup >= steps:

@@ -74,6 +74,9 @@ def summarize_sae(sae_dir: str | Path, seeds: Sequence[int], threshold: float, l
         "layer": layer, "stream": stream, "sae": sae, "arch": variant["arch"], "num_latents": int(variant["num_latents"]),
         "k": variant.get("k") if variant["arch"] in ("topk", "batchtopk") else None,
         "train_tokens": int(metrics[0]["tokens_seen"]),
+        # recipe options added later: checkpoints trained before them used the token shuffle and the batch mean
+        "batch_order": metrics[0].get("train", {}).get("batch_order", "tokens"),
+        "b_dec_init": metrics[0].get("train", {}).get("b_dec_init", "mean"),
         "seeds": len(seeds),
         "fvu": float(np.mean([m["fvu"] for m in metrics])),
         "l0": float(np.mean([m["l0"] for m in metrics])),

@@ -2,9 +2,12 @@
 
 The default recipe is the one the paper used (EleutherAI `sae`, Dec 2024): Adam with
 lr = 2e-4 / sqrt(num_latents / 2^14), 1000 steps of linear warmup then linear decay to zero, gradient
-clipping at 1.0, b_dec set to the mean of the first batch (sparsify's choice since 2025; the Dec 2024
-code used the geometric median, close to the mean for these activations), decoder rows renormalised
-every step with the gradient component parallel to each row removed, k = 32, AuxK off.
+clipping at 1.0, decoder rows renormalised every step with the gradient component parallel to each row
+removed, k = 32, AuxK off. b_dec starts at the geometric median of the first batch by default
+(`b_dec_init`; `sae` did so until 2024-11-22) or at its mean (`b_dec_init: mean`: `sae` from 2024-11-22 on,
+including the Dec 2024 multi-seed version, and sparsify 1.3.3). `batch_order: sequences` feeds batches of
+whole contexts as that trainer does (its batches are sequences of a dataset shuffled once by a seed); the
+default shuffles tokens.
 
 The data order depends on `data_seed` only; a seed only draws the initialisation. Several seeds can
 train in one job (`train_saes`): stacked weights, one read of each batch, per-seed results equal to
@@ -37,9 +40,9 @@ import pyarrow.parquet as pq
 import torch
 from tqdm.auto import tqdm
 
-from saeseeds.arch_stack import SPARSE_ARCHS, StackedSae
+from saeseeds.arch_stack import B_DEC_INITS, SPARSE_ARCHS, StackedSae
 from saeseeds.atomic import as_output_error, remove_stale_temps
-from saeseeds.batches import BatchPlan, BatchReader, NonFiniteBatch
+from saeseeds.batches import BATCH_ORDERS, BatchPlan, BatchReader, NonFiniteBatch
 from saeseeds.sae import SaeConfig, SparseCoder
 from saeseeds import snapshots as snap
 from saeseeds.store import ActivationStore, open_store
@@ -109,9 +112,20 @@ class TrainConfig:
     tf32: bool = False
     """CUDA only: allow TF32 matmuls (faster, ~1e-3 relative error, not bitwise)."""
 
+    b_dec_init: str = "geometric_median"
+    """How b_dec starts: "geometric_median" of the first batch (EleutherAI `sae` from June to 22 Nov 2024,
+    Bricken et al. 2023) or its "mean" (`sae` from 22 Nov 2024, including the Dec 2024 version that trains
+    several seeds at once, and sparsify 1.3.3). The same for every seed either way."""
+
+    batch_order: str = "tokens"
+    """"tokens": rows shuffled one by one within windows; "sequences": each batch is whole contexts
+    (store attr `context_length` rows each, batch_size a multiple of it), the contexts shuffled within
+    windows, as the paper's trainer feeds batches of sequences. Drawn from the data seed either way."""
+
     window_rows: int = 65536
-    """Rows shuffled together: whole store chunks are read in a shuffled order and rows are shuffled
-    within windows of about this many rows, so reads stay contiguous."""
+    """Rows shuffled together: whole store chunks are read in a shuffled order and rows (or contexts) are
+    shuffled within windows of about this many rows, so reads stay contiguous. A window at least as large
+    as the store's training rows shuffles the whole cache at once (sparsify's shuffled dataset)."""
 
     prefetch_batches: int = 4
     """Batches the reader thread keeps ready ahead of training."""
@@ -150,6 +164,10 @@ class TrainConfig:
         number("grad_clip", positive=True, allow_none=True)
         for key in ("auxk_alpha", "l1_coefficient", "l0_coefficient"):
             number(key, positive=False)
+        if self.b_dec_init not in B_DEC_INITS:
+            raise TrainConfigError(f"train b_dec_init={self.b_dec_init!r}: expected one of {B_DEC_INITS}")
+        if self.batch_order not in BATCH_ORDERS:
+            raise TrainConfigError(f"train batch_order={self.batch_order!r}: expected one of {BATCH_ORDERS}")
         if self.optimizer not in OPTIMIZERS:
             raise TrainConfigError(f"train optimizer={self.optimizer!r}: expected one of {OPTIMIZERS}")
         if not isinstance(self.tf32, bool):
@@ -258,7 +276,8 @@ def train_saes(store_path: str | Path | ActivationStore | OnTheFlyStore, out_dir
     num_steps = _num_steps(store.n_train, train_cfg)
     if train_cfg.optimizer == "adam" and train_cfg.warmup_steps >= num_steps:
         raise TrainConfigError(f"train warmup_steps={train_cfg.warmup_steps} must be below the {num_steps} training steps (max_tokens / batch_size)")
-    plan = BatchPlan(store.n_train, store.array.chunks[0], train_cfg.batch_size, num_steps, data_seed=data_seed, window_rows=train_cfg.window_rows)
+    plan = BatchPlan(store.n_train, store.array.chunks[0], train_cfg.batch_size, num_steps, data_seed=data_seed, window_rows=train_cfg.window_rows,
+                     context_length=_sequence_length(store, train_cfg))
     lr = train_cfg.lr or default_lr(sae_cfg.num_latents, train_cfg.optimizer)
     state_dir = Path(state_dir) if state_dir is not None else out_dirs[0].with_name(out_dirs[0].name + ".state")
     try:
@@ -379,7 +398,7 @@ class _Run:
     def step(self, step: int, x: torch.Tensor) -> None:
         model, cfg = self.model, self.cfg
         if step == 0:
-            model.init_from_first_batch(x)
+            model.init_from_first_batch(x, cfg.b_dec_init)
         if cfg.optimizer == "adam":
             for group in self.opt.param_groups:
                 group["lr"] = self.lr * lr_factor(step, cfg.warmup_steps, self.num_steps)
@@ -500,6 +519,23 @@ class _Run:
         self.elapsed = float(payload["elapsed"])
         log.info("%s: resuming at step %d of %d", path, step, self.num_steps)
         return step
+
+
+def _sequence_length(store, cfg: TrainConfig) -> int | None:
+    """Returns the rows per context that `batch_order: sequences` batches by (None for tokens); a store
+    without contexts (synthetic rows) or a batch that is not whole contexts fails naming the key."""
+    if cfg.batch_order != "sequences":
+        return None
+    length = store.attrs.get("context_length")
+    if not length:
+        raise TrainConfigError(f"train batch_order='sequences': store {store.path} has no context_length (rows are not sequences); use batch_order: tokens")
+    length = int(length)
+    if cfg.batch_size % length:
+        raise TrainConfigError(f"train batch_size={cfg.batch_size}: batch_order 'sequences' needs a multiple of the context length {length}")
+    if store.array.chunks[0] % length or store.n_train % length:
+        raise TrainConfigError(f"train batch_order='sequences': store {store.path} chunks ({store.array.chunks[0]} rows) or training rows "
+                               f"({store.n_train}) are not whole contexts of {length}")
+    return length
 
 
 def _num_steps(n_train: int, cfg: TrainConfig) -> int:

@@ -38,6 +38,42 @@ class MatchesError(ValueError):
     """A matches file or matching input that breaks the contract."""
 
 
+class UncertifiedMatching(MatchesError):
+    """A matching whose optimality the sparse path could not prove: no statistic may be computed from it."""
+
+
+def certificate_problem(metadata: dict) -> str | None:
+    """Returns one line saying which matching is not certified and how far it got, or None when it is certified.
+
+    Shared fractions from a matching that is not proven optimal could be off by any amount, so they
+    are never written: the line names the seeds (or the label), latents, repair rounds and the gap
+    bound, which is what a user needs to decide between more rounds (`max_rounds`) and a bug report.
+    """
+    if metadata.get("certified") is True:
+        return None
+    who = (
+        f"seed{metadata['seed_a']} vs seed{metadata['seed_b']}"
+        if "seed_a" in metadata and "seed_b" in metadata
+        else str(metadata.get("label", "matching"))
+    )
+    parts = []
+    for side, cert in sorted(metadata.get("certificate", {}).items()):
+        if cert.get("certified"):
+            parts.append(f"{side}: certified")
+            continue
+        gap = cert.get("gap_bound")
+        gap_text = "unbounded (re-computed cosines differed)" if gap is None else f"<= {gap:.6g} summed cosine"
+        parts.append(
+            f"{side}: NOT certified after {cert.get('rounds')} rounds, gap {gap_text}, "
+            f"{cert.get('recompute_mismatches', 0)} recompute mismatches"
+        )
+    n = metadata.get("n_a", metadata.get("n"))
+    return (
+        f"{who}: matching of {n} latents is not certified optimal ({'; '.join(parts) or 'no certificate'}); "
+        "no statistics are computed from it (raise max_rounds, or report it as a bug)"
+    )
+
+
 def shared_flags(
     enc_partner: np.ndarray,
     enc_cos: np.ndarray,
@@ -83,6 +119,7 @@ def match_rows(
     k: int = 32,
     depth: int = 128,
     block_rows: int = 1024,
+    max_rounds: int = 100,
     timings: dict[str, float] | None = None,
 ) -> Assignment:
     """Returns the exact maximum-cosine matching of the rows of wa to the rows of wb."""
@@ -99,7 +136,7 @@ def match_rows(
             return assign_dense(sim)
     block_rows = min(block_rows, n)
     blocks = matmul_blocks(ua, ub, block_rows)
-    return assign_sparse(blocks, n, k=k, depth=depth, block_rows=block_rows, timings=timings)
+    return assign_sparse(blocks, n, k=k, depth=depth, block_rows=block_rows, max_rounds=max_rounds, timings=timings)
 
 
 def match_dictionaries(
@@ -116,6 +153,7 @@ def match_dictionaries(
     k: int = 32,
     depth: int = 128,
     block_rows: int = 1024,
+    max_rounds: int = 100,
     timings: dict[str, float] | None = None,
 ) -> tuple[pd.DataFrame, dict]:
     """Returns (matches DataFrame, metadata) for SAE a against SAE b, one row per latent of a.
@@ -123,14 +161,17 @@ def match_dictionaries(
     Encoder rows are matched to encoder rows and decoder rows to decoder rows, each by an exact
     maximum-total-cosine bijection. `method` "auto" uses dense scipy up to `dense_max_n`
     latents and the certified sparse path above; `k` (candidates per row and column), `depth`
-    (reserve per row) and `block_rows` tune the sparse path's speed only, never its result's value.
+    (reserve per row) and `block_rows` tune the sparse path's speed only, never its result's value;
+    `max_rounds` caps the sparse path's repair rounds (an uncertified result says so in its metadata,
+    and `write_matches` refuses it).
     `timings`, when given, collects seconds per phase (benchmarks); it never enters the metadata,
     which stays byte-for-byte reproducible.
     """
     n, d = _check_inputs(enc_a, dec_a, enc_b, dec_b, threshold, definition)
     dev = resolve_device(device)
     opts = dict(
-        device=dev, method=method, dense_max_n=dense_max_n, k=k, depth=depth, block_rows=block_rows, timings=timings
+        device=dev, method=method, dense_max_n=dense_max_n, k=k, depth=depth, block_rows=block_rows,
+        max_rounds=max_rounds, timings=timings,
     )
     enc = match_rows(enc_a, enc_b, **opts)
     dec = match_rows(dec_a, dec_b, **opts)
@@ -178,8 +219,15 @@ def _check_frame(df: pd.DataFrame, where: str) -> None:
 
 
 def write_matches(df: pd.DataFrame, metadata: dict, path: str | Path) -> None:
-    """Writes the matches as parquet with `metadata` as JSON under key b"saeseeds", atomically."""
+    """Writes the matches as parquet with `metadata` as JSON under key b"saeseeds", atomically.
+
+    An uncertified matching raises `UncertifiedMatching` and nothing is written, so every statistic
+    downstream (orphans, summary, figures) reads proven-optimal matchings only.
+    """
     _check_frame(df, str(path))
+    problem = certificate_problem(metadata)
+    if problem:
+        raise UncertifiedMatching(f"{path}: {problem}")
     write_parquet_with_metadata(df, metadata, path)
 
 
@@ -192,5 +240,8 @@ def read_matches(path: str | Path) -> tuple[pd.DataFrame, dict]:
     if metadata is None:
         raise MatchesError(f"{path}: parquet metadata key {METADATA_KEY!r} missing")
     _check_frame(df, str(path))
+    problem = certificate_problem(metadata)
+    if problem:
+        raise UncertifiedMatching(f"{path}: {problem}")
     return df, metadata
 

@@ -15,6 +15,7 @@ rule match:
         threshold=config["match"]["threshold"],
         definition=config["match"]["definition"],
         device=config["match"]["device"],
+        max_rounds=config["match"]["max_rounds"],
     threads: 1
     resources:
         mem_mb=lambda w, attempt: scheduler.scaled(estimates.match_mem_mb(config, w.sae), attempt),

@@ -63,32 +63,75 @@ class Assignment:
 
 
 def assign_dense(sim: np.ndarray) -> Assignment:
-    """Returns the exact maximum-cosine matching of a full [n, n] float32 cosine matrix (scipy)."""
+    """Returns the exact maximum-cosine matching of a full [n_a, n_b] float32 cosine matrix (scipy).
+
+    Rectangular matrices are matched as scipy does: every latent of the smaller side gets a partner;
+    when a has more latents than b, the rows left over get partner -1 and cosine NaN.
+    """
     sim = np.asarray(sim, dtype=np.float32)
-    n = _check_square(sim.shape)
+    n_a, n_b = _check_shape(sim.shape)
     # Integers below 2**53 keep every sum inside scipy's float64 arithmetic exact.
     q = quantize(sim).astype(np.float64)
     rows, cols = linear_sum_assignment(q, maximize=True)
-    partner = cols.astype(np.int64)
-    assert np.array_equal(rows, np.arange(n))
+    partner = np.full(n_a, -1, dtype=np.int64)
+    partner[rows] = cols
+    cos = np.full(n_a, np.nan, dtype=np.float32)
+    cos[rows] = sim[rows, cols]
     return Assignment(
         partner=partner,
-        cos=sim[np.arange(n), partner],
+        cos=cos,
         row_max=sim.max(axis=1),
         certificate={
             "method": "dense",
             "certified": True,
-            "basis": "scipy.optimize.linear_sum_assignment over all n^2 pairs",
-            "objective_quantised": int(q[np.arange(n), partner].sum()),
+            "basis": "scipy.optimize.linear_sum_assignment over all n_a x n_b pairs",
+            "objective_quantised": int(q[rows, cols].sum()),
             "tolerance": TOLERANCE_NOTE,
         },
     )
 
 
-def _check_square(shape: tuple[int, ...]) -> int:
-    if len(shape) != 2 or shape[0] != shape[1] or shape[0] == 0:
-        raise ValueError(f"similarity matrix must be square and non-empty, got shape {shape}")
-    return int(shape[0])
+def _check_shape(shape: tuple[int, ...]) -> tuple[int, int]:
+    if len(shape) != 2 or shape[0] == 0 or shape[1] == 0:
+        raise ValueError(f"similarity matrix must be 2-D and non-empty, got shape {shape}")
+    return int(shape[0]), int(shape[1])
+
+
+PAD_COSINE = -2.0
+"""Cosine of every pair with a dummy latent when a rectangle is padded to a square: one constant, below
+every real cosine, so the padded optimum is the rectangular optimum plus a constant (exact), and no
+dummy ever enters a real row's top-k or max-cos."""
+
+
+def pad_to_square(block: BlockFn, n_a: int, n_b: int) -> BlockFn:
+    """Returns a BlockFn over the max(n_a, n_b) square: real cosines, PAD_COSINE wherever a dummy is involved.
+
+    `block` must already give rows of the square's width (b padded with zero rows) for real rows and
+    accept dummy row ids (a padded with zero rows); this only overwrites the dummy cells, the same
+    way on every call, so re-computed rows equal the pass's bit for bit as the certificate requires.
+    """
+
+    def padded(rows: np.ndarray, full: bool = False) -> torch.Tensor:
+        out = block(rows, full=full)
+        if n_b < out.shape[1]:
+            out[:, n_b:] = PAD_COSINE
+        dummy = np.flatnonzero(np.asarray(rows) >= n_a)
+        if len(dummy):
+            out[torch.as_tensor(dummy, device=out.device)] = PAD_COSINE
+        return out
+
+    return padded
+
+
+def unpad(result: Assignment, n_a: int, n_b: int) -> Assignment:
+    """Returns the rectangular assignment of the first n_a rows from an assignment of the padded square."""
+    partner = result.partner[:n_a].copy()
+    cos = result.cos[:n_a].copy()
+    dummy = partner >= n_b
+    partner[dummy] = -1
+    cos[dummy] = np.nan
+    certificate = dict(result.certificate, padded_to=len(result.partner), pad_cosine=PAD_COSINE)
+    return Assignment(partner=partner, cos=cos, row_max=result.row_max[:n_a].copy(), certificate=certificate)
 
 
 PREEMPT = 10
@@ -374,4 +417,4 @@ def assign_sparse(
     )
 
 
-__all__ = ["Assignment", "assign_dense", "assign_sparse", "column_prices", "solve_edges", "suspects"]
+__all__ = ["Assignment", "assign_dense", "assign_sparse", "column_prices", "pad_to_square", "solve_edges", "suspects", "unpad"]

@@ -57,7 +57,8 @@ CASES = {
     "folder with no weights": (no_weights, "no known checkpoint layout: neither sae.safetensors (sparsify)", "found: config.json, notes.txt"),
     "pickled module": (pickled_module, "ae.pt: not a weights-only torch file: torch.load(weights_only=True) refused it", None),
     "plain pickle": (plain_pickle, "ae.pt: not a", "torch.load(weights_only=True) refused it"),
-    "hub reference offline": (lambda p: "hf://EleutherAI/sae-pythia-70m-32k@main/layers.1", "hf://EleutherAI/sae-pythia-70m-32k@main/layers.1: cannot fetch from the Hugging Face hub", None),
+    "hub reference offline": (  # a repo that does not exist either: the same one line online and offline
+        lambda p: "hf://saeseeds-tests/no-such-sae@v1/layers.1", "hf://saeseeds-tests/no-such-sae@v1/layers.1: cannot fetch from the Hugging Face hub", None),
     "hub reference without a revision": (lambda p: "hf://EleutherAI/sae-pythia-70m-32k/layers.1", "not a hub reference of the form hf://owner/repo@revision/path", None),
     "d_in differs": (lambda p: good(p, d=D + 2, seed=3), "has d_in=8 but", "has d_in=6: SAEs of different sites cannot be matched"),
 }

@@ -62,14 +62,13 @@ def agreement_stats(tables: Sequence[pd.DataFrame], threshold: float) -> dict[st
     fraction, plus mean matched and max cosines, for the match tables of one SAE variant's seed pairs."""
     if not tables:
         raise ValueError("agreement_stats needs at least one matches table")
-    sizes = {len(t) for t in tables}
-    if len(sizes) != 1:
-        raise ValueError(f"matches tables have different numbers of latents: {sorted(sizes)}")
+    same_size = len({len(t) for t in tables}) == 1
     out: dict[str, float] = {"pairs": len(tables)}
     for labelling in LABELLINGS:
-        flags = np.stack([shared_flags(t, threshold, labelling) for t in tables])
-        per_pair = flags.mean(axis=1)
-        lo, hi = bootstrap_interval(flags)
+        per_pair_flags = [shared_flags(t, threshold, labelling) for t in tables]
+        per_pair = np.array([f.mean() for f in per_pair_flags])
+        # The bootstrap resamples latents shared by all pairs; seeds of different sizes (external sets) have none.
+        lo, hi = bootstrap_interval(np.stack(per_pair_flags)) if same_size else (float("nan"), float("nan"))
         out |= {
             f"shared_{labelling}_mean": float(per_pair.mean()),
             f"shared_{labelling}_std": float(per_pair.std(ddof=0)),

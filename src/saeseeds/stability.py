@@ -188,3 +188,28 @@ def stability_of_checkpoints(
         "pairs": summary,
     }
     return table, metadata
+
+
+def stability_from_files(
+    folders: Sequence[str], seeds: Sequence[int], matches: Mapping[tuple[int, int], str | Path],
+    firing: Mapping[int, str | Path] | None = None,
+) -> tuple[pd.DataFrame, dict]:
+    """Returns (stability table, metadata) of one (site, sae) from its matches files and firing.npy files.
+
+    `folders[i]` is seed `seeds[i]`'s checkpoint folder (the `checkpoint` column), `matches[(a, b)]` the
+    matches parquet of seeds a < b. Columns per other seed are named after it: `partner_seed3`, ...
+    """
+    from saeseeds.match import read_matches
+
+    index = {s: i for i, s in enumerate(seeds)}
+    pairs, n_latents = {}, [None] * len(seeds)
+    threshold = definition = None
+    for (a, b), path in matches.items():
+        df, meta = read_matches(path)  # refuses an uncertified matching
+        pairs[(index[a], index[b])] = (df, meta)
+        n_latents[index[a]], n_latents[index[b]] = len(df), meta.get("n_b", meta["n"])
+        threshold, definition = meta["threshold"], meta["definition"]
+    freq = {index[s]: np.load(p) for s, p in (firing or {}).items()}
+    table = stability_table(list(map(str, folders)), [f"seed{s}" for s in seeds], n_latents, pairs, freq)
+    return table, {"threshold": threshold, "definition": definition, "seeds": [int(s) for s in seeds],
+                   "checkpoints": list(map(str, folders))}

@@ -44,6 +44,8 @@ def train_groups():
     """Returns {seed group: SAE variants trained in that group}; variants with their own `seeds` get their own groups."""
     groups = {}
     for sae in dict.fromkeys(name for _, name in SITE_SAES):
+        if study.is_external(config, sae):  # existing checkpoints: rule import_checkpoint (external.smk)
+            continue
         for group in study.seed_groups(seeds_of(sae), TRAIN.get("seeds_per_job", 1)):
             groups.setdefault(tuple(group), []).append(sae)
     return groups

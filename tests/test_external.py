@@ -146,3 +146,31 @@ def test_stability_of_three_checkpoints_of_unequal_sizes_by_original_id(tmp_path
     np.testing.assert_array_equal(c["partner_0"].to_numpy(), sub)  # c's latent i is a's latent sub[i]
     np.testing.assert_array_equal(p[c["partner_1"].to_numpy()], sub)  # and b's latent j is a's latent p[j]
     assert (a.loc[~in_sub, "partner_2"] == -1).all() and a.loc[~in_sub, "enc_cos_2"].isna().all()
+
+
+def test_exported_shuffled_copies_give_the_same_table_after_mapping_ids_back(tmp_path):
+    """The README's check at unit scale: export to SAELens and dictionary_learning with shuffled latents."""
+    from saeseeds.export import export_checkpoint
+
+    for s in range(3):
+        write_sparsify(tmp_path / f"seed{s}", seed=s)
+    direct = tmp_path / "direct.parquet"
+    assert cli_main(["stability", *(str(tmp_path / f"seed{s}") for s in range(3)), "-o", str(direct)]) == 0
+    perms = [export_checkpoint(tmp_path / f"seed{s}", tmp_path / "ex" / f"seed{s}", ("SAELens", "dictionary_learning")[s % 2], shuffle_seed=s)
+             for s in range(3)]
+    out = tmp_path / "ex.parquet"
+    assert cli_main(["stability", *(str(tmp_path / "ex" / f"seed{s}") for s in range(3)), "-o", str(out)]) == 0
+    a, b = pd.read_parquet(direct), pd.read_parquet(out)
+    for s in range(3):
+        ra = a[a["label"] == str(s)].reset_index(drop=True)
+        rb = b[b["label"] == str(s)].copy()
+        rb["latent"] = perms[s][rb["latent"].to_numpy()]  # exported latent i is original perms[s][i]
+        for o in range(3):
+            if o != s:
+                rb[f"partner_{o}"] = perms[o][rb[f"partner_{o}"].to_numpy()]
+        rb = rb.sort_values("latent").reset_index(drop=True)
+        assert (ra["n_shared"] == rb["n_shared"]).all()
+        for o in range(3):
+            if o != s:
+                assert (ra[f"partner_{o}"] == rb[f"partner_{o}"]).all()
+                np.testing.assert_allclose(ra[f"enc_cos_{o}"], rb[f"enc_cos_{o}"], atol=1e-6)

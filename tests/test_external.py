@@ -174,3 +174,34 @@ def test_exported_shuffled_copies_give_the_same_table_after_mapping_ids_back(tmp
             if o != s:
                 assert (ra[f"partner_{o}"] == rb[f"partner_{o}"]).all()
                 np.testing.assert_allclose(ra[f"enc_cos_{o}"], rb[f"enc_cos_{o}"], atol=1e-6)
+
+
+def test_external_set_config_is_checked_before_any_job(tmp_path):
+    """Globs must match, a set needs 2 checkpoints and a site; a recipe key beside `checkpoints` is refused."""
+    import yaml
+
+    from saeseeds.study import ConfigError, external_checkpoints, sae_seeds, validate_config
+
+    for s in range(3):
+        write_sparsify(tmp_path / "ck" / f"seed{s}", seed=s)
+    config = yaml.safe_load(open("config/smoke.yaml"))
+    config["saes"]["theirs"] = {"checkpoints": str(tmp_path / "ck" / "seed*")}
+    config["sites"][0]["saes"].append("theirs")
+    validate_config(config, training=False)
+    assert external_checkpoints(config, "theirs") == [str(tmp_path / "ck" / f"seed{s}") for s in range(3)]
+    assert sae_seeds(config, "theirs") == [0, 1, 2]
+    bad = {
+        "matches no checkpoint": {"checkpoints": str(tmp_path / "none*")},
+        "gives 1 checkpoint": {"checkpoints": str(tmp_path / "ck" / "seed0*")},
+    }
+    for problem, entry in bad.items():
+        config["saes"]["theirs"] = entry
+        with pytest.raises(Exception, match=problem):
+            validate_config(config, training=False)
+    config["saes"]["theirs"] = {"checkpoints": str(tmp_path / "ck" / "seed*"), "arch": "topk"}
+    with pytest.raises(ConfigError, match="saes"):
+        validate_config(config, training=False)
+    config["saes"]["theirs"] = {"checkpoints": str(tmp_path / "ck" / "seed*")}
+    config["sites"][0]["saes"].remove("theirs")
+    with pytest.raises(ConfigError, match="must be listed under a site"):
+        validate_config(config, training=False)

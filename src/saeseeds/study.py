@@ -127,6 +127,11 @@ def check_study(config: dict[str, Any]) -> None:
     for name, sae in config["saes"].items():
         if is_external(config, name):
             external_checkpoints(config, name)  # globs must match, at least 2 checkpoints
+            if not any(n == name for _, n in site_saes(config)):
+                raise ConfigError(
+                    f"config key 'saes.{name}': an external set must be listed under a site's 'saes' (its results go to "
+                    "results/{site}/{sae}/); for checkpoints without a site run `saeseeds stability DIR DIR ...`"
+                )
             continue
         k = sae.get("k")
         if k is not None and k > sae["num_latents"]:

@@ -126,6 +126,12 @@ def check_study(config: dict[str, Any]) -> None:
             raise ConfigError(f"config key 'activations.{key}': {acts[key]} is less than one context ({context} tokens)")
     for name, sae in config["saes"].items():
         if is_external(config, name):
+            recipe = sorted(set(sae) - {"checkpoints", "num_latents"})
+            if recipe:
+                raise ConfigError(
+                    f"config key 'saes.{name}.{recipe[0]}': an external set (checkpoints) is not trained, so it takes "
+                    "no recipe key (only num_latents, to size its jobs)"
+                )
             external_checkpoints(config, name)  # globs must match, at least 2 checkpoints
             if not any(n == name for _, n in site_saes(config)):
                 raise ConfigError(

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from saeseeds.atomic import atomic_write, write_parquet_with_metadata
-from saeseeds.match import MatchesError, certificate_problem, shared_flags
+from saeseeds.match import MatchesError, UncertifiedMatching, certificate_problem, shared_flags
 
 PAIR_COLUMNS = ("partner", "enc_cos", "dec_partner", "dec_cos", "shared")
 
@@ -162,8 +162,6 @@ def stability_of_checkpoints(
         meta["label"] = f"{references[i]} vs {references[j]}"
         problem = certificate_problem(meta)
         if problem:
-            from saeseeds.match import UncertifiedMatching
-
             raise UncertifiedMatching(problem)
         pairs[(i, j)] = (df, meta)
         summary.append({"a": i, "b": j, "shared_fraction_a": meta[f"shared_fraction_{definition}"],

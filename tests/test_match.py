@@ -277,8 +277,10 @@ def test_dead_rows_have_cosine_zero_and_are_never_shared():
 
 def test_bad_inputs_fail_naming_the_culprit():
     x = np.ones((4, 3), dtype=np.float32)
-    with pytest.raises(MatchesError, match="same non-empty"):
-        match_dictionaries(x, x, x[:3], x[:3])
+    with pytest.raises(MatchesError, match="one d and one n per SAE"):
+        match_dictionaries(x, x, x[:, :2], x[:, :2])  # different sizes n are fine (tests/test_rectangular.py), d not
+    with pytest.raises(MatchesError, match="one d and one n per SAE"):
+        match_dictionaries(x, x[:3], x, x)
     with pytest.raises(MatchesError, match="dec_b"):
         match_dictionaries(x, x, x, np.full_like(x, np.nan))
     with pytest.raises(MatchesError, match="threshold"):

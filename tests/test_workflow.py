@@ -28,12 +28,45 @@ def snakemake(workdir, *args):
     return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)
 
 
+EXTERNAL = "theirs"
+EXTERNAL_PERM = np.random.default_rng(11).permutation(64)
+EXTERNAL_SUBSET = np.random.default_rng(12).permutation(64)[:48]
+
+
+def write_external_set(workdir):
+    """Three existing checkpoints of unequal sizes for the smoke study's external set `theirs`, in three layouts:
+    a (SAELens, 64 latents), b (dictionary_learning state dict: a's latents shuffled), c (plain npz: 48 of a's
+    latents, shuffled). Written in each library's documented layout with numpy/torch only, to keep the fixture fast."""
+    import torch
+    from safetensors.numpy import save_file
+
+    rng = np.random.default_rng(10)
+    enc, dec = rng.standard_normal((64, 576)).astype(np.float32), rng.standard_normal((64, 576)).astype(np.float32)
+    root = workdir / "external" / EXTERNAL
+    (root / "a").mkdir(parents=True)
+    (root / "a" / "cfg.json").write_text(json.dumps({"d_in": 576, "d_sae": 64, "architecture": "topk"}))
+    save_file({"W_enc": np.ascontiguousarray(enc.T), "W_dec": dec}, str(root / "a" / "sae_weights.safetensors"))
+    (root / "b").mkdir()
+    p = EXTERNAL_PERM
+    torch.save({"encoder.weight": torch.from_numpy(enc[p]), "encoder.bias": torch.zeros(64),
+                "decoder.weight": torch.from_numpy(np.ascontiguousarray(dec[p].T)), "b_dec": torch.zeros(576)}, root / "b" / "ae.pt")
+    (root / "b" / "config.json").write_text(json.dumps({"trainer": {"dict_class": "AutoEncoderTopK", "activation_dim": 576, "dict_size": 64}}))
+    (root / "c").mkdir()
+    np.savez(root / "c" / "sae.npz", W_enc=enc[EXTERNAL_SUBSET], W_dec=dec[EXTERNAL_SUBSET])
+    config = yaml.safe_load((workdir / "config" / "smoke.yaml").read_text())
+    config["saes"][EXTERNAL] = {"checkpoints": [f"external/{EXTERNAL}/{x}" for x in "abc"]}
+    config["sites"][0]["saes"].append(EXTERNAL)
+    (workdir / "config" / "smoke.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
-    """Runs the smoke study once in a scratch copy of the workflow; yields (workdir, config)."""
+    """Runs the smoke study once in a scratch copy of the workflow, with the external set `theirs` added to the
+    first site (write_external_set); yields (workdir, config) with config the repository's smoke.yaml."""
     workdir = tmp_path_factory.mktemp("smoke")
     for name in ("workflow", "config"):
         shutil.copytree(ROOT / name, workdir / name)
+    write_external_set(workdir)
     proc = snakemake(workdir)
     assert proc.returncode == 0, proc.stderr[-6000:]
     return workdir, yaml.safe_load((ROOT / "config/smoke.yaml").read_text())
@@ -104,6 +137,61 @@ def test_orphans_contract(study):
     assert latents["n_shared"].between(0, len(seeds) - 1).all()
 
 
+def test_stability_table_contract(study):
+    """One row per (seed, latent) by original id; n_shared and partners agree with orphans and matches."""
+    workdir, config = study
+    seeds = sorted(config["seeds"])
+    d = sae_dir(workdir, config)
+    table = pd.read_parquet(d / "stability.parquet")
+    assert list(table.columns[:5]) == ["checkpoint", "label", "latent", "n_shared", "firing_frequency"]
+    for s in seeds:
+        assert {f"partner_seed{s}", f"enc_cos_seed{s}", f"dec_partner_seed{s}", f"dec_cos_seed{s}", f"shared_seed{s}"} <= set(table.columns)
+    latents = pd.read_parquet(d / "orphans" / "latents.parquet")
+    assert (table["n_shared"].to_numpy() == latents["n_shared"].to_numpy()).all()
+    assert np.allclose(table["firing_frequency"], latents["firing_frequency"])
+    first = table[table["label"] == f"seed{seeds[0]}"]
+    assert set(first["checkpoint"]) == {str(Path("results") / d.relative_to(workdir / "results") / f"seed{seeds[0]}")}
+    matches = pd.read_parquet(d / "matches" / f"seed{seeds[0]}-seed{seeds[1]}.parquet")
+    assert (first[f"partner_seed{seeds[1]}"].to_numpy() == matches["enc_partner"].to_numpy()).all()
+    second = table[table["label"] == f"seed{seeds[1]}"]  # read backwards: the partner's partner is the latent
+    assert (matches["enc_partner"].to_numpy()[second[f"partner_seed{seeds[0]}"].to_numpy()] == second["latent"].to_numpy()).all()
+    csv = pd.read_csv(d / "stability.csv")
+    assert list(csv.columns) == list(table.columns) and len(csv) == len(table)
+
+
+def test_external_set_of_unequal_sizes_honours_the_same_contracts(study):
+    """`theirs`: imported (no training), matched rectangularly, chance by random matching only, orphans,
+    stability by original id, a summary row; Fig 3 leaves it out with a logged reason."""
+    workdir, config = study
+    site = config["sites"][0]
+    d = workdir / "results" / site["model"] / site["dataset"] / site["hooks"][0] / EXTERNAL
+    assert not list((workdir / "logs" / "train").rglob(f"*{EXTERNAL}*"))
+    metrics = json.loads((d / "seed1" / "metrics.json").read_text())
+    assert metrics["external"]["layout"] == "dictionary_learning" and metrics["external"]["reference"] == f"external/{EXTERNAL}/b"
+    assert metrics["fvu"] is None and metrics["sae"] == {"arch": "external", "num_latents": 64}
+    log = next((workdir / "logs" / "import_checkpoint").rglob("seed0.log")).read_text()
+    assert "firing frequency unknown" in log
+    same = pd.read_parquet(d / "matches" / "seed0-seed1.parquet")
+    assert list(same.columns) == MATCH_COLUMNS and same["shared"].all()
+    assert (same["enc_partner"].to_numpy() == np.argsort(EXTERNAL_PERM)).all()
+    rect = pd.read_parquet(d / "matches" / "seed0-seed2.parquet")
+    assert len(rect) == 64 and int(rect["shared"].sum()) == 48 and (rect["enc_partner"] == -1).sum() == 16
+    shared = rect[rect["shared"]]
+    assert (EXTERNAL_SUBSET[shared["enc_partner"].to_numpy()] == shared["latent"].to_numpy()).all()
+    chance = json.loads((d / "chance.json").read_text())
+    assert chance["init"] is None and "unknown" in chance["init_note"] and 0 <= chance["random"]["shared_paper"] < 0.2
+    subsets = pd.read_parquet(d / "orphans" / "subsets.parquet")
+    only = subsets.set_index(["members", "base"])["only_in_base"]
+    assert only[("0,2", 0)] == 16 / 64 and only[("0,2", 2)] == 0 and only[("0,1", 1)] == 0
+    table = pd.read_parquet(d / "stability.parquet")
+    assert len(table) == 64 + 64 + 48 and table["firing_frequency"].isna().all()
+    c = table[table["label"] == "seed2"]
+    assert (c["n_shared"] == 2).all() and (c["partner_seed0"].to_numpy() == EXTERNAL_SUBSET).all()
+    summary = pd.read_csv(workdir / "results" / "summary.csv").set_index("sae")
+    assert summary.loc[EXTERNAL, "arch"] == "external" and np.isnan(summary.loc[EXTERNAL, "fvu"])
+    assert summary.loc[EXTERNAL, "shared_paper_mean"] == pytest.approx((1 + 0.75 + 0.75) / 3, abs=1e-4)  # CSV: 4 decimals
+
+
 FIGURES = ["fig1_matched_cosine", "fig2_only_in_base", "fig3_firing", "fig4_ablations", "fig5_layers",
            "figA1_labellings", "figA2_encoder_cosines", "figA3_decoder_cosines", "fig6_autointerp",
            "figF1_substitution", "figF2_loss_recovered"]
@@ -118,7 +206,7 @@ def test_figures_and_summary(study):
         html = (workdir / "results" / "figures" / f"{name}.html").read_text()
         assert "cdn.jsdelivr" not in html
     summary = pd.read_csv(workdir / "results" / "summary.csv")
-    assert len(summary) == 3 and summary["shared_paper_mean"].between(0, 1).all()
+    assert len(summary) == 4 and summary["shared_paper_mean"].between(0, 1).all()  # 3 trained sets + `theirs`
     assert (workdir / "results" / "summary.md").read_text().startswith("| site |")
     fits = pd.read_csv(workdir / "results" / "figures" / "fig2_powerlaw_fits.csv")
     assert list(fits.columns[:4]) == ["label", "model", "points", "a"]

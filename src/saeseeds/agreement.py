@@ -38,13 +38,9 @@ def agreement_stats(tables: Sequence[pd.DataFrame], threshold: float) -> dict[st
     max cosines, for the match tables of one SAE variant's seed pairs (intervals: `saeseeds.jackknife`)."""
     if not tables:
         raise ValueError("agreement_stats needs at least one matches table")
-    sizes = {len(t) for t in tables}
-    if len(sizes) != 1:
-        raise ValueError(f"matches tables have different numbers of latents: {sorted(sizes)}")
     out: dict[str, float] = {"pairs": len(tables)}
     for labelling in LABELLINGS:
-        flags = np.stack([shared_flags(t, threshold, labelling) for t in tables])
-        per_pair = flags.mean(axis=1)
+        per_pair = np.array([shared_flags(t, threshold, labelling).mean() for t in tables])
         out |= {
             f"shared_{labelling}_mean": float(per_pair.mean()),
             f"shared_{labelling}_std": float(per_pair.std(ddof=0)),

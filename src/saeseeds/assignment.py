@@ -63,32 +63,75 @@ class Assignment:
 
 
 def assign_dense(sim: np.ndarray) -> Assignment:
-    """Returns the exact maximum-cosine matching of a full [n, n] float32 cosine matrix (scipy)."""
+    """Returns the exact maximum-cosine matching of a full [n_a, n_b] float32 cosine matrix (scipy).
+
+    Rectangular matrices are matched as scipy does: every latent of the smaller side gets a partner;
+    when a has more latents than b, the rows left over get partner -1 and cosine NaN.
+    """
     sim = np.asarray(sim, dtype=np.float32)
-    n = _check_square(sim.shape)
+    n_a, n_b = _check_shape(sim.shape)
     # Integers below 2**53 keep every sum inside scipy's float64 arithmetic exact.
     q = quantize(sim).astype(np.float64)
     rows, cols = linear_sum_assignment(q, maximize=True)
-    partner = cols.astype(np.int64)
-    assert np.array_equal(rows, np.arange(n))
+    partner = np.full(n_a, -1, dtype=np.int64)
+    partner[rows] = cols
+    cos = np.full(n_a, np.nan, dtype=np.float32)
+    cos[rows] = sim[rows, cols]
     return Assignment(
         partner=partner,
-        cos=sim[np.arange(n), partner],
+        cos=cos,
         row_max=sim.max(axis=1),
         certificate={
             "method": "dense",
             "certified": True,
-            "basis": "scipy.optimize.linear_sum_assignment over all n^2 pairs",
-            "objective_quantised": int(q[np.arange(n), partner].sum()),
+            "basis": "scipy.optimize.linear_sum_assignment over all n_a x n_b pairs",
+            "objective_quantised": int(q[rows, cols].sum()),
             "tolerance": TOLERANCE_NOTE,
         },
     )
 
 
-def _check_square(shape: tuple[int, ...]) -> int:
-    if len(shape) != 2 or shape[0] != shape[1] or shape[0] == 0:
-        raise ValueError(f"similarity matrix must be square and non-empty, got shape {shape}")
-    return int(shape[0])
+def _check_shape(shape: tuple[int, ...]) -> tuple[int, int]:
+    if len(shape) != 2 or shape[0] == 0 or shape[1] == 0:
+        raise ValueError(f"similarity matrix must be 2-D and non-empty, got shape {shape}")
+    return int(shape[0]), int(shape[1])
+
+
+PAD_COSINE = -2.0
+"""Cosine of every pair with a dummy latent when a rectangle is padded to a square: one constant, below
+every real cosine, so the padded optimum is the rectangular optimum plus a constant (exact), and no
+dummy ever enters a real row's top-k or max-cos."""
+
+
+def pad_to_square(block: BlockFn, n_a: int, n_b: int) -> BlockFn:
+    """Returns a BlockFn over the max(n_a, n_b) square: real cosines, PAD_COSINE wherever a dummy is involved.
+
+    `block` must already give rows of the square's width (b padded with zero rows) for real rows and
+    accept dummy row ids (a padded with zero rows); this only overwrites the dummy cells, the same
+    way on every call, so re-computed rows equal the pass's bit for bit as the certificate requires.
+    """
+
+    def padded(rows: np.ndarray, full: bool = False) -> torch.Tensor:
+        out = block(rows, full=full)
+        if n_b < out.shape[1]:
+            out[:, n_b:] = PAD_COSINE
+        dummy = np.flatnonzero(np.asarray(rows) >= n_a)
+        if len(dummy):
+            out[torch.as_tensor(dummy, device=out.device)] = PAD_COSINE
+        return out
+
+    return padded
+
+
+def unpad(result: Assignment, n_a: int, n_b: int) -> Assignment:
+    """Returns the rectangular assignment of the first n_a rows from an assignment of the padded square."""
+    partner = result.partner[:n_a].copy()
+    cos = result.cos[:n_a].copy()
+    dummy = partner >= n_b
+    partner[dummy] = -1
+    cos[dummy] = np.nan
+    certificate = dict(result.certificate, padded_to=len(result.partner), pad_cosine=PAD_COSINE)
+    return Assignment(partner=partner, cos=cos, row_max=result.row_max[:n_a].copy(), certificate=certificate)
 
 
 PREEMPT = 10
@@ -290,6 +333,9 @@ def assign_sparse(
     stats = {"edges_from_reserve": 0, "edges_from_recompute": 0, "rows_recomputed": 0, "pairs_recomputed": 0}
     mismatches = 0
     for rounds in range(1, max_rounds + 1):
+        # Per row, the largest amount by which a pair exceeds A_i + B_j: raising A_i by it makes the duals
+        # feasible everywhere, so its sum bounds how far this matching can be from the optimum.
+        violation = np.zeros(n, dtype=np.int64)
         rows, cols, q = edges.rows, edges.cols, quantize(edges.cos)
         with timed(timings, "solve"):
             partner = solve_edges(n, rows, cols, q)
@@ -302,6 +348,7 @@ def assign_sparse(
             # Reserve pairs are known exactly; edges among them are feasible by construction.
             slack = a[reserve.rows] + b[reserve.cols] - reserve.q
             bad = np.flatnonzero(slack < 0)
+            np.maximum.at(violation, reserve.rows[bad], -slack[bad])
             if len(bad):
                 # The next duals will move a little, so the nearly tight pairs are the likely next
                 # violators: adding the closest few now saves whole re-solves (3 rounds -> 2 here).
@@ -328,6 +375,7 @@ def assign_sparse(
                     stats["pairs_recomputed"] += qr.size
                     bi, bj = np.nonzero(qr > a[r][:, None] + b[sus_cols][None, :])
                     gi, gj = r[bi], sus_cols[bj]
+                    np.maximum.at(violation, gi, qr[bi, bj] - a[gi] - b[gj])
                     known = edges.contains(gi, gj)
                     # A known edge is feasible with its stored value; seeing it violate means the
                     # re-computed cosine differs from the pass, and then no bound is a proof.
@@ -354,6 +402,8 @@ def assign_sparse(
             "basis": "LP duality: integer potentials feasible for all n^2 pairs, tight on the matching",
             "rounds": rounds,
             "duality_gap": (objective - dual) * QUANTUM if certified else None,
+            # Proven only when every re-computed cosine matched the pass (else no bound is a proof).
+            "gap_bound": float(violation.sum() * QUANTUM) if mismatches == 0 else None,
             "objective_quantised": objective,
             "candidates_per_row": k,
             "candidates_per_column": k_col,
@@ -367,4 +417,4 @@ def assign_sparse(
     )
 
 
-__all__ = ["Assignment", "assign_dense", "assign_sparse", "column_prices", "solve_edges", "suspects"]
+__all__ = ["Assignment", "assign_dense", "assign_sparse", "column_prices", "pad_to_square", "solve_edges", "suspects", "unpad"]

@@ -45,13 +45,22 @@ def random_matching(enc_a: np.ndarray, dec_a: np.ndarray, enc_b: np.ndarray, dec
 
     Max-cos columns are the matched cosines (a random bijection gives no max-cos information).
     """
-    n = enc_a.shape[0]
-    perm = np.random.default_rng(seed).permutation(n)
+    n, n_b = enc_a.shape[0], enc_b.shape[0]
+    # Of different sizes: a random one-to-one map of the smaller side into the larger (a's extra latents get -1).
+    rng = np.random.default_rng(seed)
+    if n <= n_b:
+        perm = rng.permutation(n_b)[:n]  # equal sizes: the same permutation as always
+    else:
+        perm = np.full(n, -1, dtype=np.int64)
+        perm[rng.permutation(n)[:n_b]] = np.arange(n_b)
+    matched = perm >= 0
     dev = resolve_device(device)
 
     def cos(wa: np.ndarray, wb: np.ndarray) -> np.ndarray:
-        ua, ub = unit_rows(wa, dev), unit_rows(wb[perm], dev)
-        return (ua * ub).sum(dim=1).cpu().numpy().astype(np.float32)
+        ua, ub = unit_rows(wa[matched], dev), unit_rows(wb[perm[matched]], dev)
+        out = np.full(n, np.nan, dtype=np.float32)
+        out[matched] = (ua * ub).sum(dim=1).cpu().numpy().astype(np.float32)
+        return out
 
     enc_cos, dec_cos = cos(enc_a, enc_b), cos(dec_a, dec_b)
     return pd.DataFrame({
@@ -60,29 +69,35 @@ def random_matching(enc_a: np.ndarray, dec_a: np.ndarray, enc_b: np.ndarray, dec
     })
 
 
-def chance_levels(checkpoints: Sequence[str | Path], seeds: Sequence[int], *, threshold: float, device: str | None = None) -> dict:
+INIT_UNKNOWN = "external set: how someone else's SAE was initialised is unknown, so there is no init chance level"
+
+
+def chance_levels(checkpoints: Sequence[str | Path], seeds: Sequence[int], *, threshold: float, device: str | None = None, init: bool = True) -> dict:
     """Returns the init and random-matching shared fractions over the pairs of the first seeds given.
 
-    `checkpoints[i]` is the folder (cfg.json, sae.safetensors) of the trained SAE of `seeds[i]`.
+    `checkpoints[i]` is the folder (cfg.json, sae.safetensors) of the trained SAE of `seeds[i]`. With
+    `init` false (external sets) only the random matching is computed and `init` is None, with a note.
     """
     if len(checkpoints) != len(seeds) or len(seeds) < 2:
         raise ValueError(f"need one checkpoint per seed and at least 2 seeds; got {len(checkpoints)} checkpoints, seeds {list(seeds)}")
     chosen = list(zip(seeds, checkpoints))[:CHANCE_SEEDS]
     pairs = list(combinations(range(len(chosen)), 2))
-    init = {s: init_dictionaries(Path(ck) / "cfg.json", s) for s, ck in chosen}
+    init = {s: init_dictionaries(Path(ck) / "cfg.json", s) for s, ck in chosen} if init else None
     trained = {s: load_dictionaries(ck) for s, ck in chosen}
     init_tables, random_tables = {}, {}
     with torch.inference_mode():
         for i, j in pairs:
             (sa, _), (sb, _) = chosen[i], chosen[j]
             key = f"seed{sa}-seed{sb}"
-            init_tables[key], _ = match_dictionaries(*init[sa], *init[sb], threshold=threshold, device=device)
+            if init is not None:
+                init_tables[key], _ = match_dictionaries(*init[sa], *init[sb], threshold=threshold, device=device)
             random_tables[key] = random_matching(*trained[sa], *trained[sb], seed=RANDOM_MATCHING_SEED, device=device)
     random = shared_fractions(random_tables, threshold)
     return {
         "threshold": float(threshold),
-        "pairs": sorted(init_tables),
-        "init": shared_fractions(init_tables, threshold),
+        "pairs": sorted(random_tables),
+        "init": shared_fractions(init_tables, threshold) if init is not None else None,
+        **({} if init is not None else {"init_note": INIT_UNKNOWN}),
         # max-cos labelling needs no matching, so a random matching has no level of its own for it
         "random": {k: v for k, v in random.items() if k != "shared_maxcos"},
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 from saeseeds.calibrate import CalibrationError
 from saeseeds.checkpoints import CheckpointError
@@ -15,18 +16,17 @@ from saeseeds.plan import PlanError
 
 def cmd_match(args: argparse.Namespace) -> int:
     """Returns 0 after matching two checkpoints and writing the matches parquet; prints one summary line."""
+    from saeseeds.checkpoint_refs import resolve
     from saeseeds.checkpoints import load_dictionaries
     from saeseeds.match import match_dictionaries, write_matches
 
     start = time.perf_counter()
-    enc_a, dec_a = load_dictionaries(args.a, allow_zero_rows=args.allow_zero_rows)
-    enc_b, dec_b = load_dictionaries(args.b, allow_zero_rows=args.allow_zero_rows)
+    enc_a, dec_a = load_dictionaries(resolve(args.a).path, allow_zero_rows=args.allow_zero_rows)
+    enc_b, dec_b = load_dictionaries(resolve(args.b).path, allow_zero_rows=args.allow_zero_rows)
     if enc_a.shape[1] != enc_b.shape[1]:
         raise MatchesError(
             f"{args.a} has d_in={enc_a.shape[1]} but {args.b} has d_in={enc_b.shape[1]}: SAEs of different sites cannot be matched"
         )
-    if enc_a.shape != enc_b.shape:
-        raise MatchesError(f"{args.a} has {enc_a.shape[0]} latents but {args.b} has {enc_b.shape[0]}")
     df, meta = match_dictionaries(
         enc_a,
         dec_a,
@@ -36,16 +36,46 @@ def cmd_match(args: argparse.Namespace) -> int:
         definition=args.definition,
         device=args.device,
         method=args.method,
+        max_rounds=args.max_rounds,
     )
-    write_matches(df, meta, args.output)
+    meta["label"] = f"{args.a} vs {args.b}"
+    write_matches(df, meta, args.output)  # an uncertified matching raises here: exit 2, nothing written
     cert = meta["certificate"]
+    sizes = f"n={meta['n']}" if "n_b" not in meta else f"n={meta['n']} x {meta['n_b']} (b: {meta['shared_fraction_paper_b']:.2%} shared)"
     print(
-        f"{args.output}: n={meta['n']} shared {meta['shared_fraction_paper']:.2%} (paper) "
+        f"{args.output}: {sizes} shared {meta['shared_fraction_paper']:.2%} (paper) "
         f"{meta['shared_fraction_notebook']:.2%} (notebook) at threshold {meta['threshold']}; "
         f"certified={'yes' if meta['certified'] else 'NO'} "
         f"(enc {cert['enc']['method']}, dec {cert['dec']['method']}); {time.perf_counter() - start:.1f} s"
     )
-    return 0 if meta["certified"] else 1
+    return 0
+
+
+def cmd_stability(args: argparse.Namespace) -> int:
+    """Returns 0 after writing the per-latent stability table of the checkpoints (parquet or CSV by -o's suffix)
+    and, beside it, OUT.sources.json (each checkpoint's layout, folder and hub commit); one line per pair."""
+    import json
+
+    from saeseeds.atomic import atomic_write
+    from saeseeds.stability import output_paths, stability_of_checkpoints, write_stability
+
+    start = time.perf_counter()
+    parquet, csv = output_paths(args.output)
+    table, meta = stability_of_checkpoints(
+        args.checkpoints, threshold=args.threshold, definition=args.definition, device=args.device,
+        method=args.method, max_rounds=args.max_rounds, allow_zero_rows=args.allow_zero_rows,
+        log=print,
+    )
+    write_stability(table, meta, parquet=parquet, csv=csv)
+    sources = Path(args.output).with_suffix(".sources.json")
+    atomic_write(sources, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n"))
+    k = len(args.checkpoints)
+    everywhere = int((table["n_shared"] == k - 1).sum())
+    print(
+        f"{args.output}: {len(table)} latents of {k} checkpoints; {everywhere} of them shared with every other checkpoint; "
+        f"sources in {sources}; {time.perf_counter() - start:.1f} s"
+    )
+    return 0
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -104,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     match = verbs.add_parser(
         "match",
         help="match the latents of two SAE checkpoints (exact Hungarian on encoder and decoder rows)",
-        description="Match two checkpoints (sparsify or SAELens folders) and write one parquet row per latent of A.",
+        description="Match two checkpoints (sparsify, SAELens or dictionary_learning folders, plain .safetensors/.npz files, or hf://owner/repo@revision/path; sizes may differ) and write one parquet row per latent of A.",
     )
     match.add_argument("a", metavar="A", help="checkpoint folder of SAE a (cfg.json + sae.safetensors or sae_weights.safetensors)")
     match.add_argument("b", metavar="B", help="checkpoint folder of SAE b")
@@ -124,11 +154,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="auto: dense scipy up to 4096 latents, certified sparse above (default auto)",
     )
     match.add_argument(
+        "--max-rounds", type=int, default=100,
+        help="repair rounds of the sparse solver; a matching still not certified optimal then fails (exit 2, no file)",
+    )
+    match.add_argument(
         "--allow-zero-rows",
         action="store_true",
         help="accept latents whose encoder or decoder row is all zeros (matched with cosine 0) instead of failing",
     )
     match.set_defaults(func=cmd_match)
+
+    stab = verbs.add_parser(
+        "stability",
+        help="per-latent stability table of several checkpoints (any layout, any sizes), by original latent id",
+        description=(
+            "Match every pair of checkpoints (sparsify, SAELens, dictionary_learning folders, plain .safetensors/.npz "
+            "files, or hf://owner/repo@revision/path) and write one row per (checkpoint, latent): n_shared, then per "
+            "checkpoint L its partner_L, enc_cos_L, dec_partner_L, dec_cos_L, shared_L."
+        ),
+    )
+    stab.add_argument("checkpoints", nargs="+", metavar="DIR", help="checkpoint folders, files or hub references (at least 2)")
+    stab.add_argument("-o", "--output", required=True, metavar="OUT.parquet|OUT.csv", help="table to write")
+    stab.add_argument("--threshold", type=float, default=0.7, help="cosine a shared latent needs in both matchings (default 0.7)")
+    stab.add_argument("--definition", choices=("paper", "notebook"), default="paper", help="shared definition (default paper)")
+    stab.add_argument("--device", default=None, help="torch device for the similarity (default: cuda if present, else cpu)")
+    stab.add_argument("--method", choices=("auto", "dense", "sparse"), default="auto", help="as for match (default auto)")
+    stab.add_argument("--max-rounds", type=int, default=100, help="repair rounds of the sparse solver before failing (default 100)")
+    stab.add_argument("--allow-zero-rows", action="store_true", help="accept latents with an all-zero encoder or decoder row")
+    stab.set_defaults(func=cmd_stability)
 
     plan = verbs.add_parser(
         "plan",

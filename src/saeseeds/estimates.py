@@ -125,11 +125,15 @@ def activations_mem_mb(d: int) -> int:
     return 2000 + math.ceil(4 * params * 1.5 / 2**20)
 
 
+EXTERNAL_LATENTS = 16384
+"""Latents assumed when sizing the jobs of an external set that does not state `num_latents`."""
+
+
 def _sae(config: dict[str, Any], sae: str) -> tuple[int, int, int]:
     entry = config["saes"][sae]
     acts = config["activations"]
     tokens = entry.get("max_tokens", acts["max_tokens"] - acts["heldout_tokens"])
-    return entry["num_latents"], entry.get("batch_size", 4096), tokens
+    return entry.get("num_latents", EXTERNAL_LATENTS), entry.get("batch_size", 4096), tokens
 
 
 def train_minutes(config: dict[str, Any], model: str, sae: str, seeds: int = 1) -> int:

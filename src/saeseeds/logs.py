@@ -49,6 +49,8 @@ def _named_errors() -> tuple[type[BaseException], ...]:
     if "saeseeds.train" in sys.modules:  # imported only where training ran: torch is slow to import
         train = sys.modules["saeseeds.train"]
         named += (train.TrainingDiverged, train.TrainConfigError)
+    if "saeseeds.match" in sys.modules:  # torch again; the match and stats rules have it loaded
+        named += (sys.modules["saeseeds.match"].MatchesError,)
     return named
 
 

@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 
 from saeseeds.atomic import METADATA_KEY, read_parquet_with_metadata, write_parquet_with_metadata
-from saeseeds.assignment import Assignment, assign_dense, assign_sparse
+from saeseeds.assignment import Assignment, assign_dense, assign_sparse, pad_to_square, unpad
 from saeseeds.similarity import dense_cosines, matmul_blocks, resolve_device, timed, unit_rows
 
 COLUMNS = ("latent", "enc_partner", "enc_cos", "dec_partner", "dec_cos", "enc_maxcos", "dec_maxcos", "shared")
@@ -38,6 +38,42 @@ class MatchesError(ValueError):
     """A matches file or matching input that breaks the contract."""
 
 
+class UncertifiedMatching(MatchesError):
+    """A matching whose optimality the sparse path could not prove: no statistic may be computed from it."""
+
+
+def certificate_problem(metadata: dict) -> str | None:
+    """Returns one line saying which matching is not certified and how far it got, or None when it is certified.
+
+    Shared fractions from a matching that is not proven optimal could be off by any amount, so they
+    are never written: the line names the seeds (or the label), latents, repair rounds and the gap
+    bound, which is what a user needs to decide between more rounds (`max_rounds`) and a bug report.
+    """
+    if metadata.get("certified") is True:
+        return None
+    who = (
+        f"seed{metadata['seed_a']} vs seed{metadata['seed_b']}"
+        if "seed_a" in metadata and "seed_b" in metadata
+        else str(metadata.get("label", "matching"))
+    )
+    parts = []
+    for side, cert in sorted(metadata.get("certificate", {}).items()):
+        if cert.get("certified"):
+            parts.append(f"{side}: certified")
+            continue
+        gap = cert.get("gap_bound")
+        gap_text = "unbounded (re-computed cosines differed)" if gap is None else f"<= {gap:.6g} summed cosine"
+        parts.append(
+            f"{side}: NOT certified after {cert.get('rounds')} rounds, gap {gap_text}, "
+            f"{cert.get('recompute_mismatches', 0)} recompute mismatches"
+        )
+    n = metadata.get("n_a", metadata.get("n"))
+    return (
+        f"{who}: matching of {n} latents is not certified optimal ({'; '.join(parts) or 'no certificate'}); "
+        "no statistics are computed from it (raise max_rounds, or report it as a bug)"
+    )
+
+
 def shared_flags(
     enc_partner: np.ndarray,
     enc_cos: np.ndarray,
@@ -58,11 +94,17 @@ def shared_flags(
     raise MatchesError(f"definition={definition!r}: must be one of {DEFINITIONS}")
 
 
-def _check_inputs(enc_a, dec_a, enc_b, dec_b, threshold, definition) -> tuple[int, int]:
+def _check_inputs(enc_a, dec_a, enc_b, dec_b, threshold, definition) -> tuple[int, int, int]:
     arrays = {"enc_a": enc_a, "dec_a": dec_a, "enc_b": enc_b, "dec_b": dec_b}
     shapes = {name: np.shape(x) for name, x in arrays.items()}
-    if len(set(shapes.values())) != 1 or len(shapes["enc_a"]) != 2 or 0 in shapes["enc_a"]:
-        raise MatchesError(f"dictionaries must all have the same non-empty [n, d] shape, got {shapes}")
+    if (
+        shapes["enc_a"] != shapes["dec_a"] or shapes["enc_b"] != shapes["dec_b"]
+        or any(len(v) != 2 or 0 in v for v in shapes.values())
+        or shapes["enc_a"][1] != shapes["enc_b"][1]
+    ):
+        raise MatchesError(
+            f"dictionaries must be non-empty [n, d] with one d and one n per SAE (encoder = decoder shape), got {shapes}"
+        )
     for name, x in arrays.items():
         if not np.isfinite(x).all():
             raise MatchesError(f"{name}: has non-finite values")
@@ -70,7 +112,7 @@ def _check_inputs(enc_a, dec_a, enc_b, dec_b, threshold, definition) -> tuple[in
         raise MatchesError(f"threshold={threshold!r}: must be a cosine in [-1, 1]")
     if definition not in DEFINITIONS:
         raise MatchesError(f"definition={definition!r}: must be one of {DEFINITIONS}")
-    return shapes["enc_a"]
+    return shapes["enc_a"][0], shapes["enc_b"][0], shapes["enc_a"][1]
 
 
 def match_rows(
@@ -83,12 +125,20 @@ def match_rows(
     k: int = 32,
     depth: int = 128,
     block_rows: int = 1024,
+    max_rounds: int = 100,
     timings: dict[str, float] | None = None,
 ) -> Assignment:
-    """Returns the exact maximum-cosine matching of the rows of wa to the rows of wb."""
+    """Returns the exact maximum-cosine matching of the rows of wa to the rows of wb.
+
+    Different sizes are matched rectangularly (every row of the smaller side gets a partner; rows of
+    a left over get partner -1). The sparse path pads the smaller side with dummy latents whose
+    cosine with everything is one constant, which keeps the square optimum, and its certificate,
+    exact for the rectangle.
+    """
     if method not in ("auto", "dense", "sparse"):
         raise MatchesError(f"method={method!r}: must be 'auto', 'dense' or 'sparse'")
-    n = wa.shape[0]
+    n_a, n_b = wa.shape[0], wb.shape[0]
+    n = max(n_a, n_b)
     if method == "auto":
         method = "dense" if n <= dense_max_n else "sparse"
     ua, ub = unit_rows(wa, device), unit_rows(wb, device)
@@ -98,8 +148,17 @@ def match_rows(
         with timed(timings, "solve"):
             return assign_dense(sim)
     block_rows = min(block_rows, n)
-    blocks = matmul_blocks(ua, ub, block_rows)
-    return assign_sparse(blocks, n, k=k, depth=depth, block_rows=block_rows, timings=timings)
+    if n_a == n_b:
+        blocks = matmul_blocks(ua, ub, block_rows)
+        return assign_sparse(blocks, n, k=k, depth=depth, block_rows=block_rows, max_rounds=max_rounds, timings=timings)
+    # Zero rows make the matmul as wide as the square; pad_to_square then sets every dummy cell.
+    ua = torch.cat([ua, ua.new_zeros((n - n_a, ua.shape[1]))])
+    ub = torch.cat([ub, ub.new_zeros((n - n_b, ub.shape[1]))])
+    blocks = pad_to_square(matmul_blocks(ua, ub, block_rows), n_a, n_b)
+    square = assign_sparse(
+        blocks, n, k=k, depth=min(depth, min(n_a, n_b)), block_rows=block_rows, max_rounds=max_rounds, timings=timings
+    )
+    return unpad(square, n_a, n_b)
 
 
 def match_dictionaries(
@@ -116,21 +175,27 @@ def match_dictionaries(
     k: int = 32,
     depth: int = 128,
     block_rows: int = 1024,
+    max_rounds: int = 100,
     timings: dict[str, float] | None = None,
 ) -> tuple[pd.DataFrame, dict]:
     """Returns (matches DataFrame, metadata) for SAE a against SAE b, one row per latent of a.
 
     Encoder rows are matched to encoder rows and decoder rows to decoder rows, each by an exact
-    maximum-total-cosine bijection. `method` "auto" uses dense scipy up to `dense_max_n`
+    maximum-total-cosine bijection (rectangular when the SAEs differ in size: every latent of the
+    smaller one gets a partner, the latents of a left over get partner -1 and cosine NaN, and the
+    metadata adds `n_b` and the shared fractions of b's latents). `method` "auto" uses dense scipy up to `dense_max_n`
     latents and the certified sparse path above; `k` (candidates per row and column), `depth`
-    (reserve per row) and `block_rows` tune the sparse path's speed only, never its result's value.
+    (reserve per row) and `block_rows` tune the sparse path's speed only, never its result's value;
+    `max_rounds` caps the sparse path's repair rounds (an uncertified result says so in its metadata,
+    and `write_matches` refuses it).
     `timings`, when given, collects seconds per phase (benchmarks); it never enters the metadata,
     which stays byte-for-byte reproducible.
     """
-    n, d = _check_inputs(enc_a, dec_a, enc_b, dec_b, threshold, definition)
+    n, n_b, d = _check_inputs(enc_a, dec_a, enc_b, dec_b, threshold, definition)
     dev = resolve_device(device)
     opts = dict(
-        device=dev, method=method, dense_max_n=dense_max_n, k=k, depth=depth, block_rows=block_rows, timings=timings
+        device=dev, method=method, dense_max_n=dense_max_n, k=k, depth=depth, block_rows=block_rows,
+        max_rounds=max_rounds, timings=timings,
     )
     enc = match_rows(enc_a, enc_b, **opts)
     dec = match_rows(dec_a, dec_b, **opts)
@@ -156,7 +221,7 @@ def match_dictionaries(
         "definition": definition,
         "shared_fraction_paper": float(flags["paper"].mean()),
         "shared_fraction_notebook": float(flags["notebook"].mean()),
-        "partners_agree_fraction": float((enc.partner == dec.partner).mean()),
+        "partners_agree_fraction": float(((enc.partner == dec.partner) & (enc.partner >= 0)).mean()),
         "dead_latents": {
             "enc_a": int((~enc_a.any(axis=1)).sum()),
             "dec_a": int((~dec_a.any(axis=1)).sum()),
@@ -166,6 +231,13 @@ def match_dictionaries(
         "certificate": {"enc": enc.certificate, "dec": dec.certificate},
         "certified": bool(enc.certificate["certified"] and dec.certificate["certified"]),
     }
+    if n_b != n:
+        # Shared latents pair one latent of a with one of b, so per side only the denominator differs.
+        metadata |= {
+            "n_b": int(n_b),
+            "shared_fraction_paper_b": float(flags["paper"].sum() / n_b),
+            "shared_fraction_notebook_b": float(flags["notebook"].sum() / n_b),
+        }
     return df, metadata
 
 
@@ -178,8 +250,15 @@ def _check_frame(df: pd.DataFrame, where: str) -> None:
 
 
 def write_matches(df: pd.DataFrame, metadata: dict, path: str | Path) -> None:
-    """Writes the matches as parquet with `metadata` as JSON under key b"saeseeds", atomically."""
+    """Writes the matches as parquet with `metadata` as JSON under key b"saeseeds", atomically.
+
+    An uncertified matching raises `UncertifiedMatching` and nothing is written, so every statistic
+    downstream (orphans, summary, figures) reads proven-optimal matchings only.
+    """
     _check_frame(df, str(path))
+    problem = certificate_problem(metadata)
+    if problem:
+        raise UncertifiedMatching(f"{path}: {problem}")
     write_parquet_with_metadata(df, metadata, path)
 
 
@@ -192,5 +271,8 @@ def read_matches(path: str | Path) -> tuple[pd.DataFrame, dict]:
     if metadata is None:
         raise MatchesError(f"{path}: parquet metadata key {METADATA_KEY!r} missing")
     _check_frame(df, str(path))
+    problem = certificate_problem(metadata)
+    if problem:
+        raise UncertifiedMatching(f"{path}: {problem}")
     return df, metadata
 

@@ -134,26 +134,37 @@ def latent_table(shared_masks: PairMasks, firing: Mapping[int, np.ndarray]) -> p
     return pd.concat(frames, ignore_index=True)
 
 
-def _inverse(perm: np.ndarray, where: str) -> np.ndarray:
-    n = len(perm)
-    if not np.array_equal(np.sort(perm), np.arange(n)):
-        raise OrphansError(f"{where}: partners are not a permutation of 0..{n - 1}")
-    inv = np.empty(n, dtype=np.int64)
-    inv[perm] = np.arange(n)
+def _inverse(perm: np.ndarray, n_b: int, where: str) -> np.ndarray:
+    """Returns, for each of the n_b latents of b, its partner in a (-1 when it has none)."""
+    matched = perm[perm >= 0]
+    if (
+        len(np.unique(matched)) != len(matched) or (len(matched) and matched.max() >= n_b)
+        or len(matched) != min(len(perm), n_b)
+    ):
+        raise OrphansError(f"{where}: partners are not a matching of 0..{len(perm) - 1} onto 0..{n_b - 1}")
+    inv = np.full(n_b, -1, dtype=np.int64)
+    inv[matched] = np.flatnonzero(perm >= 0)
     return inv
 
 
-def masks_from_matches(df: pd.DataFrame, threshold: float, definition: str, where: str = "matches") -> tuple[np.ndarray, np.ndarray]:
+def masks_from_matches(
+    df: pd.DataFrame, threshold: float, definition: str, where: str = "matches", n_b: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Returns (shared over a's latents, shared over b's latents) from one pair's matches table.
 
-    Both matchings are bijections, so seed b's view of the pair is the same matching read
-    backwards: b's latent k has encoder partner enc_partner^-1[k] with the same cosine.
+    Both matchings are bijections (injections from the smaller side when the SAEs differ in size,
+    `n_b` latents in b), so seed b's view of the pair is the same matching read backwards: b's
+    latent k has encoder partner enc_partner^-1[k] with the same cosine, or none.
     """
-    enc_inv = _inverse(df["enc_partner"].to_numpy(), f"{where} enc_partner")
-    dec_inv = _inverse(df["dec_partner"].to_numpy(), f"{where} dec_partner")
+    n_b = len(df) if n_b is None else n_b
+    enc_inv = _inverse(df["enc_partner"].to_numpy(), n_b, f"{where} enc_partner")
+    dec_inv = _inverse(df["dec_partner"].to_numpy(), n_b, f"{where} dec_partner")
     enc_cos, dec_cos = df["enc_cos"].to_numpy(), df["dec_cos"].to_numpy()
     a_side = df["shared"].to_numpy().astype(bool)
-    b_side = shared_flags(enc_inv, enc_cos[enc_inv], dec_inv, dec_cos[dec_inv], threshold, definition)
+    nan = np.float32(np.nan)
+    b_enc_cos = np.where(enc_inv >= 0, enc_cos[np.maximum(enc_inv, 0)], nan)
+    b_dec_cos = np.where(dec_inv >= 0, dec_cos[np.maximum(dec_inv, 0)], nan)
+    b_side = shared_flags(enc_inv, b_enc_cos, dec_inv, b_dec_cos, threshold, definition)
     return a_side, b_side
 
 
@@ -173,5 +184,5 @@ def pair_masks_from_files(files: Mapping[tuple[int, int], str | Path]) -> dict[t
             settings = these
         elif these != settings:
             raise OrphansError(f"{path}: threshold/definition {these} differ from the other files' {settings}")
-        masks[(a, b)], masks[(b, a)] = masks_from_matches(df, *these, where=str(path))
+        masks[(a, b)], masks[(b, a)] = masks_from_matches(df, *these, where=str(path), n_b=meta.get("n_b", meta["n"]))
     return masks

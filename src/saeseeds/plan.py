@@ -170,8 +170,8 @@ def caching_tradeoff(config: dict) -> pd.DataFrame:
         n_train = acts["max_tokens"] - acts["heldout_tokens"]
         on_the_fly, epochs, train_jobs = 0.0, 0.0, 0
         for site, sae in study.site_saes(config):
-            if (site.model, site.dataset) != (model, dataset) or site.hook not in hooks:
-                continue
+            if (site.model, site.dataset) != (model, dataset) or site.hook not in hooks or study.is_external(config, sae):
+                continue  # an external set trains nothing
             tokens = config["saes"][sae].get("max_tokens", n_train)
             jobs = len(study.seed_groups(study.sae_seeds(config, sae), per_job))
             train_jobs += jobs

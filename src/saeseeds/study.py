@@ -125,6 +125,20 @@ def check_study(config: dict[str, Any]) -> None:
         if acts[key] < context:
             raise ConfigError(f"config key 'activations.{key}': {acts[key]} is less than one context ({context} tokens)")
     for name, sae in config["saes"].items():
+        if is_external(config, name):
+            recipe = sorted(set(sae) - {"checkpoints", "num_latents"})
+            if recipe:
+                raise ConfigError(
+                    f"config key 'saes.{name}.{recipe[0]}': an external set (checkpoints) is not trained, so it takes "
+                    "no recipe key (only num_latents, to size its jobs)"
+                )
+            external_checkpoints(config, name)  # globs must match, at least 2 checkpoints
+            if not any(n == name for _, n in site_saes(config)):
+                raise ConfigError(
+                    f"config key 'saes.{name}': an external set must be listed under a site's 'saes' (its results go to "
+                    "results/{site}/{sae}/); for checkpoints without a site run `saeseeds stability DIR DIR ...`"
+                )
+            continue
         k = sae.get("k")
         if k is not None and k > sae["num_latents"]:
             raise ConfigError(f"config key 'saes.{name}.k': k={k} exceeds num_latents={sae['num_latents']}")
@@ -173,6 +187,8 @@ def training_tokens(acts: dict[str, Any], synthetic_site: bool = False) -> int:
 def _check_steps(config: dict[str, Any]) -> None:
     """Every SAE must get at least one full batch, and more steps than its warmup, at every site it trains at."""
     for site, name in site_saes(config):
+        if is_external(config, name):
+            continue  # trains nothing
         sae = config["saes"][name]
         synthetic_site = config["models"][site.model]["source"] == "synthetic"
         n_train = training_tokens(site_activations(config, site.model, site.dataset, site.hook), synthetic_site)
@@ -202,6 +218,8 @@ def _check_steps(config: dict[str, Any]) -> None:
 def check_training(config: dict[str, Any]) -> None:
     """Raises ConfigError unless every SAE entry builds valid SaeConfig and TrainConfig objects."""
     for name, entry in config["saes"].items():
+        if is_external(config, name):
+            continue
         try:
             sae_train_configs(entry, config.get("train"))
         except ConfigError:
@@ -225,7 +243,7 @@ def site_saes(config: dict[str, Any]) -> list[tuple[Site, str]]:
     """Returns every (site, sae name) pair the study trains."""
     out = []
     for entry in config["sites"]:
-        names = entry.get("saes", list(config["saes"]))
+        names = entry.get("saes", [n for n in config["saes"] if not is_external(config, n)])
         for hook in entry["hooks"]:
             out += [(Site(entry["model"], entry["dataset"], hook), name) for name in names]
     return out
@@ -270,8 +288,33 @@ def canonical(value: Any) -> Any:
 
 
 def sae_seeds(config: dict[str, Any], sae: str) -> list[int]:
-    """Returns the seeds of one SAE variant: its own `seeds` list, else the study's."""
+    """Returns the seeds of one SAE variant: its own `seeds` list, else the study's; for an external set,
+    the positions 0..N-1 of its checkpoints (after glob expansion)."""
+    if is_external(config, sae):
+        return list(range(len(external_checkpoints(config, sae))))
     return sorted(config["saes"][sae].get("seeds", config["seeds"]))
+
+
+def is_external(config: dict[str, Any], sae: str) -> bool:
+    """Returns whether `saes.<sae>` names existing checkpoints (an external set) rather than a training recipe."""
+    return "checkpoints" in config["saes"][sae]
+
+
+def external_checkpoints(config: dict[str, Any], sae: str) -> list[str]:
+    """Returns the checkpoint references of an external set, a glob (string or list entries) expanded and sorted."""
+    from saeseeds.checkpoint_refs import expand
+    from saeseeds.checkpoints import CheckpointError
+
+    given = config["saes"][sae]["checkpoints"]
+    try:
+        refs = expand([given] if isinstance(given, str) else list(given))
+    except CheckpointError as err:
+        raise ConfigError(f"config key 'saes.{sae}.checkpoints': {err}") from err
+    if len(refs) < 2:
+        raise ConfigError(f"config key 'saes.{sae}.checkpoints': {refs} gives {len(refs)} checkpoint(s); a set needs at least 2")
+    if len(set(refs)) != len(refs):
+        raise ConfigError(f"config key 'saes.{sae}.checkpoints': a checkpoint is listed twice in {refs}")
+    return refs
 
 
 def baseline_sae(config: dict[str, Any], key: str = "baseline") -> str:

@@ -69,21 +69,27 @@ def summarize_sae(sae_dir: str | Path, seeds: Sequence[int], threshold: float, l
     model, dataset, hook, sae = sae_dir.parts[-4:]
     layer, stream = hook_position(hook)
     variant = metrics[0]["sae"]
+
+    def mean_of(key: str) -> float:
+        # An external set has no training metrics (None): NaN, and the report says why (metrics.json "external").
+        values = [m[key] for m in metrics if m.get(key) is not None]
+        return float(np.mean(values)) if values else float("nan")
+
     row = {
         "site": f"{model}/{dataset}/{hook}", "model": model, "dataset": dataset, "hook": hook,
         "layer": layer, "stream": stream, "sae": sae, "arch": variant["arch"], "num_latents": int(variant["num_latents"]),
         "k": variant.get("k") if variant["arch"] in ("topk", "batchtopk") else None,
-        "train_tokens": int(metrics[0]["tokens_seen"]),
+        "train_tokens": int(metrics[0]["tokens_seen"]) if metrics[0].get("tokens_seen") is not None else None,
         # recipe options added later: checkpoints trained before them used the token shuffle and the batch mean
         "batch_order": metrics[0].get("train", {}).get("batch_order", "tokens"),
         "b_dec_init": metrics[0].get("train", {}).get("b_dec_init", "mean"),
         "seeds": len(seeds),
-        "fvu": float(np.mean([m["fvu"] for m in metrics])),
-        "l0": float(np.mean([m["l0"] for m in metrics])),
-        "dead_fraction": float(np.mean([m["dead_fraction"] for m in metrics])),
+        "fvu": mean_of("fvu"),
+        "l0": mean_of("l0"),
+        "dead_fraction": mean_of("dead_fraction"),
     }
     row |= agreement_stats(tables, threshold)
-    row |= {f"chance_init_{k}": v for k, v in chance["init"].items()}
+    row |= {f"chance_init_{k}": v for k, v in (chance["init"] or {}).items()}  # None for external sets
     row |= {f"chance_random_{k}": v for k, v in chance["random"].items()}
     row |= {
         "only_in_base_2": float(by_size.mean().loc[2]),
@@ -104,6 +110,8 @@ def summary_table(entries: Sequence[dict[str, Any]], threshold: float) -> pd.Dat
     """Returns the summary of every entry {dir, seeds}, in the given order."""
     table = pd.DataFrame([summarize_sae(e["dir"], e["seeds"], threshold, e.get("loss"), e.get("substitution"), e.get("model_substitution")) for e in entries])
     table["k"] = table["k"].astype("Int64")
+    if "train_tokens" in table:
+        table["train_tokens"] = table["train_tokens"].astype("Int64")
     table["layer"] = table["layer"].astype("Int64")
     return table
 

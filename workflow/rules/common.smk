@@ -118,6 +118,7 @@ def all_targets():
         targets += [f"{d}/seed{s}/metrics.json" for s in seeds_of(sae)]
         targets += pair_matches(d, sae)
         targets += [f"{d}/orphans/subsets.parquet", f"{d}/orphans/latents.parquet", f"{d}/chance.json"]
+        targets += [f"{d}/stability.parquet", f"{d}/stability.csv"]
     targets += expand(f"{RESULTS}/figures/{{name}}.{{ext}}", name=FIGURES, ext=["html", "png"])
     targets += [f"{RESULTS}/summary.csv", f"{RESULTS}/summary.parquet", f"{RESULTS}/summary.md"]
     return targets

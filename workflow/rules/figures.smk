@@ -11,6 +11,11 @@ def main_variants():
     return [(d, label, sae) for d, label, (_, sae) in zip(sae_dirs(), site_sae_labels(), SITE_SAES) if seeds_of(sae) == SEEDS]
 
 
+def firing_variants():
+    """main_variants() less external sets: their firing frequencies need activations through their own encoder."""
+    return [(d, label, sae) for d, label, sae in main_variants() if not study.is_external(config, sae)]
+
+
 def first_pair(d, sae):
     a, b = pairs_of(sae)[0]
     return f"{d}/matches/seed{a}-seed{b}.parquet"
@@ -79,14 +84,14 @@ rule fig2_only_in_base:
 rule fig3_firing:
     """Fig 3: firing frequency of the first seed's latents, grouped by how many other seeds share them."""
     input:
-        latents=[f"{d}/orphans/latents.parquet" for d, _, _ in main_variants()],
+        latents=[f"{d}/orphans/latents.parquet" for d, _, _ in firing_variants()],
         style=STYLE,
     output:
         **figure_outputs("fig3_firing"),
     log:
         "logs/figures/fig3_firing.log",
     params:
-        labels=[label for _, label, _ in main_variants()],
+        labels=[label for _, label, _ in firing_variants()],
         base=SEEDS[0],
     threads: 1
     resources:

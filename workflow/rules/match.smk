@@ -15,6 +15,7 @@ rule match:
         threshold=config["match"]["threshold"],
         definition=config["match"]["definition"],
         device=config["match"]["device"],
+        max_rounds=config["match"]["max_rounds"],
     threads: 1
     resources:
         mem_mb=lambda w, attempt: scheduler.scaled(estimates.match_mem_mb(config, w.sae), attempt),
@@ -41,6 +42,7 @@ rule chance:
         seeds=lambda w: seeds_of(w.sae)[: CHANCE_SEEDS],
         threshold=config["match"]["threshold"],
         device=config["match"]["device"],
+        init=lambda w: not study.is_external(config, w.sae),  # someone else's init is unknown: random matching only
     threads: 1
     resources:
         mem_mb=lambda w, attempt: scheduler.scaled(estimates.match_mem_mb(config, w.sae), attempt),

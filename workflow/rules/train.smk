@@ -46,6 +46,8 @@ def train_groups():
     declare the snapshots' index as an output."""
     groups = {}
     for sae in dict.fromkeys(name for _, name in SITE_SAES):
+        if study.is_external(config, sae):  # existing checkpoints: rule import_checkpoint (external.smk)
+            continue
         for group in study.seed_groups(seeds_of(sae), TRAIN.get("seeds_per_job", 1)):
             groups.setdefault((tuple(group), study.sae_snapshots(config, sae) > 0), []).append(sae)
     return groups

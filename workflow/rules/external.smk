@@ -1,0 +1,29 @@
+# External SAE sets (`saes: {NAME: {checkpoints: [...]}}`): one job per checkpoint writes the seed folder that
+# match, chance, orphans, stability, summary and the figures read, as training does for trained sets.
+EXTERNAL_SAES = [name for name in config["saes"] if study.is_external(config, name)]
+
+
+if EXTERNAL_SAES:
+
+    rule import_checkpoint:
+        """Bring one existing checkpoint (any layout, local or a pinned hub reference) in as seed {seed} of its set."""
+        output:
+            cfg=f"{SAE_DIR}/seed{{seed}}/cfg.json",
+            weights=f"{SAE_DIR}/seed{{seed}}/sae.safetensors",
+            firing=f"{SAE_DIR}/seed{{seed}}/firing.npy",
+            metrics=f"{SAE_DIR}/seed{{seed}}/metrics.json",
+        wildcard_constraints:
+            sae="|".join(re.escape(s) for s in EXTERNAL_SAES),
+        log:
+            f"logs/import_checkpoint/{SITE}/{{sae}}/seed{{seed}}.log",
+        params:
+            reference=lambda w: study.external_checkpoints(config, w.sae)[int(w.seed)],
+        threads: 1
+        resources:
+            mem_mb=lambda w: 1000 + 3 * estimates.checkpoint_disk_mb(config, w.model, w.sae),
+            runtime=10,
+            disk_mb=lambda w: estimates.checkpoint_disk_mb(config, w.model, w.sae),
+        conda:
+            CONDA_ENV
+        script:
+            "../scripts/import_checkpoint.py"

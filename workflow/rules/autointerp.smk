@@ -67,7 +67,7 @@ rule latent_examples:
     threads: 1
     resources:
         # on the fly, the job also holds the model and runs it over the rows it searches (about a caching job's work)
-        mem_mb=lambda w: 2000 + 3 * 8192 * config["saes"][w.sae]["num_latents"] * 4 // 2**20
+        mem_mb=lambda w: 2000 + 3 * 8192 * config["saes"][w.sae].get("num_latents", estimates.EXTERNAL_LATENTS) * 4 // 2**20
         + (estimates.activations_mem_mb(estimates.d_model(config, w.model)) if on_the_fly(w) else 0),
         runtime=lambda w: estimates.activations_minutes(site_activations(w), estimates.d_model(config, w.model), w.hook) // (1 if on_the_fly(w) else 4) + 5,
         gpu=lambda w: max(scheduler.gpus(config, AI.get("device", "cpu")), scheduler.gpus(config, site_activations(w).get("device", "cpu")) if on_the_fly(w) else 0),

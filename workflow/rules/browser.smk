@@ -27,7 +27,8 @@ rule browser:
         latents=f"{SAE_DIR}/orphans/latents.parquet",
         subsets=f"{SAE_DIR}/orphans/subsets.parquet",
         checkpoints=lambda w: [f for s in seeds_of(w.sae) for f in checkpoint_files(w, s)],
-        store=activations_input,
+        # external sets hold directions only (no biases to encode with): partners and statistics, no contexts
+        store=lambda w: [] if study.is_external(config, w.sae) else activations_input(w),
         scores=lambda w: browser_autointerp(w, "scores"),
         examples=lambda w: browser_autointerp(w, "examples"),
         template=[str(p) for p in template_files()],
@@ -50,9 +51,9 @@ rule browser:
     resources:
         # the searched rows in float32, three dense [2048, latents] batches, the sparse activations
         mem_mb=lambda w: 1500 + (BROWSER_TOKENS * (4 * estimates.d_model(config, w.model) + 16 * 64)
-                                 + 3 * 2048 * config["saes"][w.sae]["num_latents"] * 4) // 2**20,
+                                 + 3 * 2048 * config["saes"][w.sae].get("num_latents", estimates.EXTERNAL_LATENTS) * 4) // 2**20,
         runtime=lambda w: 10 + len(seeds_of(w.sae)) * BROWSER_TOKENS * estimates.d_model(config, w.model)
-        * config["saes"][w.sae]["num_latents"] // 10**11,
+        * config["saes"][w.sae].get("num_latents", estimates.EXTERNAL_LATENTS) // 10**11,
         gpu=scheduler.gpus(config, BROWSER.get("device", "cpu")),
     conda:
         CONDA_ENV

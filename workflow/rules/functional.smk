@@ -94,7 +94,7 @@ rule functional_substitution:
         on_the_fly=activations_source,
     threads: 1
     resources:
-        mem_mb=lambda w: 1500 + 12 * 4096 * config["saes"][w.sae]["num_latents"] * 8 // 2**20
+        mem_mb=lambda w: 1500 + 12 * 4096 * config["saes"][w.sae].get("num_latents", estimates.EXTERNAL_LATENTS) * 8 // 2**20
         + (estimates.activations_mem_mb(estimates.d_model(config, w.model)) if on_the_fly(w) else 0),
         runtime=15,
         gpu=scheduler.gpus(config, FN.get("device", "cpu")),
@@ -125,7 +125,7 @@ rule functional_model_substitution:
     threads: local_cores()
     resources:
         mem_mb=lambda w: estimates.activations_mem_mb(estimates.d_model(config, w.model)) + 600 * FN.get("model_contexts", 1),
-        runtime=lambda w: 10 + (FN.get("model_latents") or config["saes"][w.sae]["num_latents"]) * FN.get("model_contexts", 1) // 10,
+        runtime=lambda w: 10 + (FN.get("model_latents") or config["saes"][w.sae].get("num_latents", estimates.EXTERNAL_LATENTS)) * FN.get("model_contexts", 1) // 10,
         gpu=scheduler.gpus(config, FN.get("device", "cpu")),
     conda:
         CONDA_ENV

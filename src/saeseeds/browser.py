@@ -284,7 +284,8 @@ def build_browser(
     notes = [f"autointerp explained {sum(len(t) for t in scores.values())} latents of seeds {', '.join(map(str, sorted(scores)))}"] if scores else []
     scan_tokens, contexts_note = None, ""
     if store is None:
-        contexts_note = "No contexts or histograms: this site's activations are computed on the fly, not cached."
+        contexts_note = ("No contexts or histograms: this set has no cached activations to encode (activations computed on the fly, "
+                         "or an external set, whose imported checkpoints hold directions only).")
     else:
         try:
             token_ids = store.token_ids()

@@ -40,6 +40,14 @@ def store_hooks(wildcards, output):
     return [os.path.basename(os.path.dirname(os.path.normpath(path))) for path in output]
 
 
+def shard_hooks(hooks):
+    """Returns a params function giving a shard job the hooks it caches, derived from its output like
+    `store_hooks`: when a hook is dropped, the (deleted, temp) shards of the stores kept are not made out of date,
+    which would rerun the join and so every shard. A shard left behind by an interrupted run with other hooks
+    is caught by join_shards, which names it."""
+    return lambda wildcards, output: list(hooks)
+
+
 def shard_folder(model, dataset, settings, shards):
     """Returns the folder of a group's temporary shards, named by what they hold apart from the hook list
     (model, dataset, settings, shard count), so a narrower hook list keeps the join job's inputs unchanged."""
@@ -106,7 +114,7 @@ for _i, (_model, _dataset, _settings, _threads, _shards, _hooks) in enumerate(ac
                 model=study.canonical(config["models"][_model]),
                 dataset=study.canonical(config["datasets"][_dataset]),
                 activations=study.canonical(_settings),
-                hooks=_hooks,
+                hooks=shard_hooks(_hooks),  # not a rerun trigger (see shard_hooks)
                 shards=_shards,
             threads: _threads
             resources:

@@ -7,6 +7,7 @@ import pytest
 
 from saeseeds.activations import ActivationConfig, SiteSource, cache_activations_multi
 from saeseeds.shards import cache_shard, join_shards, shard_ranges
+from saeseeds.store import StoreError
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -48,3 +49,8 @@ def test_joined_shards_hold_the_bytes_of_one_job(tiny_model, tmp_path):
     chunk = next((dirs[0] / "layers.1.zarr" / "activations" / "c").rglob("*0"))
     assert chunk.stat().st_nlink == 2  # linked into the joined store, not copied
     assert json.loads((dirs[1] / "shard.json").read_text())["contexts"] == [128, 312]
+    # A hook dropped from the config: the shards still join the rest. A hook they lack is named, not a KeyError.
+    narrow = join_shards({"layers.1": tmp_path / "narrow" / "activations.zarr"}, dirs, cfg)
+    np.testing.assert_array_equal(narrow["layers.1"].array[:], whole["layers.1"].array[:])
+    with pytest.raises(StoreError, match=r"shard0: has no rows of \['layers.0'\]"):
+        join_shards({"layers.0": tmp_path / "wider" / "activations.zarr"}, dirs, cfg)

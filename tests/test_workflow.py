@@ -69,6 +69,7 @@ def study(tmp_path_factory):
     write_external_set(workdir)
     proc = snakemake(workdir)
     assert proc.returncode == 0, proc.stderr[-6000:]
+    (workdir / "terminal.txt").write_text(proc.stdout + proc.stderr)  # what a person running the study saw
     return workdir, yaml.safe_load((ROOT / "config/smoke.yaml").read_text())
 
 
@@ -301,6 +302,20 @@ def test_summary_agrees_with_the_matches_brute_force(study):
         assert row["chance_init_shared_paper"] == chance["init"]["shared_paper"]
 
 
+def test_terminal_shows_each_stage_with_its_progress(study):
+    """Progress lines of the jobs reach Snakemake's terminal (local executor), one per line, named by job;
+    the rule logs keep the full bars."""
+    workdir, _ = study
+    lines = (workdir / "terminal.txt").read_text().splitlines()
+    caching = "[activations/smollm2-135m/kjv-pydoc/layers.2.mlp+layers.1] activations layers.2.mlp+layers.1: "
+    assert any(line.startswith(caching) and line.endswith("started") for line in lines)
+    assert any(line.startswith(caching + "12,288/12,288 tok (100%)") and "done in" in line for line in lines)
+    training = [line for line in lines if line.startswith("[train/smollm2-135m/kjv-pydoc/layers.2.mlp/topk-256/seeds_0] ")]
+    assert training and re.search(r": \d+/\d+ step \(100%\), [\d.,]+ step/s, done in", training[-1]), training
+    log = (workdir / "logs/train/smollm2-135m/kjv-pydoc/layers.2.mlp/topk-256/seeds_0.log").read_text()
+    assert "step/s]" in log and "[train/" not in log  # tqdm's own bar, not the terminal lines
+
+
 def test_rerun_does_nothing_and_dry_run_touches_nothing(study):
     workdir, _ = study
     before = {p: p.stat().st_mtime_ns for p in (workdir / "results").rglob("*") if p.is_file()}
@@ -364,6 +379,17 @@ def test_changing_one_variant_reruns_only_its_chain(study):
     per_variant = [p for rule, outs in jobs.items() if rule not in FIGURES + [TRAJECTORY_FIGURE, "summary", "matchings_table"] for p in outs]
     assert per_variant and all("/topk-128/" in p for p in per_variant)
     assert any(r.startswith("train") for r in jobs) and "activations" not in jobs
+
+
+def test_dropping_a_hook_recaches_nothing(study):
+    """The smoke study caches layers.2.mlp and layers.1 in one job; with the layers.1 site dropped, the
+    layers.2.mlp store holds the same bytes, so nothing is cached or trained again (the job's hook list is
+    derived from its outputs, not a params trigger)."""
+    workdir, config = study
+    assert [s["hooks"] for s in config["sites"]] == [["layers.2.mlp"], ["layers.1"]]  # one caching job for both
+    configfile = edited_config(workdir, lambda c: c.update(sites=c["sites"][:1]))
+    jobs = planned(workdir, "--configfile", configfile)
+    assert not [r for r in jobs if r.startswith(("activations", "train"))], jobs
 
 
 def test_on_the_fly_trains_the_checkpoints_of_the_cache_without_caching(study, tmp_path):

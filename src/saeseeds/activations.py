@@ -17,10 +17,10 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 import transformers
-from tqdm.auto import tqdm
 
 from saeseeds.corpus import load_texts, tokenize_contexts
 from saeseeds.models import hooked_activations_multi, load_model, resolve_hook, weights_pin
+from saeseeds.progress import ProgressBar
 from saeseeds.store import ActivationStore, StoreError, StoreWriter
 
 STORE_DTYPES = ("float16", "float32")
@@ -202,7 +202,7 @@ def write_activations_multi(
     norm_rest = dict.fromkeys(hooks, 0.0)
     starts = list(range(0, n_ctx, cfg.batch_size))
     batch_index = 0
-    bar = tqdm(total=n_ctx * length, unit="tok", desc=f"activations {'+'.join(hooks)}", mininterval=5)
+    bar = ProgressBar(total=n_ctx * length, unit="tok", desc=f"activations {'+'.join(hooks)}", mininterval=5)
     with bar:
         while batch_index < len(starts):
             first = starts[batch_index]

@@ -7,15 +7,21 @@ import sys
 import time
 from pathlib import Path
 
-from saeseeds.calibrate import CalibrationError
-from saeseeds.checkpoints import CheckpointError
-from saeseeds.match import MatchesError
-from saeseeds.orphans import OrphansError
-from saeseeds.plan import PlanError
+# The errors whose message names the culprit: a bad input exits 2 with that one line. Looked up by module
+# name only once raised (`_named_errors`), so `saeseeds --help` and `saeseeds plan` import no torch (4-6 s):
+# the planner's dry run starts at once and its torch-bound training check runs beside it.
+NAMED_ERRORS = {
+    "saeseeds.calibrate": "CalibrationError",
+    "saeseeds.checkpoints": "CheckpointError",
+    "saeseeds.matches_file": "MatchesError",
+    "saeseeds.orphans": "OrphansError",
+    "saeseeds.plan": "PlanError",
+}
 
 
 def cmd_match(args: argparse.Namespace) -> int:
     """Returns 0 after matching two checkpoints and writing the matches parquet; prints one summary line."""
+    from saeseeds import match
     from saeseeds.checkpoint_refs import resolve
     from saeseeds.checkpoints import load_dictionaries
     from saeseeds.match import match_dictionaries, write_matches
@@ -24,7 +30,7 @@ def cmd_match(args: argparse.Namespace) -> int:
     enc_a, dec_a = load_dictionaries(resolve(args.a).path, allow_zero_rows=args.allow_zero_rows)
     enc_b, dec_b = load_dictionaries(resolve(args.b).path, allow_zero_rows=args.allow_zero_rows)
     if enc_a.shape[1] != enc_b.shape[1]:
-        raise MatchesError(
+        raise match.MatchesError(
             f"{args.a} has d_in={enc_a.shape[1]} but {args.b} has d_in={enc_b.shape[1]}: SAEs of different sites cannot be matched"
         )
     df, meta = match_dictionaries(
@@ -209,9 +215,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (CalibrationError, CheckpointError, MatchesError, OrphansError, PlanError) as e:
+    except Exception as e:
+        if not isinstance(e, _named_errors()):
+            raise
         print(f"saeseeds {args.verb}: error: {e}", file=sys.stderr)
         return 2
+
+
+def _named_errors() -> tuple[type[BaseException], ...]:
+    """Returns the NAMED_ERRORS classes of the modules imported so far: an error can only come from one of them."""
+    return tuple(getattr(sys.modules[module], name) for module, name in NAMED_ERRORS.items() if module in sys.modules)
 
 
 if __name__ == "__main__":

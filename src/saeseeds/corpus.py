@@ -14,9 +14,9 @@ from pathlib import Path
 import datasets
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from saeseeds.logs import first_line
+from saeseeds.progress import ProgressBar
 
 EMBEDDED_PREFIX = "embedded:"
 KJV_PYDOC = "embedded:kjv-pydoc"
@@ -143,7 +143,7 @@ def tokenize_contexts(
     sep = _separator_id(tokenizer)
     ids = np.empty(budget, dtype=np.int64)
     filled = 0
-    bar = tqdm(total=budget, desc="tokenizing", unit="tok", disable=budget < 100_000)
+    bar = ProgressBar(total=budget, desc="tokenizing", unit="tok", disable=budget < 100_000)
 
     def take(batch: list[str]) -> None:
         nonlocal filled

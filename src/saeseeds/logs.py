@@ -10,8 +10,14 @@ from typing import Iterator
 
 
 @contextlib.contextmanager
-def rule_log(path: str | Path | None, name: str = "saeseeds") -> Iterator[logging.Logger]:
-    """Yields a logger writing to `path`; stderr (tqdm bars, warnings, tracebacks) goes there too."""
+def rule_log(path: str | Path | None, name: str = "saeseeds", progress_every: float | None = None) -> Iterator[logging.Logger]:
+    """Yields a logger writing to `path`; stderr (tqdm bars, warnings, tracebacks) goes there too.
+
+    Progress bars made with `saeseeds.progress.ProgressBar` also print a short line to the stderr this replaces
+    (the terminal of a local run) every `progress_every` seconds (default `progress.EVERY_SECONDS`).
+    """
+    from saeseeds import progress
+
     logger = logging.getLogger(name)
     logger.setLevel(logging.INFO)
     if path is None:
@@ -24,8 +30,10 @@ def rule_log(path: str | Path | None, name: str = "saeseeds") -> Iterator[loggin
         logging.getLogger().addHandler(handler)
         logging.captureWarnings(True)
         old_stderr, sys.stderr = sys.stderr, stream
+        echo = progress.echo_to(old_stderr, progress.job_label(path), progress_every if progress_every is not None else progress.EVERY_SECONDS)
         try:
-            yield logger
+            with echo:
+                yield logger
         except BaseException as err:
             logger.exception("failed")
             if isinstance(err, _named_errors()):

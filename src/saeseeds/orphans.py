@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from saeseeds.match import read_matches, shared_flags
+from saeseeds.matches_file import read_matches, shared_flags
 
 MAX_SEEDS = 20
 """Codes and the subset table grow as 2^N; beyond this many seeds the table itself is the problem."""

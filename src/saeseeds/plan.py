@@ -13,9 +13,12 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
+# pandas is imported where the tables are built: `saeseeds plan` starts its dry run (the long part) first.
 _RULE = re.compile(r"^(?:local)?rule (\S+):$")
 _FIELD = re.compile(r"^\s+(threads|resources|wildcards): (.*)$")
 
@@ -107,6 +110,8 @@ def summarize(jobs: list[PlannedJob]) -> pd.DataFrame:
 
     A GPU job's hours count as GPU-hours; every job's threads x runtime count as CPU-hours.
     """
+    import pandas as pd
+
     rows = []
     jobs = [job for job in jobs if job.rule != "all"]  # the target rule runs nothing
     for rule in dict.fromkeys(job.rule for job in jobs):
@@ -149,6 +154,8 @@ def caching_tradeoff(config: dict) -> pd.DataFrame:
     times (no safety margin) from the throughput table, on the device of `activations.device`; `configured`
     is the way the config chose (`activations.mode`).
     """
+    import pandas as pd
+
     from saeseeds import estimates, study
 
     groups: dict[tuple, dict] = {}

@@ -18,9 +18,7 @@ import numpy as np
 import pandas as pd
 
 from saeseeds.atomic import read_parquet_with_metadata, write_parquet_with_metadata
-from saeseeds.match import match_rows
 from saeseeds.orphans import members_label
-from saeseeds.similarity import resolve_device
 
 TRUTH_COLUMNS = ("latent", "partner", "cos", "maxcos", "feature", "recovered")
 
@@ -52,6 +50,10 @@ def match_truth(
     n, n_true = len(decoder), len(dictionary)
     size = max(n, n_true)
     pad = lambda w: np.vstack([w, np.zeros((size - len(w), w.shape[1]), np.float32)])  # noqa: E731
+    # Imported here: the matching needs torch, the tables and summaries below (recovery, figures) do not.
+    from saeseeds.match import match_rows
+    from saeseeds.similarity import resolve_device
+
     result = match_rows(pad(decoder), pad(dictionary), device=resolve_device(device))
     partner = result.partner[:n].astype(np.int64)
     partner[partner >= n_true] = -1

@@ -120,6 +120,10 @@ def join_shards(store_paths: Mapping[str, str | Path], shard_dirs: list[str | Pa
     n_ctx = cfg.max_tokens // L
     if [tuple(s["contexts"]) for s in stats] != shard_ranges(n_ctx, L, len(stats), cfg.chunk_rows):
         raise StoreError(f"shard ranges {[s['contexts'] for s in stats]} do not tile {n_ctx} contexts; recache the shards")
+    for shard_dir, s in zip(shard_dirs, stats):
+        missing = [hook for hook in store_paths if hook not in s["hooks"]]
+        if missing:  # left by an interrupted run with fewer hooks: the workflow does not rerun a shard for that
+            raise StoreError(f"{shard_dir}: has no rows of {missing} (cached for {s['hooks']}); delete it to recache the shards")
     token_ids = np.concatenate([np.load(shard_dir / "tokens.npy") for shard_dir in shard_dirs])
     layout = row_layout(cfg, n_ctx, token_ids_sha256(token_ids))
     n_tokens = n_ctx * L

@@ -20,13 +20,17 @@ import hashlib
 import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from scipy.special import ndtri
 
 from saeseeds.atomic import atomic_write
-from saeseeds.store import ActivationStore, StoreWriter
+
+if TYPE_CHECKING:
+    from saeseeds.store import ActivationStore
+
+# scipy.special and the store (zarr) are imported where rows are drawn and written: the workflow imports this
+# module in every Snakemake start (one per job on a cluster) only for SOURCE, check_config and the resources.
 
 SOURCE = "synthetic"
 """`models.NAME.source` value that selects this generator instead of a language model."""
@@ -195,6 +199,8 @@ class Generator:
         self.truth.group[free] = np.arange(int(free.sum())) // cfg.correlation_group
         self._free = np.flatnonzero(free)
         self._children = np.flatnonzero(~free)
+        from scipy.special import ndtri
+
         self._threshold = ndtri(self.truth.frequency[self._free])
         parent_p = self.truth.frequency[self.truth.parent[self._children]]
         self._child_p = self.truth.frequency[self._children] / parent_p
@@ -271,6 +277,8 @@ def write_synthetic_store(
     """
     if not 0 < n_heldout < n_tokens:
         raise SyntheticError(f"heldout_tokens={n_heldout} must be > 0 and leave training rows out of max_tokens={n_tokens}")
+    from saeseeds.store import StoreWriter
+
     gen = Generator(cfg)
     writer = StoreWriter(store_path, n_tokens, cfg.d, dtype=dtype)
     counts = np.zeros(cfg.n_true, dtype=np.int64)

@@ -38,11 +38,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
-from tqdm.auto import tqdm
 
 from saeseeds.arch_stack import B_DEC_INITS, SPARSE_ARCHS, StackedSae
 from saeseeds.atomic import as_output_error, remove_stale_temps
 from saeseeds.batches import BATCH_ORDERS, BatchPlan, BatchReader, NonFiniteBatch
+from saeseeds.progress import ProgressBar
 from saeseeds.sae import SaeConfig, SparseCoder
 from saeseeds import snapshots as snap
 from saeseeds.store import ActivationStore, open_store
@@ -295,7 +295,7 @@ def train_saes(store_path: str | Path | ActivationStore | OnTheFlyStore, out_dir
     wait = 0.0  # time the loop spent waiting for the reader: ~0 when prefetching keeps up
     with BatchReader(store, plan, start_step=start, prefetch=train_cfg.prefetch_batches, device=device) as reader:
         batches = iter(reader)
-        bar = tqdm(total=num_steps, initial=start, desc=f"train {sae_cfg.arch} seeds {seeds}", unit="step", mininterval=2.0)
+        bar = ProgressBar(total=num_steps, initial=start, desc=f"train {sae_cfg.arch} seeds {seeds}", unit="step", mininterval=2.0)
         for step in range(start, num_steps):
             tick = time.perf_counter()
             try:

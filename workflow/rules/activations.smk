@@ -1,10 +1,14 @@
 # Caching: one job per (model, dataset, activations settings) serves every hook of that model there with one
 # forward pass per batch, stopped after the deepest hook (the default study's six SmolLM2 hooks cost one
 # pass to layer 10 instead of six). Rules are named activations_<i>, i counting these groups in config order.
-# Adding a hook to a group recaches the group's other hooks too (one job makes all its stores). With
-# activations.shards = N > 1, N jobs (activations_<i>_shard) each cache a range of contexts and
-# activations_<i> joins them.
+# Adding a hook to a group recaches the group's other hooks too (one job makes all its stores); removing one
+# recaches nothing: the job's hook list is a param derived from its outputs (`store_hooks`), which Snakemake
+# leaves out of its params rerun trigger, so each store is judged by what it holds (model, dataset, settings,
+# its own path). With activations.shards = N > 1, N jobs (activations_<i>_shard) each cache a range of
+# contexts and activations_<i> joins them.
+import hashlib
 import json
+import os
 
 from saeseeds import synthetic as _synthetic
 
@@ -27,6 +31,28 @@ def activation_groups():
         (model, dataset, settings, threads, shards, list(dict.fromkeys(hooks)))
         for (model, dataset, _, shards), (settings, threads, hooks) in groups.items()
     ]
+
+
+def store_hooks(wildcards, output):
+    """Returns the hooks of a caching job's stores, in output order: each store is {RESULTS}/{SITE}/activations.zarr.
+    As a params function of `output` it is a param derived from the outputs, which Snakemake's params trigger
+    skips: dropping a hook from a group changes the job's hook list but not what the other stores hold."""
+    return [os.path.basename(os.path.dirname(os.path.normpath(path))) for path in output]
+
+
+def shard_hooks(hooks):
+    """Returns a params function giving a shard job the hooks it caches, derived from its output like
+    `store_hooks`: when a hook is dropped, the (deleted, temp) shards of the stores kept are not made out of date,
+    which would rerun the join and so every shard. A shard left behind by an interrupted run with other hooks
+    is caught by join_shards, which names it."""
+    return lambda wildcards, output: list(hooks)
+
+
+def shard_folder(model, dataset, settings, shards):
+    """Returns the folder of a group's temporary shards, named by what they hold apart from the hook list
+    (model, dataset, settings, shard count), so a narrower hook list keeps the join job's inputs unchanged."""
+    key = json.dumps([study.canonical(settings), shards], sort_keys=True)
+    return f"{RESULTS}/{model}/{dataset}/.shards/{hashlib.sha256(key.encode()).hexdigest()[:12]}"
 
 
 def caching_resources(model, settings, hooks, threads, fraction=1.0):
@@ -62,7 +88,7 @@ for _i, (_model, _dataset, _settings, _threads, _shards, _hooks) in enumerate(ac
                 model=study.canonical(config["models"][_model]),
                 dataset=study.canonical(config["datasets"][_dataset]),
                 activations=study.canonical(_settings),
-                hooks=_hooks,  # in output order
+                hooks=store_hooks,  # in output order; not a rerun trigger (see above)
             threads: _threads
             resources:
                 **caching_resources(_model, _settings, _hooks, _threads),
@@ -73,7 +99,7 @@ for _i, (_model, _dataset, _settings, _threads, _shards, _hooks) in enumerate(ac
 
     else:
         # Shards: parallel jobs each cache a range of contexts for every hook; one job joins them (hard links).
-        _shard_dir = f"{RESULTS}/{_model}/{_dataset}/.shards/{'+'.join(_hooks)}"
+        _shard_dir = shard_folder(_model, _dataset, _settings, _shards)
 
         rule:
             name:
@@ -88,7 +114,7 @@ for _i, (_model, _dataset, _settings, _threads, _shards, _hooks) in enumerate(ac
                 model=study.canonical(config["models"][_model]),
                 dataset=study.canonical(config["datasets"][_dataset]),
                 activations=study.canonical(_settings),
-                hooks=_hooks,
+                hooks=shard_hooks(_hooks),  # not a rerun trigger (see shard_hooks)
                 shards=_shards,
             threads: _threads
             resources:
@@ -109,7 +135,7 @@ for _i, (_model, _dataset, _settings, _threads, _shards, _hooks) in enumerate(ac
                 f"{_log}.log",
             params:
                 activations=study.canonical(_settings),
-                hooks=_hooks,  # in output order
+                hooks=store_hooks,  # in output order; not a rerun trigger (see above)
             threads: 1
             resources:
                 mem_mb=2000,

@@ -357,7 +357,9 @@ def write_large_set(root: Path, *, n=32768, seeds=(0, 1), d=32, context=64, cont
                                "dec_maxcos": np.maximum(dec_cos, rng.uniform(0, 1, n)).astype(np.float32), "shared": shared})
             del dec
             matches[(a, b)] = root / "matches" / f"seed{a}-seed{b}.parquet"
-            write_matches(df, {"threshold": 0.7, "definition": "paper"}, matches[(a, b)])
+            # random partners, not a matching: marked certified only so the browser, which reads certified files
+            # alone (saeseeds.matches_file), accepts this scale test's input
+            write_matches(df, {"threshold": 0.7, "definition": "paper", "certified": True}, matches[(a, b)])
     masks = pair_masks_from_files(matches)
     write_parquet(latent_table(masks, {s: rng.beta(0.5, 50, n) for s in seeds}), root / "orphans" / "latents.parquet")
     write_parquet(subset_table(masks), root / "orphans" / "subsets.parquet")

@@ -351,6 +351,7 @@ def fault_config():
     config = yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text())
     config["sites"] = [{"model": "smollm2-135m", "dataset": "kjv-pydoc", "hooks": ["layers.2.mlp"], "saes": ["topk-512"]}]
     config.pop("autointerp", None)  # explains SAEs this cut-down study drops
+    config.pop("functional", None)  # measures a site this cut-down study drops
     config["activations"].update(max_tokens=12288, heldout_tokens=2048, batch_size=8, chunk_rows=512)
     config["saes"] = {"topk-512": {"arch": "topk", "num_latents": 512, "k": 8, "batch_size": 256, "max_tokens": 256 * 200,
                                    "warmup_steps": 2, "state_every_steps": 10}}

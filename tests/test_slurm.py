@@ -56,6 +56,7 @@ def small_study(workdir: Path) -> None:
     config = yaml.safe_load((ROOT / "config/smoke.yaml").read_text())
     config["sites"] = [{"model": "smollm2-135m", "dataset": "kjv-pydoc", "hooks": ["layers.1"], "saes": ["topk-256"]}]
     config.pop("autointerp", None)  # explains a site this cut-down study drops
+    config.pop("functional", None)  # measures a site this cut-down study drops
     config["saes"] = {"topk-256": config["saes"]["topk-256"]}
     config["seeds"] = [0, 1]
     config["train"]["seeds_per_job"] = 2

@@ -359,7 +359,7 @@ def write_large_set(root: Path, *, n=32768, seeds=(0, 1), d=32, context=64, cont
             matches[(a, b)] = root / "matches" / f"seed{a}-seed{b}.parquet"
             # random partners, not a matching: marked certified only so the browser, which reads certified files
             # alone (saeseeds.matches_file), accepts this scale test's input
-            write_matches(df, {"threshold": 0.7, "definition": "paper", "certified": True}, matches[(a, b)])
+            write_matches(df, {"threshold": 0.7, "definition": "paper", "n": n, "certified": True}, matches[(a, b)])
     masks = pair_masks_from_files(matches)
     write_parquet(latent_table(masks, {s: rng.beta(0.5, 50, n) for s in seeds}), root / "orphans" / "latents.parquet")
     write_parquet(subset_table(masks), root / "orphans" / "subsets.parquet")

@@ -79,7 +79,26 @@ def test_truth_mcc_pads_a_smaller_decoder_with_zero_rows():
 
 
 def test_bad_shapes_are_named():
-    with pytest.raises(ValueError, match="same non-empty"):
-        pair_mcc(np.ones((3, 2)), np.ones((4, 2)))
+    with pytest.raises(ValueError, match="one d"):
+        pair_mcc(np.ones((3, 2)), np.ones((3, 4)))
+    with pytest.raises(ValueError, match="non-empty"):
+        pair_mcc(np.ones((0, 2)), np.ones((3, 2)))
     with pytest.raises(ValueError, match="at least 2 seeds"):
         pair_table({0: np.eye(2)})
+
+
+def test_pwmcc_of_decoders_of_different_sizes_matches_scipy_on_the_rectangle_dense_and_sparse():
+    """External sets compare 48 with 64 latents: every latent of the smaller side gets a partner, both paths agree."""
+    from scipy.optimize import linear_sum_assignment
+
+    rng = np.random.default_rng(3)
+    big = rng.normal(size=(64, 16)).astype(np.float32)
+    small = np.vstack([-big[rng.permutation(64)[:40]], rng.normal(size=(8, 16))]).astype(np.float32)
+    unit = lambda w: w / np.linalg.norm(w, axis=1, keepdims=True)  # noqa: E731
+    sim = np.abs(unit(small) @ unit(big).T)
+    rows, cols = linear_sum_assignment(sim, maximize=True)
+    expected = float(sim[rows, cols].mean())
+    for dense_max_n in (4096, 8):  # dense scipy, then the sparse certified path with padding
+        for a, b in ((small, big), (big, small)):
+            mcc, certified = pair_mcc(a, b, dense_max_n=dense_max_n, block_rows=16)
+            assert certified and mcc == pytest.approx(expected, abs=1e-5)

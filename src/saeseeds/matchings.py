@@ -159,8 +159,8 @@ def agreement_rows(
 def _row(method, side, partner, above, agree, cos) -> dict:
     return {
         "method": method, "side": side, "above_threshold": float(above.mean()),
-        "agrees_with_hungarian": float(agree.mean()), "mean_cos": float(np.mean(cos, dtype=np.float64)),
-        "injective": float(len(np.unique(partner)) / len(partner)), "latents": int(len(partner)),
+        "agrees_with_hungarian": float(agree.mean()), "mean_cos": float(np.nanmean(np.asarray(cos, np.float64))),  # NaN: a latent left unmatched (sizes differ)
+        "injective": float(len(np.unique(partner[partner >= 0])) / max(1, int((partner >= 0).sum()))), "latents": int(len(partner)),
         "marginal_error": float("nan"),
         "_above": above, "_agree": agree,
     }
@@ -181,13 +181,14 @@ def compare_matchings(
 
     `matches` is the pair's matches table (the exact Hungarian partners and cosines of both sides).
     With more than `max_latents` latents only Hungarian's rows are returned, the others being too large
-    to hold densely (see `MAX_LATENTS`).
+    to hold densely (see `MAX_LATENTS`); so are they for two dictionaries of different sizes (external
+    sets), where greedy, max-cos and Sinkhorn with uniform marginals have no one-to-one answer to compare.
     """
     n = len(matches)
     if enc_a.shape[0] != n or dec_a.shape[0] != n:
         raise ValueError(f"matches table has {n} latents, the checkpoints {enc_a.shape[0]}")
     sims = None
-    if n <= max_latents:
+    if n <= max_latents and enc_b.shape[0] == n:
         dev = resolve_device(device)
         sims = {side: dense_cosines(unit_rows(a, dev), unit_rows(b, dev))
                 for side, (a, b) in (("encoder", (enc_a, enc_b)), ("decoder", (dec_a, dec_b)))}

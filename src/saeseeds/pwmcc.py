@@ -27,8 +27,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from saeseeds.assignment import Assignment, assign_dense, assign_sparse
+from saeseeds.assignment import Assignment, assign_dense, assign_sparse, pad_to_square, unpad
 from saeseeds.match import DENSE_MAX_N
+from saeseeds.pwmcc_stats import recovery_correlation  # noqa: F401 (re-exported; torch-free for the summary)
 from saeseeds.similarity import BlockFn, dense_cosines, matmul_blocks, resolve_device, unit_rows
 
 PAIR_COLUMNS = ("a", "b", "pwmcc", "certified")
@@ -55,26 +56,37 @@ def match_abs(
     """Returns the exact matching of the rows of wa to the rows of wb that maximises the summed |cosine|.
 
     `cos` and `row_max` of the result are absolute cosines. Same solver as seed-to-seed matching, so
-    the optimum is exact (certified above `dense_max_n` latents) for the float32 |cos| matrix.
+    the optimum is exact (certified above `dense_max_n` latents) for the float32 |cos| matrix. Decoders
+    of different sizes (external sets) are matched as `saeseeds.match` matches them: every latent of the
+    smaller side gets a partner; rows of a left over get partner -1 and cosine NaN.
     """
     wa, wb = np.asarray(wa, np.float32), np.asarray(wb, np.float32)
-    if wa.ndim != 2 or wa.shape != wb.shape or 0 in wa.shape:
-        raise ValueError(f"decoders must have the same non-empty [n, d] shape, got {wa.shape} and {wb.shape}")
+    if wa.ndim != 2 or wb.ndim != 2 or wa.shape[1] != wb.shape[1] or 0 in wa.shape or 0 in wb.shape:
+        raise ValueError(f"decoders must be non-empty [n, d] with one d, got {wa.shape} and {wb.shape}")
     if not (np.isfinite(wa).all() and np.isfinite(wb).all()):
         raise ValueError("decoders have non-finite values")
     dev = resolve_device(device)
     ua, ub = unit_rows(wa, dev), unit_rows(wb, dev)
-    n = wa.shape[0]
+    n_a, n_b = wa.shape[0], wb.shape[0]
+    n = max(n_a, n_b)
     if n <= dense_max_n:
         return assign_dense(np.abs(dense_cosines(ua, ub)))
     rows = min(block_rows, n)
-    return assign_sparse(_abs_blocks(matmul_blocks(ua, ub, rows)), n, block_rows=rows)
+    if n_a == n_b:
+        return assign_sparse(_abs_blocks(matmul_blocks(ua, ub, rows)), n, block_rows=rows)
+    # As in saeseeds.match: zero rows widen the matmul to the square, pad_to_square sets every dummy cell
+    # (after the absolute value, so dummies keep the pad cosine below every real |cos|).
+    ua = torch.cat([ua, ua.new_zeros((n - n_a, ua.shape[1]))])
+    ub = torch.cat([ub, ub.new_zeros((n - n_b, ub.shape[1]))])
+    square = assign_sparse(pad_to_square(_abs_blocks(matmul_blocks(ua, ub, rows)), n_a, n_b), n, block_rows=rows)
+    return unpad(square, n_a, n_b)
 
 
 def pair_mcc(dec_a: np.ndarray, dec_b: np.ndarray, **kwargs) -> tuple[float, bool]:
-    """Returns (MCC of two decoders, whether the matching is certified optimal): mean matched |cos|."""
+    """Returns (MCC of two decoders, whether the matching is certified optimal): mean matched |cos|, over the
+    min(n_a, n_b) matched pairs when the sizes differ."""
     result = match_abs(dec_a, dec_b, **kwargs)
-    return float(np.mean(result.cos, dtype=np.float64)), bool(result.certificate["certified"])
+    return float(np.nanmean(result.cos.astype(np.float64))), bool(result.certificate["certified"])
 
 
 def truth_mcc(decoder: np.ndarray, dictionary: np.ndarray, **kwargs) -> float:
@@ -112,23 +124,4 @@ def add_truth(table: pd.DataFrame, recovered: Mapping[int, float], mcc: Mapping[
     for side in ("a", "b"):
         out[f"recovered_{side}"] = out[side].map(lambda s: float(recovered[s])).astype("float64")
         out[f"truth_mcc_{side}"] = out[side].map(lambda s: float(mcc[s])).astype("float64")
-    return out
-
-
-def recovery_correlation(table: pd.DataFrame) -> dict[str, float]:
-    """Returns Pearson and Spearman correlations, over seed pairs, of PW-MCC with the pair's ground truth.
-
-    The pair's ground truth is the mean over its two seeds of the fraction of true features recovered
-    (`saeseeds.recovery`), and of the truth MCC. With a single synthetic variant this is Song et al.'s
-    check done across seed pairs instead of across variants; pairs share seeds, so the correlation is
-    descriptive (no p-value). NaN when there are fewer than 3 pairs or a column is constant.
-    """
-    out = {}
-    if not {"recovered_a", "truth_mcc_a"} <= set(table.columns):
-        return out
-    for name in ("recovered", "truth_mcc"):
-        truth = (table[f"{name}_a"] + table[f"{name}_b"]) / 2
-        ok = len(table) >= 3 and truth.std() > 0 and table["pwmcc"].std() > 0
-        out[f"pwmcc_{name}_pearson"] = float(np.corrcoef(table["pwmcc"], truth)[0, 1]) if ok else float("nan")
-        out[f"pwmcc_{name}_spearman"] = float(table["pwmcc"].rank().corr(truth.rank())) if ok else float("nan")
     return out

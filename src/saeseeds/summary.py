@@ -21,7 +21,7 @@ from saeseeds.agreement import agreement_stats
 from saeseeds.atomic import atomic_write, write_parquet
 from saeseeds.functional_summary import summary_columns as functional_columns
 from saeseeds.jackknife import seed_intervals
-from saeseeds.pwmcc import recovery_correlation
+from saeseeds.pwmcc_stats import recovery_correlation
 
 MARKDOWN_COLUMNS = {
     "site": "site", "sae": "SAE", "seeds": "seeds", "fvu": "FVU", "l0": "L0", "dead_fraction": "dead",

@@ -482,3 +482,15 @@ def test_config_key_browser_fills_defaults_and_names_bad_values():
         config["browser"] = {key: value}
         with pytest.raises(study.ConfigError, match=f"'browser.{key}'"):
             study.validate_schema(config, schema)
+
+
+def test_pair_views_of_seeds_of_different_sizes_leave_the_extra_latents_without_partner():
+    """An external set compares 4 with 3 latents: b's view reads the matching backwards, a's extra latent has none."""
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(4, 8)).astype(np.float32)
+    b = a[[2, 0, 3]]
+    df, meta = match_dictionaries(a, a, b, b, threshold=0.7, definition="paper")
+    view_a, view_b = pair_views(df, meta, where="test")
+    assert view_a["enc_partner"].tolist() == [1, -1, 0, 2] and view_a["shared"].tolist() == [True, False, True, True]
+    assert view_b["enc_partner"].tolist() == [2, 0, 3] and view_b["shared"].all()
+    assert np.isnan(view_a["enc_cos"][1]) and np.allclose(view_b["dec_cos"], 1.0)

@@ -35,7 +35,7 @@ from saeseeds.atomic import as_output_error, remove_stale_temps
 from saeseeds.browser_contexts import ContextConfig, LatentScan, scan_latents
 from saeseeds.latent_examples import load_sae
 from saeseeds.match import read_matches
-from saeseeds.orphans import masks_from_matches
+from saeseeds.orphans import masks_from_matches, partners_of_b
 from saeseeds.store import StoreError
 
 TEMPLATE_FILES = ("index.html", "browser.js", "browser.css")
@@ -66,30 +66,28 @@ class SeedData:
     """Latent -> {max, counts, active}."""
 
 
-def _inverse(perm: np.ndarray) -> np.ndarray:
-    inv = np.empty(len(perm), dtype=np.int64)
-    inv[perm] = np.arange(len(perm))
-    return inv
-
-
 def pair_views(df: pd.DataFrame, meta: dict, where: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Returns (seed a's view, seed b's view) of one pair's matches: per latent its encoder and decoder
     partner and cosine, max-cos and `shared`.
 
-    Seed b's view is the same two bijections read backwards (latent k of b has encoder partner
+    Seed b's view is the same two matchings read backwards (latent k of b has encoder partner
     enc_partner^-1[k], same cosine); the matches record max-cos only for seed a's latents, so b's is NaN.
+    When the two differ in size (external sets) a latent of the larger side may have no partner: -1, NaN.
     """
-    a_shared, b_shared = masks_from_matches(df, meta["threshold"], meta["definition"], where=where)
+    n_b = int(meta.get("n_b", meta.get("n", len(df))))
+    a_shared, b_shared = masks_from_matches(df, meta["threshold"], meta["definition"], where=where, n_b=n_b)
     a = pd.DataFrame({
         "enc_partner": df["enc_partner"].to_numpy(np.int64), "enc_cos": df["enc_cos"].to_numpy(np.float64),
         "dec_partner": df["dec_partner"].to_numpy(np.int64), "dec_cos": df["dec_cos"].to_numpy(np.float64),
         "maxcos": df["dec_maxcos"].to_numpy(np.float64), "shared": a_shared,
     })
-    enc_inv, dec_inv = _inverse(a["enc_partner"].to_numpy()), _inverse(a["dec_partner"].to_numpy())
+    enc_inv = partners_of_b(a["enc_partner"].to_numpy(), n_b, f"{where} enc_partner")
+    dec_inv = partners_of_b(a["dec_partner"].to_numpy(), n_b, f"{where} dec_partner")
+    cos_of = lambda cos, inv: np.where(inv >= 0, cos[np.maximum(inv, 0)], np.nan)  # noqa: E731
     b = pd.DataFrame({
-        "enc_partner": enc_inv, "enc_cos": a["enc_cos"].to_numpy()[enc_inv],
-        "dec_partner": dec_inv, "dec_cos": a["dec_cos"].to_numpy()[dec_inv],
-        "maxcos": np.full(len(df), np.nan), "shared": b_shared,
+        "enc_partner": enc_inv, "enc_cos": cos_of(a["enc_cos"].to_numpy(), enc_inv),
+        "dec_partner": dec_inv, "dec_cos": cos_of(a["dec_cos"].to_numpy(), dec_inv),
+        "maxcos": np.full(n_b, np.nan), "shared": b_shared,
     })
     return a, b
 
@@ -120,8 +118,8 @@ def seed_tables(seeds: list[int], matches: dict[tuple[int, int], tuple[pd.DataFr
         known = ~np.isnan(maxcos)
         table = pd.DataFrame({
             "n_shared": base["n_shared"].to_numpy(np.int64),
-            "enc_cos": np.mean([v["enc_cos"].to_numpy() for v in views], axis=0),
-            "dec_cos": np.mean([v["dec_cos"].to_numpy() for v in views], axis=0),
+            "enc_cos": np.nanmean([v["enc_cos"].to_numpy() for v in views], axis=0),
+            "dec_cos": np.nanmean([v["dec_cos"].to_numpy() for v in views], axis=0),
             "maxcos": np.where(known.any(0), np.where(known, maxcos, -np.inf).max(0), np.nan),
             "firing": base["firing_frequency"].to_numpy(np.float64),
             "explanation": pd.Series([None] * n, dtype=object),

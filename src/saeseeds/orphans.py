@@ -134,7 +134,7 @@ def latent_table(shared_masks: PairMasks, firing: Mapping[int, np.ndarray]) -> p
     return pd.concat(frames, ignore_index=True)
 
 
-def _inverse(perm: np.ndarray, n_b: int, where: str) -> np.ndarray:
+def partners_of_b(perm: np.ndarray, n_b: int, where: str) -> np.ndarray:
     """Returns, for each of the n_b latents of b, its partner in a (-1 when it has none)."""
     matched = perm[perm >= 0]
     if (
@@ -157,8 +157,8 @@ def masks_from_matches(
     latent k has encoder partner enc_partner^-1[k] with the same cosine, or none.
     """
     n_b = len(df) if n_b is None else n_b
-    enc_inv = _inverse(df["enc_partner"].to_numpy(), n_b, f"{where} enc_partner")
-    dec_inv = _inverse(df["dec_partner"].to_numpy(), n_b, f"{where} dec_partner")
+    enc_inv = partners_of_b(df["enc_partner"].to_numpy(), n_b, f"{where} enc_partner")
+    dec_inv = partners_of_b(df["dec_partner"].to_numpy(), n_b, f"{where} dec_partner")
     enc_cos, dec_cos = df["enc_cos"].to_numpy(), df["dec_cos"].to_numpy()
     a_side = df["shared"].to_numpy().astype(bool)
     nan = np.float32(np.nan)

@@ -302,9 +302,11 @@
         const tr = document.createElement("tr");
         tr.className = isShared ? "shared" : "";
         tr.appendChild(el("td", other, "num"));
-        const e = el("td", null, "num"); e.appendChild(link(latentHref(other, encP), encP)); tr.appendChild(e);
+        // -1: no partner (an external set whose seeds differ in size leaves the larger side's extra latents unmatched)
+        const partnerCell = (p) => { const c = el("td", p < 0 ? "none" : null, "num"); if (p >= 0) c.appendChild(link(latentHref(other, p), p)); return c; };
+        tr.appendChild(partnerCell(encP));
         tr.appendChild(el("td", fmt(encC), "num"));
-        const d = el("td", null, "num"); d.appendChild(link(latentHref(other, decP), decP)); tr.appendChild(d);
+        tr.appendChild(partnerCell(decP));
         tr.appendChild(el("td", fmt(decC), "num"));
         tr.appendChild(el("td", fmt(maxc), "num"));
         tr.appendChild(el("td", isShared ? "shared" : "—"));

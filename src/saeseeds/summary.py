@@ -18,11 +18,13 @@ import pandas as pd
 
 from saeseeds.agreement import agreement_stats
 from saeseeds.atomic import atomic_write, write_parquet
+from saeseeds.bimodality import matched_cosine_bimodality
 
 MARKDOWN_COLUMNS = {
     "site": "site", "sae": "SAE", "seeds": "seeds", "fvu": "FVU", "l0": "L0", "dead_fraction": "dead",
     "shared_paper_mean": "shared (paper)", "shared_paper_std": "± std", "shared_notebook_mean": "shared (notebook)",
     "shared_maxcos_mean": "shared (max-cos)", "enc_maxcos_mean": "mean max-cos",
+    "dec_sarle_bc": "BC dec", "dec_ashman_d": "D dec",
     "chance_init_shared_paper": "chance (init)", "only_in_base_max_seeds": "only-in-base at N",
 }
 
@@ -69,6 +71,7 @@ def summarize_sae(sae_dir: str | Path, seeds: Sequence[int], threshold: float) -
         "dead_fraction": float(np.mean([m["dead_fraction"] for m in metrics])),
     }
     row |= agreement_stats(tables, threshold)
+    row |= matched_cosine_bimodality(tables)  # Sarle's BC, Ashman's D, high-mode weight of enc/dec matched cosines
     row |= {f"chance_init_{k}": v for k, v in chance["init"].items()}
     row |= {f"chance_random_{k}": v for k, v in chance["random"].items()}
     row |= {

@@ -13,13 +13,13 @@ wherever the run's schedule is at that step (adam: linear warmup, then linear de
 last step); a run's last checkpoint has decayed to zero.
 
 `table` prints every run's checkpoints as a markdown table; `figures` draws agreement against tokens seen
-and the matched-cosine histograms of one checkpoint (altair, PNG through vl-convert).
+and the matched-cosine histograms at each run's last checkpoint (altair, PNG through vl-convert).
 
     python benchmarks/convergence.py train --store results/smollm2-135m/kjv-pydoc/layers.6.mlp/activations.zarr \\
         --out benchmarks/out/convergence --label adam-1152-k8-48p --latents 1152 --k 8 --passes 48 \\
         --checkpoints 0.25,0.5,1,2,3,6,12,24,48
     python benchmarks/convergence.py table --out benchmarks/out/convergence
-    python benchmarks/convergence.py figures --out benchmarks/out/convergence --main adam-1152-k8-48p --docs docs
+    python benchmarks/convergence.py figures --out benchmarks/out/convergence --docs docs
 
 Steps per second are printed as measured on whatever machine ran it (shared, loaded cores here): use them
 to size runs, not as timings.
@@ -89,7 +89,7 @@ def train(args) -> None:
     from saeseeds.batches import BatchPlan, BatchReader
     from saeseeds.sae import SaeConfig
     from saeseeds.store import open_store
-    from saeseeds.train import TrainConfig, _num_steps, _Run, default_lr
+    from saeseeds.train import TrainConfig, _num_steps, _Run, default_lr, lr_factor
 
     torch.set_num_threads(args.threads)
     store = open_store(args.store, verify=True)
@@ -123,7 +123,7 @@ def train(args) -> None:
                 train_s += time.perf_counter() - tick
                 row, table = checkpoint_row(_coders(run), heldout, args.threshold)
                 row = {"label": args.label, **recipe, "step": done, "tokens": done * cfg.batch_size, "passes_seen": done * cfg.batch_size / n_train,
-                       "lr_now": lr * (1.0 if args.optimizer != "adam" else __import__("saeseeds.train", fromlist=["lr_factor"]).lr_factor(step, cfg.warmup_steps, num_steps)),
+                       "lr_now": lr * (lr_factor(step, cfg.warmup_steps, num_steps) if args.optimizer == "adam" else 1.0),
                        "train_s": round(train_s, 1), "steps_per_s": round(done / train_s, 2), **row}
                 table.to_parquet(out / f"matches-step{done}.parquet")
                 with log_path.open("a") as f:
@@ -192,23 +192,24 @@ def figures(args) -> None:
     Path(args.docs).mkdir(parents=True, exist_ok=True)
     Path(args.docs, "convergence.png").write_bytes(vlc.vegalite_to_png(chart.to_json(), scale=2))
 
-    out = Path(args.out) / args.main
-    step = max(int(p.stem.removeprefix("matches-step")) for p in out.glob("matches-step*.parquet"))
-    first = min(int(p.stem.removeprefix("matches-step")) for p in out.glob("matches-step*.parquet"))
     rows = []
-    for s in sorted({first, step}):
-        m = pd.read_parquet(out / f"matches-step{s}.parquet")
-        tok = df[(df["label"] == args.main) & (df["step"] == s)]["tokens"].iloc[0] / 1e6
+    for label in sorted(df["label"].unique()):
+        last = df[df["label"] == label].sort_values("step").iloc[-1]
+        m = pd.read_parquet(Path(args.out) / label / f"matches-step{int(last['step'])}.parquet")
+        name = f"{label}: {last['tokens'] / 1e6:.2f}M tokens, shared {100 * last['shared_paper']:.1f}%"
         for side in ("enc", "dec"):
-            rows += [{"matched cosine": float(v), "side": {"enc": "encoder", "dec": "decoder"}[side], "checkpoint": f"{tok:.2f}M tokens"} for v in m[f"{side}_cos"]]
-    hist = alt.Chart(pd.DataFrame(rows)).mark_bar(opacity=0.6, binSpacing=0).encode(
-        x=alt.X("matched cosine:Q", bin=alt.Bin(extent=[-0.1, 1.0], step=0.025)),
-        y=alt.Y("count():Q", stack=None),
-        color=alt.Color("checkpoint:N"),
-    ).properties(width=320, height=200).facet(column=alt.Column("side:N", title=None)).properties(
-        title=f"Matched cosines of seeds 0 and 1, {args.main}: first and last checkpoint (threshold 0.7 marks shared)")
+            rows += [{"matched cosine": float(v), "side": {"enc": "encoder rows", "dec": "decoder rows"}[side], "run": name} for v in m[f"{side}_cos"]]
+    bars = alt.Chart().mark_bar(binSpacing=0).encode(
+        x=alt.X("matched cosine:Q", bin=alt.Bin(extent=[-0.1, 1.0], step=0.025), title="cosine with matched latent"),
+        y=alt.Y("count():Q", title="latents"),
+    )
+    rule = alt.Chart(pd.DataFrame({"x": [0.7]})).mark_rule(strokeDash=[4, 3], color="black").encode(x="x:Q")
+    hist = alt.layer(bars, rule, data=pd.DataFrame(rows)).properties(width=300, height=150).facet(
+        row=alt.Row("run:N", title=None, header=alt.Header(labelAngle=0, labelAlign="left", labelOrient="top")),
+        column=alt.Column("side:N", title=None, sort=["encoder rows", "decoder rows"]),
+    ).properties(title="Matched cosines of seeds 0 and 1 at each run's last checkpoint (dashed: threshold 0.7)")
     Path(args.docs, "convergence_cosines.png").write_bytes(vlc.vegalite_to_png(hist.to_json(), scale=2))
-    print(f"wrote {args.docs}/convergence.png and {args.docs}/convergence_cosines.png (histograms of {args.main} at steps {first} and {step})")
+    print(f"wrote {args.docs}/convergence.png and {args.docs}/convergence_cosines.png")
 
 
 def main(argv=None) -> None:
@@ -234,7 +235,6 @@ def main(argv=None) -> None:
         p = sub.add_parser(name)
         p.add_argument("--out", default="benchmarks/out/convergence")
         if name == "figures":
-            p.add_argument("--main", required=True, help="the run whose first and last checkpoints' cosines are histogrammed")
             p.add_argument("--docs", default="docs")
     args = ap.parse_args(argv)
     if args.cmd == "train" and args.lr is None and args.optimizer == "adam":

@@ -149,7 +149,7 @@ def table(args) -> None:
     df = load_rows(args.out)
     cols = {"label": "run", "passes": "budget (passes)", "passes_seen": "passes seen", "tokens": "tokens", "lr_now": "lr at ckpt",
             "shared_paper": "shared (paper)", "enc_sarle_bc": "BC enc", "dec_sarle_bc": "BC dec", "enc_ashman_d": "D enc", "dec_ashman_d": "D dec",
-            "enc_weight_high": "high-mode weight enc", "dec_weight_high": "high-mode weight dec", "fvu": "held-out FVU", "l0": "L0", "dead_fraction": "dead"}
+            "enc_weight_high": "high-mode weight enc", "dec_weight_high": "high-mode weight dec", "dec_mu_low": "dec low-mode mean", "dec_mu_high": "dec high-mode mean", "fvu": "held-out FVU", "l0": "L0", "dead_fraction": "dead"}
     print("| " + " | ".join(cols.values()) + " |")
     print("|" + "---|" * len(cols))
     for _, r in df.iterrows():
@@ -197,11 +197,14 @@ def figures(args) -> None:
         last = df[df["label"] == label].sort_values("step").iloc[-1]
         m = pd.read_parquet(Path(args.out) / label / f"matches-step{int(last['step'])}.parquet")
         name = f"{label}: {last['tokens'] / 1e6:.2f}M tokens, shared {100 * last['shared_paper']:.1f}%"
+        edges = np.round(np.arange(-0.1, 1.0 + 1e-9, 0.025), 3)
         for side in ("enc", "dec"):
-            rows += [{"matched cosine": float(v), "side": {"enc": "encoder rows", "dec": "decoder rows"}[side], "run": name} for v in m[f"{side}_cos"]]
-    bars = alt.Chart().mark_bar(binSpacing=0).encode(
-        x=alt.X("matched cosine:Q", bin=alt.Bin(extent=[-0.1, 1.0], step=0.025), title="cosine with matched latent"),
-        y=alt.Y("count():Q", title="latents"),
+            counts, _ = np.histogram(np.clip(m[f"{side}_cos"].to_numpy(), -0.1, 1.0), bins=edges)
+            rows += [{"lo": float(lo), "hi": float(hi), "latents": int(c), "side": {"enc": "encoder rows", "dec": "decoder rows"}[side], "run": name}
+                     for lo, hi, c in zip(edges[:-1], edges[1:], counts)]
+    bars = alt.Chart().mark_bar().encode(
+        x=alt.X("lo:Q", title="cosine with matched latent", scale=alt.Scale(domain=[-0.1, 1.0]), axis=alt.Axis(values=[0, 0.2, 0.4, 0.6, 0.8, 1.0])), x2="hi:Q",
+        y=alt.Y("latents:Q", title="latents"), y2=alt.datum(0),
     )
     rule = alt.Chart(pd.DataFrame({"x": [0.7]})).mark_rule(strokeDash=[4, 3], color="black").encode(x="x:Q")
     hist = alt.layer(bars, rule, data=pd.DataFrame(rows)).properties(width=300, height=150).facet(

@@ -179,16 +179,19 @@ def figures(args) -> None:
         end = "end of run (lr 0)" if r["step"] == r["num_steps"] else "mid-run checkpoint"
         for metric, col in (("shared fraction (paper, 0.7)", "shared_paper"), ("Sarle BC, decoder", "dec_sarle_bc"), ("Sarle BC, encoder", "enc_sarle_bc"),
                             ("Ashman's D, decoder", "dec_ashman_d"), ("Ashman's D, encoder", "enc_ashman_d"), ("held-out FVU", "fvu")):
-            long.append({"run": r["label"], "tokens (M)": r["tokens"] / 1e6, "metric": metric, "value": r[col], "point": end})
+            ref = {"dec_sarle_bc": 5 / 9, "enc_sarle_bc": 5 / 9, "dec_ashman_d": 2.0, "enc_ashman_d": 2.0}.get(col)
+            long.append({"run": r["label"], "tokens (M)": r["tokens"] / 1e6, "metric": metric, "value": r[col], "point": end, "ref": ref})
     data = pd.DataFrame(long)
-    base = alt.Chart(data).encode(
+    base = alt.Chart().encode(
         x=alt.X("tokens (M):Q", scale=alt.Scale(type="log"), title="tokens seen (millions, log)"),
         y=alt.Y("value:Q", title=None, scale=alt.Scale(zero=False)),
         color=alt.Color("run:N"),
     )
-    chart = (base.mark_line(point=False, opacity=0.6) + base.mark_point(filled=True, size=40).encode(shape=alt.Shape("point:N", title="checkpoint"))).properties(width=260, height=170).facet(
+    refs = alt.Chart().mark_rule(strokeDash=[4, 3], color="gray").encode(y="max(ref):Q")  # BC 5/9, D 2: two-mode lines
+    chart = alt.layer(base.mark_line(point=False, opacity=0.6), base.mark_point(filled=True, size=40).encode(shape=alt.Shape("point:N", title="checkpoint")), refs,
+                      data=data).properties(width=260, height=170).facet(
         facet=alt.Facet("metric:N", title=None, sort=[m for m in data["metric"].unique()]), columns=3
-    ).resolve_scale(y="independent").properties(title="Two seeds of TopK SAEs on SmolLM2-135M layers.6.mlp (kjv-pydoc): agreement against tokens seen")
+    ).resolve_scale(y="independent").properties(title="Two seeds of TopK SAEs on SmolLM2-135M layers.6.mlp (kjv-pydoc): agreement against tokens seen (dashed: BC 5/9, D 2)")
     Path(args.docs).mkdir(parents=True, exist_ok=True)
     Path(args.docs, "convergence.png").write_bytes(vlc.vegalite_to_png(chart.to_json(), scale=2))
 

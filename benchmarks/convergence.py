@@ -195,11 +195,13 @@ def figures(args) -> None:
     Path(args.docs).mkdir(parents=True, exist_ok=True)
     Path(args.docs, "convergence.png").write_bytes(vlc.vegalite_to_png(chart.to_json(), scale=2))
 
-    rows = []
-    for label in sorted(df["label"].unique()):
+    rows, names = [], []
+    order = df.drop_duplicates("label").sort_values(["optimizer", "latents", "k", "passes"], ascending=[True, False, False, True])["label"]
+    for label in order:
         last = df[df["label"] == label].sort_values("step").iloc[-1]
         m = pd.read_parquet(Path(args.out) / label / f"matches-step{int(last['step'])}.parquet")
         name = f"{label}: {last['tokens'] / 1e6:.2f}M tokens, shared {100 * last['shared_paper']:.1f}%"
+        names.append(name)
         edges = np.round(np.arange(-0.1, 1.0 + 1e-9, 0.025), 3)
         for side in ("enc", "dec"):
             counts, _ = np.histogram(np.clip(m[f"{side}_cos"].to_numpy(), -0.1, 1.0), bins=edges)
@@ -211,7 +213,7 @@ def figures(args) -> None:
     )
     rule = alt.Chart(pd.DataFrame({"x": [0.7]})).mark_rule(strokeDash=[4, 3], color="black").encode(x="x:Q")
     hist = alt.layer(bars, rule, data=pd.DataFrame(rows)).properties(width=300, height=150).facet(
-        row=alt.Row("run:N", title=None, header=alt.Header(labelAngle=0, labelAlign="left", labelOrient="top")),
+        row=alt.Row("run:N", title=None, sort=names, header=alt.Header(labelAngle=0, labelAlign="left", labelOrient="top")),
         column=alt.Column("side:N", title=None, sort=["encoder rows", "decoder rows"]),
     ).properties(title="Matched cosines of seeds 0 and 1 at each run's last checkpoint (dashed: threshold 0.7)")
     Path(args.docs, "convergence_cosines.png").write_bytes(vlc.vegalite_to_png(hist.to_json(), scale=2))

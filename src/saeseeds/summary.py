@@ -19,6 +19,7 @@ import pandas as pd
 
 from saeseeds.agreement import agreement_stats
 from saeseeds.atomic import atomic_write, write_parquet
+from saeseeds.bimodality import matched_cosine_bimodality
 from saeseeds.functional_summary import summary_columns as functional_columns
 from saeseeds.jackknife import seed_intervals
 from saeseeds.pwmcc_stats import recovery_correlation
@@ -29,6 +30,7 @@ MARKDOWN_COLUMNS = {
     "shared_paper_ci_hi": "95% CI hi", "shared_notebook_mean": "shared (notebook)",
     "shared_maxcos_mean": "shared (max-cos)", "pwmcc_mean": "PW-MCC", "pwmcc_ci_lo": "PW-MCC CI lo",
     "pwmcc_ci_hi": "PW-MCC CI hi", "enc_maxcos_mean": "mean max-cos",
+    "dec_sarle_bc": "BC dec", "dec_ashman_d": "D dec",
     "chance_init_shared_paper": "chance (init)", "only_in_base_max_seeds": "only-in-base at N",
     "loss_recovered": "loss recovered", "substitution_shared": "subst. (shared)", "substitution_orphan": "subst. (orphan)",
 }
@@ -89,6 +91,7 @@ def summarize_sae(sae_dir: str | Path, seeds: Sequence[int], threshold: float, l
         "dead_fraction": mean_of("dead_fraction"),
     }
     row |= agreement_stats(tables, threshold)
+    row |= matched_cosine_bimodality(tables)  # Sarle's BC, Ashman's D, high-mode weight of enc/dec matched cosines
     row |= {f"chance_init_{k}": v for k, v in (chance["init"] or {}).items()}  # None for external sets
     row |= {f"chance_random_{k}": v for k, v in chance["random"].items()}
     row |= {

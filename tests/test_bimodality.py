@@ -93,7 +93,12 @@ def test_summary_row_carries_the_bimodality_of_its_pairs(tmp_path):
     zero = {"shared_paper": 0.0, "shared_notebook": 0.0, "shared_maxcos": 0.0}
     (sae_dir / "chance.json").write_text(pd.Series({"init": zero, "random": zero}).to_json())
     (sae_dir / "orphans").mkdir()
-    pd.DataFrame({"size": [2, 2, 3], "only_in_base": [0.5, 0.4, 0.3]}).to_parquet(sae_dir / "orphans" / "subsets.parquet")
+    pd.DataFrame({"size": [2] * 6 + [3] * 3, "base": [0, 1, 0, 2, 1, 2, 0, 1, 2],
+                  "members": ["0,1"] * 2 + ["0,2"] * 2 + ["1,2"] * 2 + ["0,1,2"] * 3,
+                  "only_in_base": [0.5, 0.4, 0.45, 0.5, 0.4, 0.42, 0.3, 0.32, 0.31]}).to_parquet(sae_dir / "orphans" / "subsets.parquet")
+    (sae_dir / "consistency").mkdir()
+    pd.DataFrame({"a": [0, 0, 1], "b": [1, 2, 2], "pwmcc": [0.5, 0.6, 0.7], "certified": True}).to_parquet(
+        sae_dir / "consistency" / "pwmcc.parquet")
     row = summarize_sae(sae_dir, [0, 1, 2], 0.7)
     expected = np.mean([sarle_bc(t["dec_cos"].to_numpy()) for t in tables])
     assert row["dec_sarle_bc"] == pytest.approx(expected)

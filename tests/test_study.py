@@ -114,11 +114,11 @@ def test_seed_groups_cover_every_seed_once():
 
 def test_variant_seeds_default_to_the_study_seeds():
     config = study.validate_schema(load("config.yaml"))
-    assert study.sae_seeds(config, "topk-1152-k8") == sorted(config["seeds"])
+    assert study.sae_seeds(config, "topk-1152-k4") == sorted(config["seeds"])
     assert study.sae_seeds(config, "topk-576-k8") == config["saes"]["topk-576-k8"]["seeds"] != sorted(config["seeds"])
     assert study.baseline_sae(config) == "topk-576-k8"
     del config["figures"]["baseline"]
-    assert study.baseline_sae(config) == "topk-1152-k8"  # the first variant of the first site
+    assert study.baseline_sae(config) == "topk-1152-k4"  # the first variant of the first site
 
 
 @pytest.mark.parametrize(

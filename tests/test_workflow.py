@@ -284,7 +284,8 @@ def test_summary_agrees_with_the_matches_brute_force(study):
     threshold = config["match"]["threshold"]
     for _, row in summary.iterrows():
         d = workdir / "results" / row["site"] / row["sae"]
-        seeds = sorted(config["saes"][row["sae"]].get("seeds", config["seeds"]))
+        external = row["sae"] not in config["saes"]  # `theirs`, added by the fixture: seeds 0..N-1, no training metrics
+        seeds = sorted(int(p.name[4:]) for p in d.glob("seed*")) if external else sorted(config["saes"][row["sae"]].get("seeds", config["seeds"]))
         assert row["seeds"] == len(seeds)
         paper, notebook, maxcos = [], [], []
         for a, b in combinations(seeds, 2):
@@ -296,8 +297,8 @@ def test_summary_agrees_with_the_matches_brute_force(study):
         assert row["shared_paper_std"] == pytest.approx(np.std(paper))
         assert row["shared_notebook_mean"] == pytest.approx(np.mean(notebook))
         assert row["shared_maxcos_mean"] == pytest.approx(np.mean(maxcos))
-        fvu = np.mean([json.loads((d / f"seed{s}" / "metrics.json").read_text())["fvu"] for s in seeds])
-        assert row["fvu"] == pytest.approx(fvu)
+        fvu = np.mean([json.loads((d / f"seed{s}" / "metrics.json").read_text())["fvu"] or np.nan for s in seeds])
+        assert row["fvu"] == pytest.approx(fvu, nan_ok=True)
         chance = json.loads((d / "chance.json").read_text())
         assert row["chance_init_shared_paper"] == chance["init"]["shared_paper"]
 
@@ -433,6 +434,8 @@ def test_consistency_outputs_pwmcc_matchings_and_seed_intervals(study):
     threshold = config["match"]["threshold"]
     for _, row in summary.iterrows():
         d = workdir / "results" / row["site"] / row["sae"]
+        if row["sae"] not in config["saes"]:
+            continue  # the external set of different sizes: rectangular PW-MCC is checked in tests/test_pwmcc.py
         seeds = sorted(config["saes"][row["sae"]].get("seeds", config["seeds"]))
         pairs = pd.read_parquet(d / "consistency" / "pwmcc.parquet")
         assert list(zip(pairs.a, pairs.b)) == list(combinations(seeds, 2)) and pairs["certified"].all()

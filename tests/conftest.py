@@ -35,3 +35,13 @@ def tiny_model(smollm, tmp_path_factory):
                                  num_attention_heads=2, num_key_value_heads=2)).save_pretrained(folder)
     tok.save_pretrained(folder)
     return str(folder)
+
+
+# The longest test files, first: with `-n 2 --dist loadfile` (pyproject addopts) a worker takes a whole file, so
+# starting the smoke study's file and the SLURM cluster's early lets the other worker run the short files beside them.
+LONG_FILES = ("test_workflow.py", "test_faults.py", "test_slurm.py", "test_browser.py")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONG_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(LONG_FILES)))  # stable: the rest keep their order

@@ -7,6 +7,8 @@ from scipy.optimize import linear_sum_assignment
 
 from saeseeds.matchings import (
     COLUMNS,
+    LOG_DOMAIN_EXPONENT,
+    SINKHORN_REG,
     compare_matchings,
     compare_similarities,
     greedy_partners,
@@ -30,6 +32,23 @@ def test_sinkhorn_recovers_a_permutation_of_a_copy():
     assert sinkhorn_partners(sim).tolist() == expected.tolist()
     plan = sinkhorn_plan(sim)
     assert plan.sum(axis=1) == pytest.approx(np.full(50, 1 / 50), abs=1e-6)  # uniform marginals
+
+
+def test_plain_sinkhorn_gives_the_log_domain_plan_and_falls_back_where_the_kernel_underflows():
+    import ot
+
+    rng = np.random.default_rng(3)
+    a = unit(rng.normal(size=(80, 8)))
+    b = unit(a[rng.permutation(80)] + 0.4 * rng.normal(size=(80, 8)))
+    sim = a @ b.T
+    uniform = np.full(80, 1 / 80)
+    log_plan = ot.sinkhorn(uniform, uniform, 1 - sim, SINKHORN_REG, method="sinkhorn_log", numItermax=2000,
+                           stopThr=1e-9, warn=False)
+    assert np.abs(sinkhorn_plan(sim) - log_plan).max() < 1e-12
+    # cost / reg up to 2 / 1e-3 = 2000 > LOG_DOMAIN_EXPONENT: the log-domain solver, still a finite plan
+    tiny = sinkhorn_plan(sim, reg=1e-3, iterations=200)
+    assert np.isfinite(tiny).all() and tiny.sum() == pytest.approx(1.0, abs=1e-6)
+    assert 2 / 1e-3 > LOG_DOMAIN_EXPONENT
 
 
 def test_greedy_equals_hungarian_when_the_matrix_is_diagonal_dominant():

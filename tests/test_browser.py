@@ -126,6 +126,12 @@ def test_seed_tables_average_the_other_seeds_and_carry_explanations(tmp_path):
     assert data[0].table.explanation[1] == "Counts sheep" and data[0].table.score[0] == 0.9
     assert data[1].table.explanation.isna().all()
     assert data[2].table.maxcos.isna().all() and data[0].table.maxcos.notna().all()  # seed 2 is never first in a pair
+    subst = pd.DataFrame({"latent": [2, 0], "score_partner": [0.25, 1.0]})
+    data = seed_tables([0, 1, 2], pairs, latents, {0: scores}, {1: subst})
+    assert data[1].table.subst[2] == 0.25 and data[1].table.subst[0] == 1.0 and data[1].table.subst.isna().sum() == len(data[1].table) - 2
+    assert data[0].table.subst.isna().all()
+    with pytest.raises(BrowserError, match="substitution table of seed 1"):
+        seed_tables([0, 1, 2], pairs, latents, None, {1: pd.DataFrame({"latent": [10**6], "score_partner": [0.5]})})
     with pytest.raises(BrowserError, match="matches of seeds 0 and 2 missing"):
         seed_tables([0, 1, 2], {k: v for k, v in pairs.items() if k != (0, 2)}, latents)
     with pytest.raises(BrowserError, match="seed 1 has"):
@@ -243,7 +249,7 @@ def check_the_page(p, folder: Path, base_url: str):
     # text search in explanations; a hostile explanation is plain text in the table
     page.fill("#search", "bold")
     assert column(page, 0) == ["0"]
-    assert column(page, 7) == [HOSTILE_EXPLANATION]
+    assert column(page, 8) == [HOSTILE_EXPLANATION]
     page.fill("#search", "")
     # a latent whose partner is shared, then its partner's page in the other seed, and back
     table = pd.read_parquet(folder.parent / "orphans" / "latents.parquet")

@@ -538,6 +538,16 @@ def test_browser_of_the_smoke_study_in_chromium(study):
             for sae in site["saes"]:
                 folder = workdir / "results" / site["model"] / site["dataset"] / hook / sae / "browser"
                 assert {p.name for p in folder.iterdir()} == {"index.html", "browser.js", "browser.css", "data"}, folder
+    fn = config["functional"]  # the substitution score of every latent of the tested pair's first seed is a column
+    fd = workdir / "results" / fn["sites"][0] / fn["saes"][0]
+    subst = pd.read_parquet(next((fd / "functional" / "substitution").glob("seed0-seed*.parquet")))
+    table_js = (fd / "browser" / "data" / "seed0" / "table.js").read_text()
+    shown = json.loads(table_js[table_js.index(",") + 1 : table_js.rindex(")")])["subst"]
+    assert len(shown) == config["saes"][fn["saes"][0]]["num_latents"]
+    expected = np.full(len(shown), np.nan)
+    expected[subst.latent.to_numpy()] = subst.score_partner.to_numpy()
+    assert np.allclose([np.nan if v is None else v for v in shown], expected, atol=6e-5, equal_nan=True)
+    assert np.isfinite(expected).sum() > 0
     ai = config["autointerp"]
     d = workdir / "results" / ai["sites"][0] / ai["saes"][0]
     latents = pd.read_parquet(d / "orphans" / "latents.parquet")

@@ -34,8 +34,8 @@ import pandas as pd
 from saeseeds.atomic import as_output_error, remove_stale_temps
 from saeseeds.browser_contexts import ContextConfig, LatentScan, scan_latents
 from saeseeds.latent_examples import load_sae
-from saeseeds.match import read_matches
-from saeseeds.orphans import masks_from_matches, partners_of_b
+from saeseeds.matches_file import read_matches, shared_flags
+from saeseeds.orphans import b_view
 from saeseeds.store import StoreError
 
 TEMPLATE_FILES = ("index.html", "browser.js", "browser.css")
@@ -57,7 +57,7 @@ class SeedData:
     """Everything the browser shows about one seed's latents."""
 
     table: pd.DataFrame
-    """One row per latent (index = latent id): n_shared, enc_cos, dec_cos, maxcos, firing, explanation, score."""
+    """One row per latent (index = latent id): n_shared, enc_cos, dec_cos, maxcos, firing, explanation, score, subst."""
     partners: dict[int, pd.DataFrame]
     """Other seed -> one row per latent of this seed: enc_partner, enc_cos, dec_partner, dec_cos, maxcos, shared."""
     examples: dict[int, list[dict]] = field(default_factory=dict)
@@ -70,32 +70,33 @@ def pair_views(df: pd.DataFrame, meta: dict, where: str) -> tuple[pd.DataFrame, 
     """Returns (seed a's view, seed b's view) of one pair's matches: per latent its encoder and decoder
     partner and cosine, max-cos and `shared`.
 
-    Seed b's view is the same two matchings read backwards (latent k of b has encoder partner
-    enc_partner^-1[k], same cosine); the matches record max-cos only for seed a's latents, so b's is NaN.
-    When the two differ in size (external sets) a latent of the larger side may have no partner: -1, NaN.
+    Seed b's view is the same two matchings read backwards (`orphans.b_view`); the matches record max-cos
+    only for seed a's latents, so b's is NaN. When the two differ in size (external sets) a latent of the
+    larger side may have no partner: -1, NaN.
     """
     n_b = int(meta.get("n_b", meta.get("n", len(df))))
-    a_shared, b_shared = masks_from_matches(df, meta["threshold"], meta["definition"], where=where, n_b=n_b)
+    view = b_view(df, n_b, where)
     a = pd.DataFrame({
         "enc_partner": df["enc_partner"].to_numpy(np.int64), "enc_cos": df["enc_cos"].to_numpy(np.float64),
         "dec_partner": df["dec_partner"].to_numpy(np.int64), "dec_cos": df["dec_cos"].to_numpy(np.float64),
-        "maxcos": df["dec_maxcos"].to_numpy(np.float64), "shared": a_shared,
+        "maxcos": df["dec_maxcos"].to_numpy(np.float64), "shared": df["shared"].to_numpy().astype(bool),
     })
-    enc_inv = partners_of_b(a["enc_partner"].to_numpy(), n_b, f"{where} enc_partner")
-    dec_inv = partners_of_b(a["dec_partner"].to_numpy(), n_b, f"{where} dec_partner")
-    cos_of = lambda cos, inv: np.where(inv >= 0, cos[np.maximum(inv, 0)], np.nan)  # noqa: E731
     b = pd.DataFrame({
-        "enc_partner": enc_inv, "enc_cos": cos_of(a["enc_cos"].to_numpy(), enc_inv),
-        "dec_partner": dec_inv, "dec_cos": cos_of(a["dec_cos"].to_numpy(), dec_inv),
-        "maxcos": np.full(n_b, np.nan), "shared": b_shared,
+        "enc_partner": view["enc_partner"], "enc_cos": view["enc_cos"].astype(np.float64),
+        "dec_partner": view["dec_partner"], "dec_cos": view["dec_cos"].astype(np.float64),
+        "maxcos": np.full(n_b, np.nan),
+        "shared": shared_flags(view["enc_partner"], view["enc_cos"], view["dec_partner"], view["dec_cos"],
+                               meta["threshold"], meta["definition"]),
     })
     return a, b
 
 
 def seed_tables(seeds: list[int], matches: dict[tuple[int, int], tuple[pd.DataFrame, dict]], latents: pd.DataFrame,
-                autointerp: dict[int, pd.DataFrame] | None = None) -> dict[int, SeedData]:
+                autointerp: dict[int, pd.DataFrame] | None = None,
+                substitution: dict[int, pd.DataFrame] | None = None) -> dict[int, SeedData]:
     """Returns SeedData per seed (tables and partners) from every pair's (matches, metadata), the orphans'
-    per-latent table (base, latent, n_shared, firing_frequency) and autointerp's per-seed explanations.
+    per-latent table (base, latent, n_shared, firing_frequency), autointerp's per-seed explanations and the
+    substitution test's per-latent tables (`saeseeds.substitution`; `score_partner` becomes the `subst` column).
 
     The table's cosines are means over the other seeds of the matched cosines; max-cos is the largest
     decoder max-cos the matches record (pairs where this seed comes first), NaN where none does.
@@ -124,7 +125,14 @@ def seed_tables(seeds: list[int], matches: dict[tuple[int, int], tuple[pd.DataFr
             "firing": base["firing_frequency"].to_numpy(np.float64),
             "explanation": pd.Series([None] * n, dtype=object),
             "score": np.full(n, np.nan),
+            "subst": np.full(n, np.nan),
         })
+        subst = (substitution or {}).get(s)
+        if subst is not None and len(subst):
+            ids = subst["latent"].to_numpy(np.int64)
+            if ids.min() < 0 or ids.max() >= n:
+                raise BrowserError(f"substitution table of seed {s}: latent ids outside 0..{n - 1}")
+            table.loc[ids, "subst"] = subst["score_partner"].to_numpy(np.float64)
         scores = (autointerp or {}).get(s)
         if scores is not None and len(scores):
             ids = scores["latent"].to_numpy(np.int64)
@@ -192,7 +200,7 @@ def _table_payload(table: pd.DataFrame) -> dict:
     return {
         "n": len(table),
         "n_shared": table["n_shared"].astype(int).tolist(),
-        **{c: _rounded(table[c].to_numpy()) for c in ("enc_cos", "dec_cos", "maxcos", "score")},
+        **{c: _rounded(table[c].to_numpy()) for c in ("enc_cos", "dec_cos", "maxcos", "score", "subst")},
         "firing": [None if v != v else float(f"{v:.4g}") for v in table["firing"].tolist()],  # rare latents keep their digits
         "explanation": [None if e is None or (isinstance(e, float) and math.isnan(e)) else str(e) for e in table["explanation"]],
     }
@@ -261,13 +269,14 @@ def write_browser(folder: str | Path, seeds: dict[int, SeedData], *, label: str,
 def build_browser(
     folder: str | Path, *, label: str, matches: dict[tuple[int, int], str | Path], latents: str | Path, subsets: str | Path,
     checkpoints: dict[int, str | Path], store=None, decode=None, autointerp_scores: dict[int, str | Path] | None = None,
-    autointerp_examples: dict[int, str | Path] | None = None, cfg: ContextConfig | None = None, device: str = "cpu",
-    log: logging.Logger | None = None,
+    autointerp_examples: dict[int, str | Path] | None = None, substitution: dict[int, str | Path] | None = None,
+    cfg: ContextConfig | None = None, device: str = "cpu", log: logging.Logger | None = None,
 ) -> Path:
     """Returns `folder` after building the browser of one SAE set from the study's files: matches per seed
     pair (a < b), the orphans' latents and subsets tables, each seed's checkpoint folder, the site's
     cached store (None: no contexts or histograms), a token decoder (None: histograms only), and
-    autointerp's explanations and examples per seed where autointerp ran."""
+    autointerp's explanations and examples per seed where autointerp ran, and the substitution test's table
+    per seed where it ran (the functional stage, seed a of the set's first pair)."""
     log = log or logging.getLogger("saeseeds.browser")
     cfg = cfg or ContextConfig()
     pairs = {}
@@ -278,8 +287,11 @@ def build_browser(
         threshold, definition = meta["threshold"], meta["definition"]
     seeds = sorted({s for pair in pairs for s in pair})
     scores = {int(s): pd.read_parquet(p) for s, p in (autointerp_scores or {}).items()}
-    data = seed_tables(seeds, pairs, pd.read_parquet(latents), scores)
+    substituted = {int(s): pd.read_parquet(p) for s, p in (substitution or {}).items()}
+    data = seed_tables(seeds, pairs, pd.read_parquet(latents), scores, substituted)
     notes = [f"autointerp explained {sum(len(t) for t in scores.values())} latents of seeds {', '.join(map(str, sorted(scores)))}"] if scores else []
+    notes += [f"substitution scores of every latent of seed {s}: its decoder partner swapped in (1 = does its job, 0 = no better "
+              "than deleting it)" for s in sorted(substituted)]
     scan_tokens, contexts_note = None, ""
     if store is None:
         contexts_note = ("No contexts or histograms: this set has no cached activations to encode (activations computed on the fly, "

@@ -147,25 +147,32 @@ def partners_of_b(perm: np.ndarray, n_b: int, where: str) -> np.ndarray:
     return inv
 
 
-def masks_from_matches(
-    df: pd.DataFrame, threshold: float, definition: str, where: str = "matches", n_b: int | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Returns (shared over a's latents, shared over b's latents) from one pair's matches table.
+def b_view(df: pd.DataFrame, n_b: int, where: str = "matches") -> dict[str, np.ndarray]:
+    """Returns seed b's view of one pair's matches: per latent of b its encoder and decoder partner in a and
+    their cosines (-1 and NaN where it has none).
 
-    Both matchings are bijections (injections from the smaller side when the SAEs differ in size,
-    `n_b` latents in b), so seed b's view of the pair is the same matching read backwards: b's
-    latent k has encoder partner enc_partner^-1[k] with the same cosine, or none.
+    Both matchings are bijections (injections from the smaller side when the SAEs differ in size, `n_b`
+    latents in b), so b's view is the same matching read backwards: b's latent k has encoder partner
+    enc_partner^-1[k] with the same cosine, or none.
     """
-    n_b = len(df) if n_b is None else n_b
     enc_inv = partners_of_b(df["enc_partner"].to_numpy(), n_b, f"{where} enc_partner")
     dec_inv = partners_of_b(df["dec_partner"].to_numpy(), n_b, f"{where} dec_partner")
     enc_cos, dec_cos = df["enc_cos"].to_numpy(), df["dec_cos"].to_numpy()
-    a_side = df["shared"].to_numpy().astype(bool)
     nan = np.float32(np.nan)
-    b_enc_cos = np.where(enc_inv >= 0, enc_cos[np.maximum(enc_inv, 0)], nan)
-    b_dec_cos = np.where(dec_inv >= 0, dec_cos[np.maximum(dec_inv, 0)], nan)
-    b_side = shared_flags(enc_inv, b_enc_cos, dec_inv, b_dec_cos, threshold, definition)
-    return a_side, b_side
+    return {
+        "enc_partner": enc_inv, "enc_cos": np.where(enc_inv >= 0, enc_cos[np.maximum(enc_inv, 0)], nan),
+        "dec_partner": dec_inv, "dec_cos": np.where(dec_inv >= 0, dec_cos[np.maximum(dec_inv, 0)], nan),
+    }
+
+
+def masks_from_matches(
+    df: pd.DataFrame, threshold: float, definition: str, where: str = "matches", n_b: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Returns (shared over a's latents, shared over b's latents) from one pair's matches table (b's side
+    from `b_view`, the matching read backwards)."""
+    view = b_view(df, len(df) if n_b is None else n_b, where)
+    b_side = shared_flags(view["enc_partner"], view["enc_cos"], view["dec_partner"], view["dec_cos"], threshold, definition)
+    return df["shared"].to_numpy().astype(bool), b_side
 
 
 def pair_masks_from_files(files: Mapping[tuple[int, int], str | Path]) -> dict[tuple[int, int], np.ndarray]:

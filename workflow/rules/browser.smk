@@ -20,6 +20,12 @@ def browser_autointerp(w, kind):
     return [f"{d}/examples/seed{s}.parquet" if kind == "examples" else f"{d}/seed{s}.parquet" for s in AI_SEEDS]
 
 
+def browser_substitution(w):
+    """The substitution test's table of the set's first pair (seed a's latents), when the functional stage measures the set."""
+    path = f"{w.model}/{w.dataset}/{w.hook}"
+    return [functional_pair_file(site, sae) for site, sae in FUNCTIONAL if site.path == path and sae == w.sae]
+
+
 rule browser:
     """Every latent of every seed with its partners in the other seeds, contexts, histogram and explanation, offline."""
     input:
@@ -31,6 +37,7 @@ rule browser:
         store=lambda w: [] if study.is_external(config, w.sae) else activations_input(w),
         scores=lambda w: browser_autointerp(w, "scores"),
         examples=lambda w: browser_autointerp(w, "examples"),
+        substitution=browser_substitution,
         template=[str(p) for p in template_files()],
     output:
         index=report(f"{SAE_DIR}/browser/index.html", caption="../report/browser.rst", category="Latent browsers",
@@ -44,6 +51,7 @@ rule browser:
         seeds=lambda w: seeds_of(w.sae),
         pairs=lambda w: pairs_of(w.sae),  # in the order of input.matches
         autointerp_seeds=lambda w: list(AI_SEEDS) if browser_autointerp(w, "scores") else [],
+        substitution_seed=lambda w: functional_config.pair(config, w.sae)[0] if browser_substitution(w) else None,
         model=lambda w: study.canonical(config["models"][w.model]),
         contexts=BROWSER_CONTEXTS,
         device=BROWSER.get("device", "cpu"),

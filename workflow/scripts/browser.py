@@ -28,5 +28,6 @@ with rule_log(sm.log[0]) as log:
         store=store, decode=decode,
         autointerp_scores=dict(zip(sm.params.autointerp_seeds, sm.input.scores)),
         autointerp_examples=dict(zip(sm.params.autointerp_seeds, sm.input.examples)),
+        substitution={sm.params.substitution_seed: f for f in sm.input.substitution},
         cfg=ContextConfig(**sm.params.contexts), device=sm.params.device, log=log,
     )

@@ -69,6 +69,7 @@
     { key: "maxcos", label: "max-cos", title: "best decoder cosine with any latent of another seed (known where this seed comes first in a pair)", num: true },
     { key: "firing", label: "firing", title: "firing frequency on held-out activations", num: true },
     { key: "score", label: "detection", title: "autointerp detection score (balanced accuracy), where autointerp ran", num: true },
+    { key: "subst", label: "substitution", title: "substitution score: the partner in the other seed of the set's first pair swapped into the reconstruction (1 = does this latent's job, 0 = no better than deleting it), where the functional stage ran", num: true },
     { key: "explanation", label: "explanation", title: "autointerp explanation, where autointerp ran", num: false },
   ];
   const PAGE = 100;
@@ -82,7 +83,7 @@
     return load("table/" + seed, "data/seed" + seed + "/table.js").then((raw) => {
       const t = { n: raw.n, explanation: raw.explanation, lower: raw.explanation.map((e) => (e === null ? null : e.toLowerCase())) };
       t.latent = new Float64Array(raw.n).map((_, i) => i);
-      for (const key of ["n_shared", "enc_cos", "dec_cos", "maxcos", "firing", "score"]) {
+      for (const key of ["n_shared", "enc_cos", "dec_cos", "maxcos", "firing", "score", "subst"]) {
         const col = new Float64Array(raw.n);
         for (let i = 0; i < raw.n; i++) col[i] = raw[key][i] === null ? NaN : raw[key][i];
         t[key] = col;
@@ -169,6 +170,7 @@
         tr.appendChild(el("td", fmt(t.maxcos[i]), "num"));
         tr.appendChild(el("td", fmtFreq(t.firing[i]), "num"));
         tr.appendChild(el("td", fmt(t.score[i], 2), "num"));
+        tr.appendChild(el("td", fmt(t.subst[i], 2), "num"));
         tr.appendChild(el("td", t.explanation[i] === null ? "" : t.explanation[i], "explanation-cell"));
         tr.dataset.latent = String(i);
         frag.appendChild(tr);
@@ -292,7 +294,8 @@
       const shared = t.n_shared[latent];
       $("latent-facts").textContent = (shared === 0 ? "Orphan: shared with none" : "Shared with " + shared) + " of the " + (N - 1) +
         " other seeds · firing frequency " + fmtFreq(t.firing[latent]) +
-        (Number.isNaN(t.score[latent]) ? "" : " · detection score " + fmt(t.score[latent], 2));
+        (Number.isNaN(t.score[latent]) ? "" : " · detection score " + fmt(t.score[latent], 2)) +
+        (Number.isNaN(t.subst[latent]) ? "" : " · substitution score " + fmt(t.subst[latent], 2));
       const expl = t.explanation[latent];
       $("explanation").textContent = expl === null ? "No explanation (autointerp did not explain this latent)." : expl;
       $("explanation").className = expl === null ? "explanation none" : "explanation";

@@ -74,11 +74,20 @@ def test_substitution_means_by_kind_and_candidate_skip_latents_that_never_fire()
     assert means.loc[("orphan", "partner"), "mean"] == pytest.approx(0.2)
     assert means.loc[("orphan", "partner"), "count"] == 19  # the last orphan never fires
     assert means.loc[("shared", "random latent"), "mean"] == pytest.approx(-0.1)
+    assert "greedy" not in set(means.index.get_level_values("candidate"))  # a table without the other matchings
+    frame = substitution_frame().assign(score_greedy=lambda f: np.where(f["shared"], 0.7, 0.1), score_sinkhorn=np.nan)
+    means = substitution_means(frame).set_index(["kind", "candidate"])
+    assert means.loc[("shared", "greedy"), "mean"] == pytest.approx(0.7) and means.loc[("orphan", "greedy"), "count"] == 19
+    assert "Sinkhorn" not in set(means.index.get_level_values("candidate"))  # all NaN: did not apply
+    assert summary_columns(LOSS, frame)["substitution_greedy"] == pytest.approx(0.4, abs=0.01)
+
+
+LOSS = pd.DataFrame({"sae": "s", "seed": [0, 1], "ce_clean": 2.0, "ce_zero": 6.0, "ce_sae": [3.0, 4.0], "kl_zero": 3.0,
+                     "kl_sae": [0.5, 1.5], "loss_recovered": [0.75, 0.5], "contexts": 1, "tokens": 63})
 
 
 def test_summary_columns_average_seeds_and_split_shared_from_orphan():
-    loss = pd.DataFrame({"sae": "s", "seed": [0, 1], "ce_clean": 2.0, "ce_zero": 6.0, "ce_sae": [3.0, 4.0], "kl_zero": 3.0,
-                         "kl_sae": [0.5, 1.5], "loss_recovered": [0.75, 0.5], "contexts": 1, "tokens": 63})
+    loss = LOSS
     cols = summary_columns(loss, substitution_frame())
     assert cols["loss_recovered"] == pytest.approx(0.625) and cols["loss_recovered_std"] == pytest.approx(0.125)
     assert cols["kl_sae"] == pytest.approx(1.0) and cols["ce_sae"] == pytest.approx(3.5) and cols["ce_zero"] == 6.0

@@ -65,6 +65,9 @@ def test_a_permuted_copys_substitution_changes_nothing():
     assert np.allclose(table["score_partner"], 1.0, atol=1e-6)
     assert (table["rows_partner"] == table["firing_rows"]).all()  # i and its copy fire on the same rows
     assert (table["delta_ablate"] > 0).all()
+    for method in ("greedy", "maxcos", "sinkhorn"):  # on a copy every matching finds the permutation and scores 1
+        assert (table[method].to_numpy() == perm).all(), method
+        assert np.allclose(table[f"score_{method}"], 1.0, atol=1e-6), method
 
 
 def test_a_random_partner_scores_worse_than_the_true_partner_on_a_planted_case():

@@ -10,7 +10,10 @@ import pandas as pd
 from saeseeds.figures import FigureStyle, apply_style, require_columns
 
 SUBSTITUTION_FIGURE_COLUMNS = ["label", "latent", "dec_cos", "shared", "firing_rows", "score_partner", "score_random", "score_nonpartner"]
-CANDIDATES = {"score_partner": "partner", "score_nonpartner": "best non-partner", "score_random": "random latent"}
+CANDIDATES = {"score_partner": "partner", "score_greedy": "greedy", "score_maxcos": "max-cos", "score_sinkhorn": "Sinkhorn",
+              "score_nonpartner": "best non-partner", "score_random": "random latent"}
+"""Candidate columns in the order drawn: the exact (Hungarian) partner, the other matchings' partners (where the
+table has them: substitution tables of equal-size sets), then the two controls."""
 
 
 def substitution_means(frame: pd.DataFrame) -> pd.DataFrame:
@@ -21,7 +24,9 @@ def substitution_means(frame: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (label, kind), group in firing.groupby(["label", "kind"], sort=False):
         for column, candidate in CANDIDATES.items():
-            values = group[column].to_numpy(float)
+            if column not in group or group[column].isna().all():
+                continue
+            values = group[column].dropna().to_numpy(float)
             rows.append({"label": label, "kind": kind, "candidate": candidate, "count": len(values), "mean": float(values.mean()),
                          "sem": float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0})
     out = pd.DataFrame(rows)
@@ -65,7 +70,8 @@ def fig_substitution(frame: pd.DataFrame, *, threshold: float, style: FigureStyl
                 tooltip=["kind:N", "candidate:N", "count:Q", alt.Tooltip("mean:Q", format=".3f"), alt.Tooltip("sem:Q", format=".3f")]),
             base.mark_rule(color="#333333").encode(x=x, xOffset=alt.XOffset("kind:N", sort=["shared", "orphan"]), y="lo:Q", y2="hi:Q"),
         ).properties(width=style.panel_width, height=style.panel_height,
-                     title=alt.TitleParams("Partner against controls", subtitle="mean over firing latents; line: one standard error",
+                     title=alt.TitleParams("Partners of each matching against controls",
+                                           subtitle="partner: the exact (Hungarian) matching; mean over firing latents; line: one standard error",
                                            fontSize=style.header_size))
         panels.append(alt.hconcat(left, right, spacing=30))
     chart = alt.vconcat(*panels, spacing=30).properties(

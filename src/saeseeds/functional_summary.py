@@ -24,6 +24,9 @@ def summary_columns(loss: pd.DataFrame, substitution: pd.DataFrame | None, model
             out[f"substitution_{group}"] = float(rows["score_partner"].mean()) if len(rows) else float("nan")
         out["substitution_random"] = float(firing["score_random"].mean())
         out["substitution_nonpartner"] = float(firing["score_nonpartner"].mean())
+        for method in ("greedy", "maxcos", "sinkhorn"):  # the other matchings' partners (NaN where they do not apply)
+            column = f"score_{method}"
+            out[f"substitution_{method}"] = float(firing[column].mean()) if column in firing else float("nan")
     if model is not None:
         out["model_latents"] = int(model["kl_sae"].notna().sum())
         for name in ("partner", "random", "nonpartner"):

@@ -22,13 +22,19 @@ import numpy as np
 import pandas as pd
 import torch
 
+from saeseeds.matchings import MAX_LATENTS, partners
 from saeseeds.sae import SparseCoder
 
 SUBSTITUTION_COLUMNS = [
     "latent", "partner", "enc_cos", "dec_cos", "shared", "firing_rows", "rows_partner", "scale_partner", "delta_ablate",
     "delta_partner", "score_partner", "random", "scale_random", "delta_random", "score_random", "nonpartner", "nonpartner_cos",
-    "scale_nonpartner", "delta_nonpartner", "score_nonpartner",
+    "scale_nonpartner", "delta_nonpartner", "score_nonpartner", "greedy", "score_greedy", "maxcos", "score_maxcos", "sinkhorn",
+    "score_sinkhorn",
 ]
+MATCHING_METHODS = ("greedy", "maxcos", "sinkhorn")
+"""The other matchings of `saeseeds.matchings`, whose decoder partners get a substitution score too (how good is each
+method's partner at doing the latent's job); -1 and NaN where they do not apply (sizes differ, or more latents than
+`matchings.MAX_LATENTS`)."""
 
 
 @torch.no_grad()
@@ -144,19 +150,33 @@ def controls(sae_a: SparseCoder, sae_b: SparseCoder, partners: np.ndarray, *, se
     return random.astype(np.int64), best.cpu().numpy().astype(np.int64), best_cos.cpu().numpy()
 
 
+def matching_candidates(sae_a: SparseCoder, sae_b: SparseCoder) -> dict[str, np.ndarray]:
+    """Returns each other matching's decoder partner per latent of A (`MATCHING_METHODS`), or {} where they do not apply."""
+    n = sae_a.num_latents
+    if n != sae_b.num_latents or n > MAX_LATENTS:
+        return {}
+    with torch.no_grad():
+        unit_a = torch.nn.functional.normalize(sae_a.W_dec.double(), dim=1)
+        unit_b = torch.nn.functional.normalize(sae_b.W_dec.double(), dim=1)
+        cos = (unit_a @ unit_b.T).cpu().numpy()
+    return {method: partners(cos, method) for method in MATCHING_METHODS}
+
+
 def substitution_table(
     sae_a: SparseCoder, sae_b: SparseCoder, matches: pd.DataFrame, train_rows: np.ndarray | RowRange, heldout: np.ndarray | RowRange, *,
     seed: int = 0, batch_rows: int = 4096,
 ) -> pd.DataFrame:
     """Returns one row per latent of A (`SUBSTITUTION_COLUMNS`): its decoder partner in B with the matching's
-    cosines and `shared` flag, and the substitution deltas and scores of the partner and both controls.
-    Scores are NaN for latents that never fire on the held-out rows (nothing to substitute)."""
+    cosines and `shared` flag, the substitution deltas and scores of the partner and both controls, and the
+    partner and score under each other matching (`MATCHING_METHODS`). Scores are NaN for latents that never fire
+    on the held-out rows (nothing to substitute)."""
     if len(matches) != sae_a.num_latents or sae_a.d_in != sae_b.d_in:
         raise ValueError(f"matches cover {len(matches)} latents of A ({sae_a.num_latents} latents, d {sae_a.d_in}; B d {sae_b.d_in})")
     m = matches.sort_values("latent").reset_index(drop=True)
     partners = m["dec_partner"].to_numpy(np.int64)
     random, nonpartner, nonpartner_cos = controls(sae_a, sae_b, partners, seed=seed)
-    candidates = {"partner": partners, "random": random, "nonpartner": nonpartner}
+    methods = matching_candidates(sae_a, sae_b)
+    candidates = {"partner": partners, "random": random, "nonpartner": nonpartner, **methods}
     scales = {name: fit_scales(sae_a, sae_b, train_rows, c, batch_rows=batch_rows) for name, c in candidates.items()}
     deltas = substitution_deltas(sae_a, sae_b, heldout, candidates, scales, batch_rows=batch_rows)
     ablate = deltas["ablate"]
@@ -171,4 +191,7 @@ def substitution_table(
         "nonpartner": nonpartner, "nonpartner_cos": nonpartner_cos, "scale_nonpartner": scales["nonpartner"],
         "delta_nonpartner": deltas["nonpartner"], "score_nonpartner": score["nonpartner"],
     })
+    for method in MATCHING_METHODS:
+        table[method] = methods.get(method, np.full(len(table), -1, dtype=np.int64))
+        table[f"score_{method}"] = score.get(method, np.full(len(table), np.nan))
     return table[SUBSTITUTION_COLUMNS]

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from saeseeds.atomic import atomic_write, write_parquet_with_metadata
-from saeseeds.match import MatchesError, UncertifiedMatching, certificate_problem, shared_flags
+from saeseeds.matches_file import MatchesError, UncertifiedMatching, certificate_problem, shared_flags
 
 PAIR_COLUMNS = ("partner", "enc_cos", "dec_partner", "dec_cos", "shared")
 

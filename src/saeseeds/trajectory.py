@@ -19,7 +19,7 @@ import pandas as pd
 
 from saeseeds.atomic import atomic_write, write_parquet
 from saeseeds.checkpoints import load_dictionaries
-from saeseeds.match import match_dictionaries, read_matches, shared_flags
+from saeseeds.matches_file import read_matches, shared_flags
 from saeseeds.snapshots import SnapshotError, list_checkpoints
 
 COLUMNS = ["step", "tokens", "final", "pairs", "shared_paper_mean", "shared_paper_std", "mean_matched_dec_cos", "mean_matched_dec_cos_std"]
@@ -47,6 +47,8 @@ def trajectory_table(sae_dir: str | Path, seeds: Sequence[int], *, threshold: fl
     for s, checkpoints in listed.items():
         if [(c["step"], c["tokens"]) for c in checkpoints] != steps:
             raise SnapshotError(f"{sae_dir}/seed{s}/snapshots/steps.json: steps differ from seed{seeds[0]}'s; retrain the set with one `snapshots` setting")
+    from saeseeds.match import match_dictionaries  # torch: imported here so that Fig X2's rule reads COLUMNS without it
+
     rows = []
     for i, (step, tokens) in enumerate(steps):
         final = listed[seeds[0]][i]["final"]

@@ -73,6 +73,7 @@ def caching_resources(model, settings, hooks, threads, fraction=1.0):
 for _i, (_model, _dataset, _settings, _threads, _shards, _hooks) in enumerate(activation_groups()):
     _stores = [directory(f"{RESULTS}/{_model}/{_dataset}/{hook}/activations.zarr") for hook in _hooks]
     _log = f"logs/activations/{_model}/{_dataset}/{'+'.join(_hooks)}"
+    _bench = f"logs/benchmarks/activations/{_model}/{_dataset}/{'+'.join(_hooks)}"  # wall time, memory (Snakemake `benchmark:`)
     _threads = _threads or local_cores()
 
     if _shards == 1:
@@ -84,6 +85,8 @@ for _i, (_model, _dataset, _settings, _threads, _shards, _hooks) in enumerate(ac
                 _stores,
             log:
                 f"{_log}.log",
+            benchmark:
+                f"{_bench}.tsv",
             params:
                 model=study.canonical(config["models"][_model]),
                 dataset=study.canonical(config["datasets"][_dataset]),
@@ -108,6 +111,8 @@ for _i, (_model, _dataset, _settings, _threads, _shards, _hooks) in enumerate(ac
                 temp(directory(f"{_shard_dir}/shard{{shard}}")),
             log:
                 f"{_log}.shard{{shard}}.log",
+            benchmark:
+                f"{_bench}.shard{{shard}}.tsv",
             wildcard_constraints:
                 shard="[0-9]+",
             params:
@@ -133,6 +138,8 @@ for _i, (_model, _dataset, _settings, _threads, _shards, _hooks) in enumerate(ac
                 _stores,
             log:
                 f"{_log}.log",
+            benchmark:
+                f"{_bench}.tsv",
             params:
                 activations=study.canonical(_settings),
                 hooks=store_hooks,  # in output order; not a rerun trigger (see above)

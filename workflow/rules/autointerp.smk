@@ -35,6 +35,8 @@ rule autointerp_latents:
         f"{SAE_DIR}/autointerp/latents.parquet",
     log:
         f"logs/autointerp_latents/{SITE}/{{sae}}.log",
+    benchmark:
+        f"logs/benchmarks/autointerp_latents/{SITE}/{{sae}}.tsv",
     params:
         seeds=list(AI_SEEDS),
         n_latents=AI.get("n_latents"),
@@ -59,6 +61,8 @@ rule latent_examples:
         f"{SAE_DIR}/autointerp/examples/seed{{seed}}.parquet",
     log:
         f"logs/latent_examples/{SITE}/{{sae}}/seed{{seed}}.log",
+    benchmark:
+        f"logs/benchmarks/latent_examples/{SITE}/{{sae}}/seed{{seed}}.tsv",
     params:
         model=lambda w: study.canonical(config["models"][w.model]),
         examples=study.canonical(autointerp_config.example_settings(config)) if AI else {},
@@ -86,6 +90,8 @@ rule autointerp:
         [f"{SAE_DIR}/autointerp/seed{s}.parquet" for s in AI_SEEDS],
     log:
         f"logs/autointerp/{SITE}/{{sae}}.log",
+    benchmark:
+        f"logs/benchmarks/autointerp/{SITE}/{{sae}}.tsv",
     params:
         seeds=list(AI_SEEDS),
         backend=study.canonical(AI_BACKEND),
@@ -112,6 +118,8 @@ rule fig6_autointerp:
         **figure_outputs("fig6_autointerp"),
     log:
         "logs/figures/fig6_autointerp.log",
+    benchmark:
+        "logs/benchmarks/figures/fig6_autointerp.tsv",
     params:
         labels=[label for label in autointerp_labels() for s in AI_SEEDS],
         threshold=config["match"]["threshold"],
@@ -134,6 +142,8 @@ rule table1_explanations:
         html=report(f"{RESULTS}/figures/table1_explanations.html", caption="../report/table1_explanations.rst", category="Figures"),
     log:
         "logs/figures/table1_explanations.log",
+    benchmark:
+        "logs/benchmarks/figures/table1_explanations.tsv",
     params:
         labels=[label for label in autointerp_labels() for s in AI_SEEDS],
         per_level=AI.get("table_pairs_per_level", 2),

@@ -47,6 +47,8 @@ rule browser:
         data=directory(f"{SAE_DIR}/browser/data"),
     log:
         f"logs/browser/{SITE}/{{sae}}.log",
+    benchmark:
+        f"logs/benchmarks/browser/{SITE}/{{sae}}.tsv",
     params:
         seeds=lambda w: seeds_of(w.sae),
         pairs=lambda w: pairs_of(w.sae),  # in the order of input.matches

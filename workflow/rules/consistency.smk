@@ -31,6 +31,8 @@ rule consistency:
         matchings=f"{SAE_DIR}/consistency/matchings.parquet",
     log:
         f"logs/consistency/{SITE}/{{sae}}.log",
+    benchmark:
+        f"logs/benchmarks/consistency/{SITE}/{{sae}}.tsv",
     params:
         seeds=lambda w: seeds_of(w.sae),
         first_pair=lambda w: list(pairs_of(w.sae)[0]),
@@ -61,6 +63,8 @@ rule matchings_table:
         html=report(f"{RESULTS}/matchings.html", caption="../report/matchings.rst", category="Summary"),
     log:
         "logs/matchings_table.log",
+    benchmark:
+        "logs/benchmarks/matchings_table.tsv",
     params:
         labels=site_sae_labels(),
     threads: 1

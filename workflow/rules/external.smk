@@ -16,6 +16,8 @@ if EXTERNAL_SAES:
             sae="|".join(re.escape(s) for s in EXTERNAL_SAES),
         log:
             f"logs/import_checkpoint/{SITE}/{{sae}}/seed{{seed}}.log",
+        benchmark:
+            f"logs/benchmarks/import_checkpoint/{SITE}/{{sae}}/seed{{seed}}.tsv",
         params:
             reference=lambda w: study.external_checkpoints(config, w.sae)[int(w.seed)],
         threads: 1

@@ -44,6 +44,8 @@ rule fig1_matched_cosine:
         **figure_outputs("fig1_matched_cosine"),
     log:
         "logs/figures/fig1_matched_cosine.log",
+    benchmark:
+        "logs/benchmarks/figures/fig1_matched_cosine.tsv",
     params:
         labels=[label for _, label, _ in main_variants()],
         threshold=config["match"]["threshold"],
@@ -69,6 +71,8 @@ rule fig2_only_in_base:
         table_html=report(f"{RESULTS}/figures/fig2_powerlaw_fits.html", caption="../report/fig2_powerlaw_fits.rst", category="Figures"),
     log:
         "logs/figures/fig2_only_in_base.log",
+    benchmark:
+        "logs/benchmarks/figures/fig2_only_in_base.tsv",
     params:
         labels=[label for _, label, _ in main_variants()],
     threads: 1
@@ -90,6 +94,8 @@ rule fig3_firing:
         **figure_outputs("fig3_firing"),
     log:
         "logs/figures/fig3_firing.log",
+    benchmark:
+        "logs/benchmarks/figures/fig3_firing.tsv",
     params:
         labels=[label for _, label, _ in firing_variants()],
         base=SEEDS[0],
@@ -112,6 +118,8 @@ rule fig4_ablations:
         **figure_outputs("fig4_ablations"),
     log:
         "logs/figures/fig4_ablations.log",
+    benchmark:
+        "logs/benchmarks/figures/fig4_ablations.tsv",
     params:
         baseline=study.baseline_sae(config),
     threads: 1
@@ -133,6 +141,8 @@ rule fig5_layers:
         **figure_outputs("fig5_layers"),
     log:
         "logs/figures/fig5_layers.log",
+    benchmark:
+        "logs/benchmarks/figures/fig5_layers.tsv",
     threads: 1
     resources:
         mem_mb=2000,
@@ -152,6 +162,8 @@ rule figA1_labellings:
         **figure_outputs("figA1_labellings"),
     log:
         "logs/figures/figA1_labellings.log",
+    benchmark:
+        "logs/benchmarks/figures/figA1_labellings.tsv",
     threads: 1
     resources:
         mem_mb=2000,
@@ -174,6 +186,8 @@ for _name, _side in (("figA2_encoder_cosines", "enc"), ("figA3_decoder_cosines",
             **figure_outputs(_name, caption="../report/figA2_A3_cosines.rst"),
         log:
             f"logs/figures/{_name}.log",
+        benchmark:
+            f"logs/benchmarks/figures/{_name}.tsv",
         params:
             side=_side,
             label=cosine_variant()[1],

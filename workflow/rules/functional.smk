@@ -55,6 +55,8 @@ for _index, (_site, _saes) in enumerate(functional_config.by_site(config).items(
             [f"{RESULTS}/{_site.path}/{sae}/functional/loss.parquet" for sae in _saes],
         log:
             f"logs/functional_loss/{_site.path}.log",
+        benchmark:
+            f"logs/benchmarks/functional_loss/{_site.path}.tsv",
         params:
             model=study.canonical(config["models"][_site.model]),
             hook=_site.hook,
@@ -87,6 +89,8 @@ rule functional_substitution:
         f"{SAE_DIR}/functional/substitution/seed{{a}}-seed{{b}}.parquet",
     log:
         f"logs/functional_substitution/{SITE}/{{sae}}/seed{{a}}-seed{{b}}.log",
+    benchmark:
+        f"logs/benchmarks/functional_substitution/{SITE}/{{sae}}/seed{{a}}-seed{{b}}.tsv",
     params:
         fit_rows=FN.get("fit_rows"),
         seed=FN.get("seed", 0),
@@ -115,6 +119,8 @@ rule functional_model_substitution:
         f"{SAE_DIR}/functional/model_substitution/seed{{a}}-seed{{b}}.parquet",
     log:
         f"logs/functional_model_substitution/{SITE}/{{sae}}/seed{{a}}-seed{{b}}.log",
+    benchmark:
+        f"logs/benchmarks/functional_model_substitution/{SITE}/{{sae}}/seed{{a}}-seed{{b}}.tsv",
     params:
         model=lambda w: study.canonical(config["models"][w.model]),
         n_latents=FN.get("model_latents", 4),
@@ -142,6 +148,8 @@ rule figF1_substitution:
         **figure_outputs("figF1_substitution"),
     log:
         "logs/figures/figF1_substitution.log",
+    benchmark:
+        "logs/benchmarks/figures/figF1_substitution.tsv",
     params:
         labels=[f"{site.path}/{sae}" for site, sae in FUNCTIONAL],
         threshold=config["match"]["threshold"],
@@ -164,6 +172,8 @@ rule figF2_loss_recovered:
         **figure_outputs("figF2_loss_recovered"),
     log:
         "logs/figures/figF2_loss_recovered.log",
+    benchmark:
+        "logs/benchmarks/figures/figF2_loss_recovered.tsv",
     threads: 1
     resources:
         mem_mb=2000,

@@ -11,6 +11,8 @@ rule match:
         f"{SAE_DIR}/matches/seed{{a}}-seed{{b}}.parquet",
     log:
         f"logs/match/{SITE}/{{sae}}/seed{{a}}-seed{{b}}.log",
+    benchmark:
+        f"logs/benchmarks/match/{SITE}/{{sae}}/seed{{a}}-seed{{b}}.tsv",
     params:
         threshold=config["match"]["threshold"],
         definition=config["match"]["definition"],
@@ -38,6 +40,8 @@ rule chance:
         f"{SAE_DIR}/chance.json",
     log:
         f"logs/chance/{SITE}/{{sae}}.log",
+    benchmark:
+        f"logs/benchmarks/chance/{SITE}/{{sae}}.tsv",
     params:
         seeds=lambda w: seeds_of(w.sae)[: CHANCE_SEEDS],
         threshold=config["match"]["threshold"],

@@ -8,6 +8,8 @@ rule orphans:
         latents=f"{SAE_DIR}/orphans/latents.parquet",
     log:
         f"logs/orphans/{SITE}/{{sae}}.log",
+    benchmark:
+        f"logs/benchmarks/orphans/{SITE}/{{sae}}.tsv",
     params:
         seeds=lambda w: seeds_of(w.sae),
         pairs=lambda w: pairs_of(w.sae),  # in the order of input.matches

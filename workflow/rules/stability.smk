@@ -8,6 +8,8 @@ rule stability:
         csv=f"{SAE_DIR}/stability.csv",
     log:
         f"logs/stability/{SITE}/{{sae}}.log",
+    benchmark:
+        f"logs/benchmarks/stability/{SITE}/{{sae}}.tsv",
     params:
         seeds=lambda w: seeds_of(w.sae),
         pairs=lambda w: pairs_of(w.sae),  # in the order of input.matches

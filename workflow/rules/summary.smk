@@ -14,6 +14,8 @@ rule summary:
         html=report(f"{RESULTS}/summary.html", caption="../report/summary.rst", category="Summary"),
     log:
         "logs/summary.log",
+    benchmark:
+        "logs/benchmarks/summary.tsv",
     params:
         entries=lambda w: [{"dir": d, "seeds": seeds_of(sae), **functional_entry(site, sae)} for d, (site, sae) in zip(sae_dirs(), SITE_SAES)],
         threshold=config["match"]["threshold"],

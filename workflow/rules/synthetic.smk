@@ -30,6 +30,8 @@ rule synthetic_activations:
         truth=f"{RESULTS}/{SITE}/ground_truth.npz",
     log:
         f"logs/activations/{SITE}.log",
+    benchmark:
+        f"logs/benchmarks/activations/{SITE}.tsv",
     wildcard_constraints:
         model=SYNTHETIC_MODEL,
     params:
@@ -55,6 +57,8 @@ rule truth_match:
         f"{SAE_DIR}/truth/seed{{seed}}.parquet",
     log:
         f"logs/truth_match/{SITE}/{{sae}}/seed{{seed}}.log",
+    benchmark:
+        f"logs/benchmarks/truth_match/{SITE}/{{sae}}/seed{{seed}}.tsv",
     wildcard_constraints:
         model=SYNTHETIC_MODEL,
     params:
@@ -85,6 +89,8 @@ rule recovery:
         union=f"{SAE_DIR}/recovery/union.parquet",
     log:
         f"logs/recovery/{SITE}/{{sae}}.log",
+    benchmark:
+        f"logs/benchmarks/recovery/{SITE}/{{sae}}.tsv",
     wildcard_constraints:
         model=SYNTHETIC_MODEL,
     params:
@@ -112,6 +118,8 @@ rule figX1_recovery:
         png=report(f"{RESULTS}/figures/figX1_recovery.png", caption="../report/figX1_recovery.rst", category="Figures"),
     log:
         "logs/figures/figX1_recovery.log",
+    benchmark:
+        "logs/benchmarks/figures/figX1_recovery.tsv",
     params:
         labels=[f"{site.path}/{sae}" for site, sae in SYNTHETIC_SAES],
     threads: 1
@@ -134,6 +142,8 @@ rule recovery_summary:
         report(f"{RESULTS}/recovery.csv", caption="../report/recovery.rst", category="Summary"),
     log:
         "logs/recovery_summary.log",
+    benchmark:
+        "logs/benchmarks/recovery_summary.tsv",
     params:
         labels=[f"{site.path}/{sae}" for site, sae in SYNTHETIC_SAES],
     threads: 1

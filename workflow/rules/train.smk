@@ -68,6 +68,8 @@ for (_group, _snapshots), _saes in train_groups().items():
             **({"snapshots": [f"{SAE_DIR}/seed{s}/snapshots/steps.json" for s in _group]} if _snapshots else {}),
         log:
             f"logs/train/{SITE}/{{sae}}/seeds_{'_'.join(map(str, _group))}.log",
+        benchmark:
+            f"logs/benchmarks/train/{SITE}/{{sae}}/seeds_{'_'.join(map(str, _group))}.tsv",
         params:
             seeds=_group,
             # the variant's recipe without its seed list: adding a seed must not retrain the others

@@ -30,6 +30,8 @@ if trajectory_saes():
             csv=f"{SAE_DIR}/trajectory.csv",
         log:
             f"logs/trajectory/{SITE}/{{sae}}.log",
+        benchmark:
+            f"logs/benchmarks/trajectory/{SITE}/{{sae}}.tsv",
         wildcard_constraints:
             sae="|".join(re.escape(sae) for sae in dict.fromkeys(s for _, _, s in trajectory_saes())),
         params:
@@ -60,6 +62,8 @@ if trajectory_saes():
             **figure_outputs("figX2_trajectory"),
         log:
             "logs/figures/figX2_trajectory.log",
+        benchmark:
+            "logs/benchmarks/figures/figX2_trajectory.tsv",
         params:
             labels=[label for _, label, _ in trajectory_saes()],
             baseline=study.baseline_sae(config),

@@ -2,12 +2,12 @@
 tokens seen, on a cached store (the default study's main site: SmolLM2-135M embedded, kjv-pydoc,
 layers.6.mlp).
 
-`train` trains the seeds of one recipe stacked in one job with saeseeds' own trainer step (the `_Run` of
-saeseeds.train, fed by BatchPlan/BatchReader exactly as `train_saes` feeds it), and at log-spaced
+`train` trains the seeds of one recipe stacked in one job with saeseeds' own trainer step (the `TrainingRun` of
+saeseeds.sae.train, fed by BatchPlan/BatchReader exactly as `train_saes` feeds it), and at log-spaced
 checkpoints (in passes over the store's training rows) matches the seeds with saeseeds' exact matching
-(saeseeds.match) and appends one JSON line per checkpoint to OUT/LABEL/checkpoints.jsonl: tokens seen,
+(saeseeds.matching.match) and appends one JSON line per checkpoint to OUT/LABEL/checkpoints.jsonl: tokens seen,
 shared fraction (paper definition, threshold 0.7), Sarle's coefficient and the Gaussian-mixture statistics
-(saeseeds.bimodality) of encoder and decoder matched cosines, held-out FVU and L0 per seed. The matches of
+(saeseeds.stats.bimodality) of encoder and decoder matched cosines, held-out FVU and L0 per seed. The matches of
 each checkpoint are kept (OUT/LABEL/matches-stepN.parquet) for histograms. A checkpoint's learning rate is
 wherever the run's schedule is at that step (adam: linear warmup, then linear decay to zero at the run's
 last step); a run's last checkpoint has decayed to zero.
@@ -45,7 +45,7 @@ def _coders(run):
     """Returns each seed's SparseCoder at this step (schedule-free: the averaged weights x), leaving training untouched."""
     import torch
 
-    from saeseeds.train import ScheduleFreeSignum
+    from saeseeds.sae.train import ScheduleFreeSignum
 
     if not isinstance(run.opt, ScheduleFreeSignum):
         return run.model.to_coders()
@@ -62,9 +62,9 @@ def _coders(run):
 
 def checkpoint_row(coders, heldout: np.ndarray, threshold: float) -> tuple[dict, pd.DataFrame]:
     """Returns (row, matches of seed 0 vs seed 1): agreement, bimodality and held-out health of the coders."""
-    from saeseeds.bimodality import bimodality_stats
-    from saeseeds.match import match_dictionaries
-    from saeseeds.train import evaluate
+    from saeseeds.stats.bimodality import bimodality_stats
+    from saeseeds.matching.match import match_dictionaries
+    from saeseeds.sae.train import evaluate
 
     dicts = [(c.encoder.weight.detach().numpy().copy(), c.W_dec.detach().numpy().copy()) for c in coders]
     table, meta = match_dictionaries(*dicts[0], *dicts[1], threshold=threshold, definition="paper", device="cpu")
@@ -86,10 +86,10 @@ def checkpoint_row(coders, heldout: np.ndarray, threshold: float) -> tuple[dict,
 def train(args) -> None:
     import torch
 
-    from saeseeds.batches import BatchPlan, BatchReader
-    from saeseeds.sae import SaeConfig
-    from saeseeds.store import open_store
-    from saeseeds.train import TrainConfig, _num_steps, _Run, default_lr, lr_factor
+    from saeseeds.sae.batches import BatchPlan, BatchReader
+    from saeseeds.sae.coder import SaeConfig
+    from saeseeds.activations.store import open_store
+    from saeseeds.sae.train import TrainConfig, total_steps, TrainingRun, default_lr, lr_factor
 
     torch.set_num_threads(args.threads)
     store = open_store(args.store, verify=True)
@@ -97,7 +97,7 @@ def train(args) -> None:
     tokens = int(round(args.passes * n_train / args.batch_size)) * args.batch_size
     sae_cfg = SaeConfig(arch="topk", num_latents=args.latents, k=args.k)
     cfg = TrainConfig(batch_size=args.batch_size, max_tokens=tokens, optimizer=args.optimizer, lr=args.lr, warmup_steps=args.warmup, state_every_steps=0)
-    num_steps = _num_steps(n_train, cfg)
+    num_steps = total_steps(n_train, cfg)
     lr = cfg.lr or default_lr(sae_cfg.num_latents, cfg.optimizer)
     wanted = sorted({max(1, min(num_steps, int(round(float(p) * n_train / args.batch_size)))) for p in args.checkpoints.split(",")} | {num_steps})
     out = Path(args.out) / args.label
@@ -106,7 +106,7 @@ def train(args) -> None:
     log_path.write_text("")
     heldout = store.heldout()
     plan = BatchPlan(n_train, store.array.chunks[0], cfg.batch_size, num_steps, data_seed=args.data_seed, window_rows=cfg.window_rows)
-    run = _Run(store, sae_cfg, cfg, list(args.seeds), args.data_seed, num_steps, lr, torch.device("cpu"))
+    run = TrainingRun(store, sae_cfg, cfg, list(args.seeds), args.data_seed, num_steps, lr, torch.device("cpu"))
     recipe = {"latents": args.latents, "k": args.k, "optimizer": args.optimizer, "lr": lr, "warmup": args.warmup, "batch_size": args.batch_size,
               "passes": args.passes, "num_steps": num_steps, "seeds": list(args.seeds), "data_seed": args.data_seed, "n_train": n_train}
     print(f"[{args.label}] {json.dumps(recipe)} checkpoints at steps {wanted}", flush=True)

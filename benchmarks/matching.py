@@ -82,7 +82,7 @@ def worker(method: str, n: int, d: int, seed: int, threads: int, kind: str = "ra
     if method == "paper":
         from scipy.optimize import linear_sum_assignment
 
-        from saeseeds.similarity import quantize, unit_rows
+        from saeseeds.matching.similarity import quantize, unit_rows
 
         result["similarity_s"] = result["lsa_s"] = 0.0
         objectives = []
@@ -107,7 +107,7 @@ def worker(method: str, n: int, d: int, seed: int, threads: int, kind: str = "ra
     elif method == "scipy":
         from scipy.optimize import linear_sum_assignment
 
-        from saeseeds.similarity import quantize, unit_rows
+        from saeseeds.matching.similarity import quantize, unit_rows
 
         result["similarity_s"] = result["lsa_s"] = 0.0
         objectives, partners = [], []
@@ -133,7 +133,7 @@ def worker(method: str, n: int, d: int, seed: int, threads: int, kind: str = "ra
         shared = (partners[0] == partners[1]).mean()
         result["partners_agree"] = float(shared)
     else:
-        from saeseeds.match import match_dictionaries
+        from saeseeds.matching.match import match_dictionaries
 
         timings: dict[str, float] = {}
         df, meta = match_dictionaries(enc_a, dec_a, enc_b, dec_b, method="sparse", device="cpu", timings=timings)
@@ -155,7 +155,7 @@ def bench_orphans(n: int = 131072, n_seeds: int = 9, seed: int = 0, repeats: int
     """Returns the best-of-`repeats` seconds for both orphan tables at n latents x n_seeds seeds."""
     import itertools
 
-    from saeseeds.orphans import latent_table, subset_table
+    from saeseeds.stats.orphans import latent_table, subset_table
 
     rng = np.random.default_rng(seed)
     seeds = list(range(n_seeds))

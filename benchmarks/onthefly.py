@@ -1,7 +1,7 @@
 """Training on the fly against training on the cache: what computing the activations in the job costs.
 
 Both runs train the same SAE (recipe, seed, data order) at the site of a cached store: once reading the store,
-once with `activations.mode: on_the_fly` (saeseeds.onthefly: the model loaded in the job, its forward passes run
+once with `activations.mode: on_the_fly` (saeseeds.activations.onthefly: the model loaded in the job, its forward passes run
 in the batch reader's thread). Each run is a fresh subprocess, so its time and peak RSS are its own. Printed: wall
 time, training tokens per second, peak RSS, whether the checkpoints are byte-identical, and the planner's
 expected extra time on the fly (`estimates.on_the_fly_seconds`, the figure `saeseeds plan` uses) against the
@@ -34,10 +34,10 @@ def _site(attrs: dict) -> dict:
 def _one_run(args: argparse.Namespace) -> None:
     import torch
 
-    from saeseeds.onthefly import open_on_the_fly
-    from saeseeds.sae import SaeConfig
-    from saeseeds.store import open_store
-    from saeseeds.train import TrainConfig, train_sae
+    from saeseeds.activations.onthefly import open_on_the_fly
+    from saeseeds.sae.coder import SaeConfig
+    from saeseeds.activations.store import open_store
+    from saeseeds.sae.train import TrainConfig, train_sae
 
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
@@ -68,8 +68,8 @@ def main() -> None:
     if args.run:
         return _one_run(args)
 
-    from saeseeds import estimates
-    from saeseeds.store import open_store
+    from saeseeds.plan import estimates
+    from saeseeds.activations.store import open_store
 
     store = open_store(args.store)
     args.tokens = args.tokens or store.n_train

@@ -1,7 +1,7 @@
 """What one context costs the loss-recovered job: a clean forward against one splice from the hook on.
 
 Loads the embedded SmolLM2-135M, then for a context of 64 and of 256 random tokens times one clean forward (which
-also records the state entering the hook's block, `saeseeds.splice.SplicedModel.clean`) and one zero-ablation splice
+also records the state entering the hook's block, `saeseeds.functional.splice.SplicedModel.clean`) and one zero-ablation splice
 run from the hook's block on, with the float64 log-softmax and KL the job computes (mean of 3). The default study's
 loss job costs per context one clean forward plus one splice per SAE and one for the zero-ablation.
 
@@ -16,9 +16,9 @@ import time
 import torch
 import torch.nn.functional as F
 
-from saeseeds.functional import zero_splice
-from saeseeds.models import load_model
-from saeseeds.splice import SplicedModel
+from saeseeds.functional.loss import zero_splice
+from saeseeds.activations.models import load_model
+from saeseeds.functional.splice import SplicedModel
 
 
 def main() -> None:

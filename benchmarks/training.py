@@ -44,8 +44,8 @@ def _peak_mb() -> float:
 
 
 def _plan_and_reader(store_path: str, tokens: int, batch_size: int, data_seed: int):
-    from saeseeds.batches import BatchPlan, BatchReader
-    from saeseeds.store import open_store
+    from saeseeds.sae.batches import BatchPlan, BatchReader
+    from saeseeds.activations.store import open_store
 
     store = open_store(store_path)
     plan = BatchPlan(store.n_train, store.array.chunks[0], batch_size, tokens // batch_size, data_seed=data_seed, window_rows=65536)
@@ -75,16 +75,16 @@ def child(run: str, args) -> dict:
     lr_adam = 2e-4 / (n / 2**14) ** 0.5
     # Memory is counted from here, after each library's imports and before any data or model
     if run.startswith("saeseeds"):
-        import saeseeds.train  # noqa: F401
+        import saeseeds.sae.train  # noqa: F401
     elif run.startswith("sparsify"):
         import sparsify  # noqa: F401
     else:
         import sae_lens.training.sae_trainer  # noqa: F401
-    import saeseeds.batches  # noqa: F401
+    import saeseeds.sae.batches  # noqa: F401
     base_rss = _rss_mb()
     if run.startswith("saeseeds"):
-        from saeseeds.sae import SaeConfig
-        from saeseeds.train import TrainConfig, train_saes
+        from saeseeds.sae.coder import SaeConfig
+        from saeseeds.sae.train import TrainConfig, train_saes
 
         seeds = list(range(9)) if run.endswith("x9") else [0]
         optimizer = "signum" if "signum" in run else "adam"

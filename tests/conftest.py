@@ -1,12 +1,22 @@
-"""Shared fixtures: the embedded model is loaded once per session (about 20 s on 2 cores)."""
+"""Shared fixtures: the embedded model is loaded once per session (about 20 s on 2 cores).
+
+The tests live in one folder per stage of the package (tests/activations for saeseeds.activations, ...;
+tests/workflow for the rules end to end). Helpers are imported by module name across folders (the smoke study's
+browser test uses tests/browser/test_browser.py's page helpers), so every folder is on the path.
+"""
+
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from saeseeds.models import load_model
+from saeseeds.activations.models import load_model
 
 EMBEDDED_MODEL = "embedded:smollm2-135m"
+
+sys.path[:0] = [str(p) for p in sorted(Path(__file__).parent.iterdir()) if p.is_dir() and not p.name.startswith((".", "_")) and p.name != "slurm"]
 
 
 @pytest.fixture(scope="session")

@@ -7,24 +7,21 @@ import sys
 import time
 from pathlib import Path
 
-# The errors whose message names the culprit: a bad input exits 2 with that one line. Looked up by module
-# name only once raised (`_named_errors`), so `saeseeds --help` and `saeseeds plan` import no torch (4-6 s):
-# the planner's dry run starts at once and its torch-bound training check runs beside it.
-NAMED_ERRORS = {
-    "saeseeds.calibrate": "CalibrationError",
-    "saeseeds.checkpoints": "CheckpointError",
-    "saeseeds.matches_file": "MatchesError",
-    "saeseeds.orphans": "OrphansError",
-    "saeseeds.plan": "PlanError",
-}
+from saeseeds import __version__
+from saeseeds.errors import CalibrationError, CheckpointError, MatchesError, OrphansError, PlanError
+
+NAMED_ERRORS = (CalibrationError, CheckpointError, MatchesError, OrphansError, PlanError)
+"""The errors whose message names the culprit: a bad input exits 2 with that one line. They live in
+`saeseeds.errors`, which imports nothing, so `saeseeds --help` and `saeseeds plan` import no torch (4-6 s)."""
 
 
 def cmd_match(args: argparse.Namespace) -> int:
     """Returns 0 after matching two checkpoints and writing the matches parquet; prints one summary line."""
-    from saeseeds import match
-    from saeseeds.checkpoint_refs import resolve
-    from saeseeds.checkpoints import load_dictionaries
-    from saeseeds.match import match_dictionaries, write_matches
+    from saeseeds.matching import match
+    from saeseeds.matching.checkpoint_refs import resolve
+    from saeseeds.matching.checkpoints import load_dictionaries
+    from saeseeds.matching.match import match_dictionaries
+    from saeseeds.matching.matches_file import write_matches
 
     start = time.perf_counter()
     enc_a, dec_a = load_dictionaries(resolve(args.a).path, allow_zero_rows=args.allow_zero_rows)
@@ -62,8 +59,8 @@ def cmd_stability(args: argparse.Namespace) -> int:
     and, beside it, OUT.sources.json (each checkpoint's layout, folder and hub commit); one line per pair."""
     import json
 
-    from saeseeds.atomic import atomic_write
-    from saeseeds.stability import output_paths, stability_of_checkpoints, write_stability
+    from saeseeds.common.atomic import atomic_write
+    from saeseeds.stats.stability import output_paths, stability_of_checkpoints, write_stability
 
     start = time.perf_counter()
     parquet, csv = output_paths(args.output)
@@ -90,7 +87,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     table measured from finished runs instead."""
     if args.calibrate:
         return _calibrate(args)
-    from saeseeds.plan import caching_tradeoff, dry_run, largest_job, load_config, parse_jobs, summarize
+    from saeseeds.plan.planner import caching_tradeoff, dry_run, largest_job, load_config, parse_jobs, summarize
 
     jobs = parse_jobs(dry_run(args.directory, args.configfile, cores=args.cores, extra=args.snakemake_args))
     table = summarize(jobs)
@@ -120,7 +117,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     """Prints the throughput measured by the finished runs under --results, as config `cluster.throughput`."""
     import yaml
 
-    from saeseeds.calibrate import measurements, throughput_table, tokens_per_second
+    from saeseeds.plan.calibrate import measurements, stage_times, throughput_table, tokens_per_second
 
     found = measurements(args.results)
     for device in sorted({m.device for m in found}):
@@ -128,6 +125,11 @@ def _calibrate(args: argparse.Namespace) -> int:
             n = sum(1 for m in found if m.device == device and m.kind == kind)
             if n:
                 print(f"# {kind:7s} on {device}: {n} jobs, {tokens_per_second(found, kind, device):,.0f} tokens/s together")
+    stages = stage_times(args.benchmarks)
+    total = sum(t.seconds for t in stages)
+    for t in stages:  # what each stage's jobs took (Snakemake benchmark files), next to the estimates' reservations
+        rss = f", peak {t.max_rss_mb:,.0f} MB" if t.max_rss_mb is not None else ""
+        print(f"# stage {t.stage}: {t.jobs} jobs, {t.seconds:,.0f} job-s ({100 * t.seconds / total:.0f}%), longest {t.longest:,.0f} s{rss}")
     print(yaml.safe_dump({"cluster": {"throughput": throughput_table(found, args.gpu_model)}}, sort_keys=True), end="")
     return 0
 
@@ -135,6 +137,7 @@ def _calibrate(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """Returns the argument parser with one subparser per verb."""
     parser = argparse.ArgumentParser(prog="saeseeds", description="Seed-stability studies of sparse autoencoders.")
+    parser.add_argument("--version", action="version", version=f"saeseeds {__version__}")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     match = verbs.add_parser(
@@ -203,6 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="instead of planning, print the FLOP/s finished runs reached (config cluster.throughput) from --results",
     )
     plan.add_argument("--results", default="results", help="where --calibrate looks for finished runs (default: results)")
+    plan.add_argument("--benchmarks", default="logs/benchmarks",
+                      help="where --calibrate finds the rules' Snakemake benchmark files (default: logs/benchmarks)")
     plan.add_argument("--gpu-model", default=None, help="with --calibrate: name the cuda row after this GPU model (cluster.gpu_model)")
     plan.add_argument("snakemake_args", nargs="*", metavar="-- SNAKEMAKE_ARGS", help="passed to snakemake (after --)")
     plan.set_defaults(func=cmd_plan)
@@ -216,15 +221,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except Exception as e:
-        if not isinstance(e, _named_errors()):
+        if not isinstance(e, NAMED_ERRORS):
             raise
         print(f"saeseeds {args.verb}: error: {e}", file=sys.stderr)
         return 2
-
-
-def _named_errors() -> tuple[type[BaseException], ...]:
-    """Returns the NAMED_ERRORS classes of the modules imported so far: an error can only come from one of them."""
-    return tuple(getattr(sys.modules[module], name) for module, name in NAMED_ERRORS.items() if module in sys.modules)
 
 
 if __name__ == "__main__":

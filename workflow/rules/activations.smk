@@ -10,9 +10,7 @@ import hashlib
 import json
 import os
 
-from saeseeds import synthetic as _synthetic
-
-
+from saeseeds.synthetic import generator as _synthetic
 def activation_groups():
     """Returns [(model, dataset, settings, threads, shards, [hooks])]: the hooks one caching job serves, in config
     order, for every site with activations.mode cache. `threads` and `shards` say how jobs run, not what they

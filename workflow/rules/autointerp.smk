@@ -1,8 +1,6 @@
 # Autointerp (paper Sec. 5, Fig 6, Table 1): explain latents of two seeds from their top-activating contexts, score
 # each explanation by detection, and compare shared with orphan latents. Only when the config has `autointerp`.
-from saeseeds import autointerp_config
-
-autointerp_config.check(config)
+from saeseeds.config import autointerp as autointerp_config
 AUTOINTERP = autointerp_config.site_saes_explained(config)
 AI = autointerp_config.section(config) or {}
 AI_SEEDS = autointerp_config.seeds(config) if AI else ()

@@ -1,6 +1,5 @@
-# The latent browser of every SAE set (saeseeds.browser): a static folder that opens from disk, linked from the report.
-from saeseeds.browser import template_files
-from saeseeds.browser_contexts import ContextConfig
+# The latent browser of every SAE set (saeseeds.browser.build): a static folder that opens from disk, linked from the report.
+from saeseeds.browser.settings import ContextConfig, template_files
 
 BROWSER = config.get("browser", {})
 BROWSER_CONTEXTS = {k: BROWSER[k] for k in ("examples", "window", "tokens") if k in BROWSER}

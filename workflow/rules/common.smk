@@ -3,8 +3,10 @@ import os
 
 from snakemake.exceptions import WorkflowError
 
-from saeseeds import estimates, scheduler, study
-from saeseeds.study import CHANCE_SEEDS
+from saeseeds.plan import estimates
+from saeseeds.plan import scheduler
+from saeseeds.config import study, validate
+from saeseeds.config.study import CHANCE_SEEDS
 
 # Idle OpenMP threads sleep instead of spinning: with spinning, two torch threads on a shared 2-core
 # machine ran 2.5-4x slower per training step (benchmarks/README.md). Job scripts inherit this.
@@ -16,10 +18,11 @@ os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_SRC, os.environ.get("PYT
 # envs/ at the root links to workflow/envs/, so a copy of workflow/ alone is complete).
 CONDA_ENV = "../envs/saeseeds.yaml"
 
-# Every check before any job: schema, cross-key, synthetic sites, and (main process only) the trainer's
+# Every check before any job, in one call (saeseeds.config.validate): schema, cross-key, synthetic sites, the
+# autointerp and functional sections, Figures 1-3's sets, and (main process only) the trainer's
 # config objects, which import torch (~3 s): a job (on SLURM: two Snakemake starts per job) runs with the
 # config the main process already checked, and `saeseeds plan` checks it itself beside its dry run.
-study.validate_config(
+validate.validate_config(
     config,
     workflow.source_path("../schemas/config.schema.yaml"),
     training=workflow.is_main_process and not os.environ.get("SAESEEDS_PLAN_CHECKS_TRAINING"),
@@ -107,21 +110,15 @@ def pair_matches(prefix, sae):
     return [f"{prefix}/matches/seed{a}-seed{b}.parquet" for a, b in pairs_of(sae)]
 
 
-def first_pair_matches():
-    """The matches of each (site, sae)'s first seed pair, in sae_dirs() order (Figs 1, A2, A3)."""
-    return [f"{d}/matches/seed{pairs_of(sae)[0][0]}-seed{pairs_of(sae)[0][1]}.parquet" for d, (_, sae) in zip(sae_dirs(), SITE_SAES)]
-
-
-def all_targets():
+def set_targets():
+    """Every SAE set's own outputs (checkpoints' metrics, matches, orphans, chance, stability) and the summary;
+    the figures are `figure_targets()` (figures.smk)."""
     targets = []
     for d, (_, sae) in zip(sae_dirs(), SITE_SAES):
         targets += [f"{d}/seed{s}/metrics.json" for s in seeds_of(sae)]
         targets += pair_matches(d, sae)
         targets += [f"{d}/orphans/subsets.parquet", f"{d}/orphans/latents.parquet", f"{d}/chance.json"]
         targets += [f"{d}/stability.parquet", f"{d}/stability.csv"]
-    targets += expand(f"{RESULTS}/figures/{{name}}.{{ext}}", name=FIGURES, ext=["html", "png"])
     targets += [f"{RESULTS}/summary.csv", f"{RESULTS}/summary.parquet", f"{RESULTS}/summary.md"]
     return targets
 
-
-FIGURES = ["fig1_matched_cosine", "fig2_only_in_base", "fig3_firing"]

@@ -1,9 +1,7 @@
 # Consistency the way the field now reports it (issue 18): PW-MCC of every seed pair (Song et al. 2025) and,
 # on each set's first seed pair, greedy / max-cos / Sinkhorn matchings side by side with the exact Hungarian one.
 # One job per SAE set. The seed-level jackknife intervals are computed by the summary rule from these files.
-from saeseeds import matchings as matchings_module
-
-
+from saeseeds.matching import alternatives as matchings_module
 def consistency_targets():
     targets = [f"{d}/consistency/{name}.parquet" for d in sae_dirs() for name in ("pwmcc", "matchings")]
     return targets + [f"{RESULTS}/matchings.csv", f"{RESULTS}/matchings.html"]

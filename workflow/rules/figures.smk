@@ -5,6 +5,10 @@ FIGURES = ["fig1_matched_cosine", "fig2_only_in_base", "fig3_firing", "fig4_abla
 SUMMARY_PARQUET = f"{RESULTS}/summary.parquet"
 
 
+def figure_targets():
+    return expand(f"{RESULTS}/figures/{{name}}.{{ext}}", name=FIGURES, ext=["html", "png"])
+
+
 def main_variants():
     """(folder, label, sae) of every (site, sae) trained on all the study's seeds: Figs 1-3 draw these,
     not the ablation and layer-sweep variants trained on fewer seeds."""

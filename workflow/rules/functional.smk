@@ -2,9 +2,7 @@
 # substitution test of every latent against its partner in another seed. Only when the config has `functional`.
 from types import SimpleNamespace
 
-from saeseeds import functional_config
-
-functional_config.check(config)
+from saeseeds.config import functional as functional_config
 FUNCTIONAL = functional_config.site_saes_measured(config)
 FUNCTIONAL_MODEL = functional_config.model_site_saes(config)
 FN = functional_config.section(config) or {}

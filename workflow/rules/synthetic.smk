@@ -3,9 +3,7 @@
 # caching rules activations_* skip these models); training, matching and orphan rules run on them unchanged.
 import re
 
-from saeseeds import synthetic
-
-synthetic.check_config(config)
+from saeseeds.synthetic import generator as synthetic
 SYNTHETIC_MODELS = [name for name, entry in config["models"].items() if entry["source"] == synthetic.SOURCE]
 SYNTHETIC_SAES = [(site, sae) for site, sae in SITE_SAES if site.model in SYNTHETIC_MODELS]
 SYNTHETIC_MODEL = "|".join(re.escape(m) for m in SYNTHETIC_MODELS) or "(?!)"  # (?!) matches nothing

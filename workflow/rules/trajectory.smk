@@ -19,6 +19,9 @@ def trajectory_targets():
 
 if trajectory_saes():
 
+    localrules:
+        figX2_trajectory,
+
     rule trajectory:
         """Match the seeds of one SAE set at each checkpoint along training (the final step from its matches files)."""
         input:

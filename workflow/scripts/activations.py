@@ -1,8 +1,8 @@
 """Cache the activations of several hooks of one model and dataset, one forward pass for all (rules activations_*)."""
 import torch
 
-from saeseeds.activations import ActivationConfig, SiteSource, cache_activations_multi
-from saeseeds.logs import rule_log
+from saeseeds.activations.caching import ActivationConfig, SiteSource, cache_activations_multi
+from saeseeds.common.logs import rule_log
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 torch.set_num_threads(sm.threads)

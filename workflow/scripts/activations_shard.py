@@ -1,9 +1,9 @@
 """Cache one shard (a range of contexts) of several hooks' stores (rules activations_<i>_shard)."""
 import torch
 
-from saeseeds.activations import ActivationConfig, SiteSource
-from saeseeds.logs import rule_log
-from saeseeds.shards import cache_shard
+from saeseeds.activations.caching import ActivationConfig, SiteSource
+from saeseeds.common.logs import rule_log
+from saeseeds.activations.shards import cache_shard
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 torch.set_num_threads(sm.threads)

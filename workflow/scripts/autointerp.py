@@ -4,10 +4,10 @@ import time
 import pandas as pd
 import torch
 
-from saeseeds.atomic import write_parquet
-from saeseeds.autointerp import AutointerpConfig, explain_and_score
-from saeseeds.llm import CachedBackend, ReplyCache, make_backend
-from saeseeds.logs import rule_log
+from saeseeds.common.atomic import write_parquet
+from saeseeds.autointerp.explain_score import AutointerpConfig, explain_and_score
+from saeseeds.autointerp.llm import CachedBackend, ReplyCache, make_backend
+from saeseeds.common.logs import rule_log
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 START = time.perf_counter()

@@ -2,9 +2,9 @@
 import numpy as np
 import pandas as pd
 
-from saeseeds.atomic import write_parquet
-from saeseeds.latent_examples import select_latents
-from saeseeds.logs import rule_log
+from saeseeds.common.atomic import write_parquet
+from saeseeds.autointerp.examples import select_latents
+from saeseeds.common.logs import rule_log
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 with rule_log(sm.log[0]) as log:

@@ -3,12 +3,12 @@ from pathlib import Path
 
 import torch
 
-from saeseeds.browser import build_browser
-from saeseeds.browser_contexts import ContextConfig
-from saeseeds.latent_examples import token_decoder
-from saeseeds.logs import rule_log
-from saeseeds.models import load_tokenizer
-from saeseeds.store import open_store
+from saeseeds.browser.build import build_browser
+from saeseeds.browser.settings import ContextConfig
+from saeseeds.autointerp.examples import token_decoder
+from saeseeds.common.logs import rule_log
+from saeseeds.activations.models import load_tokenizer
+from saeseeds.activations.store import open_store
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 torch.set_num_threads(sm.threads)

@@ -2,9 +2,9 @@
 import json
 from pathlib import Path
 
-from saeseeds.atomic import atomic_write
-from saeseeds.chance import chance_levels
-from saeseeds.logs import rule_log
+from saeseeds.common.atomic import atomic_write
+from saeseeds.stats.chance import chance_levels
+from saeseeds.common.logs import rule_log
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 with rule_log(sm.log[0]) as log:

@@ -1,6 +1,7 @@
 """Fig 1: matched cosine histograms, encoder vs decoder (rule fig1_matched_cosine)."""
-from saeseeds.figures import fig1_matched_cosine, load_style, read_labelled, save_chart
-from saeseeds.logs import rule_log
+from saeseeds.figures.paper import fig1_matched_cosine
+from saeseeds.figures.style import load_style, read_labelled, save_chart
+from saeseeds.common.logs import rule_log
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 with rule_log(sm.log[0]):

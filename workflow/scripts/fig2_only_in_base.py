@@ -2,12 +2,13 @@
 import json
 from pathlib import Path
 
-from saeseeds.atomic import atomic_write
-from saeseeds.figures import fig2_only_in_base, load_style, read_labelled, save_chart
-from saeseeds.jackknife import subset_intervals
-from saeseeds.logs import rule_log
-from saeseeds.powerlaw import MIN_POINTS_PLAIN, fit_only_in_base, fits_table
-from saeseeds.summary import table_html
+from saeseeds.common.atomic import atomic_write
+from saeseeds.figures.paper import fig2_only_in_base
+from saeseeds.figures.style import load_style, read_labelled, save_chart
+from saeseeds.stats.jackknife import subset_intervals
+from saeseeds.common.logs import rule_log
+from saeseeds.stats.powerlaw import MIN_POINTS_PLAIN, fit_only_in_base, fits_table
+from saeseeds.stats.summary import table_html
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 with rule_log(sm.log[0]) as log:
@@ -22,7 +23,7 @@ with rule_log(sm.log[0]) as log:
         else:
             log.warning("%s: %d subset sizes, too few to fit a power law", label, group["size"].nunique())
     save_chart(fig2_only_in_base(subsets, fits, style=style, intervals=intervals), sm.output.html, sm.output.png, ppi=style.ppi)
-    # No F-test p-value anywhere: the curve's points share their SAEs (saeseeds.powerlaw); the jackknife instead.
+    # No F-test p-value anywhere: the curve's points share their SAEs (saeseeds.stats.powerlaw); the jackknife instead.
     payload = {k: {key: v for key, v in f.to_dict().items() if key != "f_pvalue"}
                | {"seed_jackknife": {key: (None if v != v else v) for key, v in intervals[k].items()}}
                for k, f in fits.items()}

@@ -1,6 +1,7 @@
 """Fig 3: firing frequency by number of seeds sharing a latent (rule fig3_firing)."""
-from saeseeds.figures import fig3_firing, load_style, read_labelled, save_chart
-from saeseeds.logs import rule_log
+from saeseeds.figures.paper import fig3_firing
+from saeseeds.figures.style import load_style, read_labelled, save_chart
+from saeseeds.common.logs import rule_log
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 with rule_log(sm.log[0]):

@@ -1,9 +1,9 @@
 """Fig 4: shared fraction across SAE variants at the baseline's site (rule fig4_ablations)."""
 import pandas as pd
 
-from saeseeds.figures import load_style, save_chart
-from saeseeds.figures_summary import ablation_panels, fig4_ablations
-from saeseeds.logs import rule_log
+from saeseeds.figures.style import load_style, save_chart
+from saeseeds.figures.ablations import ablation_panels, fig4_ablations
+from saeseeds.common.logs import rule_log
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 with rule_log(sm.log[0]) as log:

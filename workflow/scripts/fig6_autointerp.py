@@ -1,9 +1,9 @@
 """Fig 6: detection scores of shared and orphan latents (rule fig6_autointerp)."""
 import pandas as pd
 
-from saeseeds.autointerp_figures import fig6_autointerp, with_sharing
-from saeseeds.figures import load_style, save_chart
-from saeseeds.logs import rule_log
+from saeseeds.figures.autointerp import fig6_autointerp, with_sharing
+from saeseeds.figures.style import load_style, save_chart
+from saeseeds.common.logs import rule_log
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 with rule_log(sm.log[0]) as log:

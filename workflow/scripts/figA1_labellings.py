@@ -1,9 +1,9 @@
 """Fig A1: shared fraction by Hungarian vs max-cos labelling (rule figA1_labellings)."""
 import pandas as pd
 
-from saeseeds.figures import load_style, save_chart
-from saeseeds.figures_summary import fig_a1_labellings
-from saeseeds.logs import rule_log
+from saeseeds.figures.style import load_style, save_chart
+from saeseeds.figures.ablations import fig_a1_labellings
+from saeseeds.common.logs import rule_log
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 with rule_log(sm.log[0]):

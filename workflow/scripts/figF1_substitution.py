@@ -1,7 +1,7 @@
 """Substitution score against matched cosine, shared vs orphan, with controls (rule figF1_substitution)."""
-from saeseeds.figures import load_style, read_labelled, save_chart
-from saeseeds.functional_figures import fig_substitution, substitution_means
-from saeseeds.logs import rule_log
+from saeseeds.figures.style import load_style, read_labelled, save_chart
+from saeseeds.figures.functional import fig_substitution, substitution_means
+from saeseeds.common.logs import rule_log
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 with rule_log(sm.log[0]) as log:

@@ -1,9 +1,9 @@
 """Loss recovered per SAE variant next to its shared fraction (rule figF2_loss_recovered)."""
 import pandas as pd
 
-from saeseeds.figures import load_style, save_chart
-from saeseeds.functional_figures import fig_loss_recovered
-from saeseeds.logs import rule_log
+from saeseeds.figures.style import load_style, save_chart
+from saeseeds.figures.functional import fig_loss_recovered
+from saeseeds.common.logs import rule_log
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 with rule_log(sm.log[0]) as log:

@@ -1,7 +1,7 @@
 """Fig X1: ground-truth recovery on synthetic sites (rule figX1_recovery)."""
-from saeseeds.figures import load_style, read_labelled, save_chart
-from saeseeds.logs import rule_log
-from saeseeds.recovery_figure import figX1_recovery
+from saeseeds.figures.style import load_style, read_labelled, save_chart
+from saeseeds.common.logs import rule_log
+from saeseeds.figures.recovery import figX1_recovery
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 with rule_log(sm.log[0]):

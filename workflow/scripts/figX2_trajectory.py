@@ -1,9 +1,9 @@
 """Fig X2: consistency over training next to the separate-run token ablation (rule figX2_trajectory)."""
 import pandas as pd
 
-from saeseeds.figures import load_style, save_chart
-from saeseeds.figures_trajectory import fig_x2_trajectory, separate_runs
-from saeseeds.logs import rule_log
+from saeseeds.figures.style import load_style, save_chart
+from saeseeds.figures.trajectory import fig_x2_trajectory, separate_runs
+from saeseeds.common.logs import rule_log
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 with rule_log(sm.log[0]) as log:

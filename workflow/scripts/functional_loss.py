@@ -3,13 +3,13 @@ from pathlib import Path
 
 import torch
 
-from saeseeds.atomic import write_parquet
-from saeseeds.functional import heldout_token_ids, loss_recovered, sae_splice
-from saeseeds.latent_examples import load_sae
-from saeseeds.logs import rule_log
-from saeseeds.models import load_model
-from saeseeds.onthefly import open_on_the_fly
-from saeseeds.store import open_store
+from saeseeds.common.atomic import write_parquet
+from saeseeds.functional.loss import heldout_token_ids, loss_recovered, sae_splice
+from saeseeds.sae.coder import load_sae
+from saeseeds.common.logs import rule_log
+from saeseeds.activations.models import load_model
+from saeseeds.activations.onthefly import open_on_the_fly
+from saeseeds.activations.store import open_store
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 torch.set_num_threads(sm.threads)

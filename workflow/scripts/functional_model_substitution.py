@@ -4,13 +4,13 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from saeseeds.atomic import write_parquet
-from saeseeds.latent_examples import load_sae
-from saeseeds.logs import rule_log
-from saeseeds.model_substitution import model_substitution, sample_latents
-from saeseeds.models import load_model
-from saeseeds.onthefly import open_on_the_fly
-from saeseeds.store import open_store
+from saeseeds.common.atomic import write_parquet
+from saeseeds.sae.coder import load_sae
+from saeseeds.common.logs import rule_log
+from saeseeds.functional.model_substitution import model_substitution, sample_latents
+from saeseeds.activations.models import load_model
+from saeseeds.activations.onthefly import open_on_the_fly
+from saeseeds.activations.store import open_store
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 torch.set_num_threads(sm.threads)

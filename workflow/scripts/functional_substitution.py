@@ -4,12 +4,12 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from saeseeds.atomic import write_parquet
-from saeseeds.latent_examples import load_sae
-from saeseeds.logs import rule_log
-from saeseeds.onthefly import open_on_the_fly
-from saeseeds.store import open_store
-from saeseeds.substitution import RowRange, substitution_table
+from saeseeds.common.atomic import write_parquet
+from saeseeds.sae.coder import load_sae
+from saeseeds.common.logs import rule_log
+from saeseeds.activations.onthefly import open_on_the_fly
+from saeseeds.activations.store import open_store
+from saeseeds.functional.substitution import RowRange, substitution_table
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 torch.set_num_threads(sm.threads)

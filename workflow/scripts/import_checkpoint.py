@@ -1,6 +1,6 @@
 """Bring one existing checkpoint into the study as a seed folder (rule import_checkpoint)."""
-from saeseeds.external_sets import UNKNOWN_FIRING, import_checkpoint
-from saeseeds.logs import rule_log
+from saeseeds.matching.external_sets import UNKNOWN_FIRING, import_checkpoint
+from saeseeds.common.logs import rule_log
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 with rule_log(sm.log[0]) as log:

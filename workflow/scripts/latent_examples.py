@@ -4,12 +4,13 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from saeseeds.atomic import write_parquet
-from saeseeds.latent_examples import ExampleConfig, collect_examples, load_sae, token_decoder
-from saeseeds.logs import rule_log
-from saeseeds.models import load_tokenizer
-from saeseeds.onthefly import open_on_the_fly
-from saeseeds.store import open_store
+from saeseeds.common.atomic import write_parquet
+from saeseeds.autointerp.examples import ExampleConfig, collect_examples, token_decoder
+from saeseeds.sae.coder import load_sae
+from saeseeds.common.logs import rule_log
+from saeseeds.activations.models import load_tokenizer
+from saeseeds.activations.onthefly import open_on_the_fly
+from saeseeds.activations.store import open_store
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 torch.set_num_threads(sm.threads)

@@ -1,9 +1,10 @@
 """Match the latents of two seeds (rule match); a matching not certified optimal fails the rule, no parquet."""
 from pathlib import Path
 
-from saeseeds.logs import rule_log
-from saeseeds.checkpoints import load_dictionaries
-from saeseeds.match import match_dictionaries, write_matches
+from saeseeds.common.logs import rule_log
+from saeseeds.matching.checkpoints import load_dictionaries
+from saeseeds.matching.match import match_dictionaries
+from saeseeds.matching.matches_file import write_matches
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 with rule_log(sm.log[0]) as log:

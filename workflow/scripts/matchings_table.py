@@ -3,9 +3,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from saeseeds.atomic import atomic_write
-from saeseeds.logs import rule_log
-from saeseeds.summary import table_html
+from saeseeds.common.atomic import atomic_write
+from saeseeds.common.logs import rule_log
+from saeseeds.stats.summary import table_html
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 with rule_log(sm.log[0]) as log:

@@ -1,9 +1,9 @@
 """Only-in-base statistics over every subset of seeds (rule orphans)."""
 import numpy as np
 
-from saeseeds.atomic import write_parquet
-from saeseeds.logs import rule_log
-from saeseeds.orphans import latent_table, pair_masks_from_files, subset_table
+from saeseeds.common.atomic import write_parquet
+from saeseeds.common.logs import rule_log
+from saeseeds.stats.orphans import latent_table, pair_masks_from_files, subset_table
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 with rule_log(sm.log[0]) as log:

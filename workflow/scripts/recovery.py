@@ -1,10 +1,10 @@
 """Recovery tables of one synthetic (site, sae) (rule recovery)."""
 import pandas as pd
 
-from saeseeds.atomic import write_parquet
-from saeseeds.logs import rule_log
-from saeseeds.recovery import feature_table, latent_table, read_truth_matches, summarize, union_table
-from saeseeds.synthetic import load_ground_truth
+from saeseeds.common.atomic import write_parquet
+from saeseeds.common.logs import rule_log
+from saeseeds.synthetic.recovery import feature_table, latent_table, read_truth_matches, summarize, union_table
+from saeseeds.synthetic.generator import load_ground_truth
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 with rule_log(sm.log[0]) as log:

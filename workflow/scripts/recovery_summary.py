@@ -1,9 +1,9 @@
 """The ground-truth table of the report: one row per synthetic (site, sae) (rule recovery_summary)."""
 import pandas as pd
 
-from saeseeds.atomic import atomic_write
-from saeseeds.logs import rule_log
-from saeseeds.recovery import summarize
+from saeseeds.common.atomic import atomic_write
+from saeseeds.common.logs import rule_log
+from saeseeds.synthetic.recovery import summarize
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 with rule_log(sm.log[0]) as log:

@@ -1,8 +1,8 @@
 """Per-latent stability table of one (site, sae), parquet and CSV (rule stability)."""
 from pathlib import Path
 
-from saeseeds.logs import rule_log
-from saeseeds.stability import stability_from_files, write_stability
+from saeseeds.common.logs import rule_log
+from saeseeds.stats.stability import stability_from_files, write_stability
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 with rule_log(sm.log[0]) as log:

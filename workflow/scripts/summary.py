@@ -1,6 +1,6 @@
 """Write the study's summary table (rule summary)."""
-from saeseeds.logs import rule_log
-from saeseeds.summary import write_summary
+from saeseeds.common.logs import rule_log
+from saeseeds.stats.summary import write_summary
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 with rule_log(sm.log[0]) as log:

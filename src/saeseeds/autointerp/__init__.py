@@ -1,0 +1,1 @@
+"""Autointerp: top-activating examples, explanations and detection scores from a chat model."""

@@ -1,0 +1,1 @@
+"""The latent browser: a static folder per SAE set, built from what the study computed."""

@@ -1,0 +1,1 @@
+"""Shared plumbing: atomic writes, rule logs, live progress lines."""

@@ -1,0 +1,182 @@
+"""Matching the latents of two SAEs: encoder and decoder Hungarian matchings, max-cos, shared flags.
+
+The output is one row per latent of SAE a with the columns of the matches contract
+(`latent, enc_partner, enc_cos, dec_partner, dec_cos, enc_maxcos, dec_maxcos, shared`), written
+as parquet with the run's metadata (threshold, definition, both shared fractions, the optimality
+certificate of each matching) as JSON under the parquet key-value metadata key b"saeseeds".
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from saeseeds.matching.assignment import Assignment, assign_dense, assign_sparse, pad_to_square, unpad
+from saeseeds.matching.matches_file import DEFINITIONS, MatchesError, shared_flags
+from saeseeds.matching.similarity import BlockFn, dense_cosines, matmul_blocks, resolve_device, timed, unit_rows
+
+DENSE_MAX_N = 4096
+"""Up to this many latents the full cosine matrix goes to scipy; above it, the sparse certified path."""
+
+
+def _check_inputs(enc_a, dec_a, enc_b, dec_b, threshold, definition) -> tuple[int, int, int]:
+    arrays = {"enc_a": enc_a, "dec_a": dec_a, "enc_b": enc_b, "dec_b": dec_b}
+    shapes = {name: np.shape(x) for name, x in arrays.items()}
+    if (
+        shapes["enc_a"] != shapes["dec_a"] or shapes["enc_b"] != shapes["dec_b"]
+        or any(len(v) != 2 or 0 in v for v in shapes.values())
+        or shapes["enc_a"][1] != shapes["enc_b"][1]
+    ):
+        raise MatchesError(
+            f"dictionaries must be non-empty [n, d] with one d and one n per SAE (encoder = decoder shape), got {shapes}"
+        )
+    for name, x in arrays.items():
+        if not np.isfinite(x).all():
+            raise MatchesError(f"{name}: has non-finite values")
+    if not (np.isfinite(threshold) and -1.0 <= threshold <= 1.0):
+        raise MatchesError(f"threshold={threshold!r}: must be a cosine in [-1, 1]")
+    if definition not in DEFINITIONS:
+        raise MatchesError(f"definition={definition!r}: must be one of {DEFINITIONS}")
+    return shapes["enc_a"][0], shapes["enc_b"][0], shapes["enc_a"][1]
+
+
+def match_rows(
+    wa: np.ndarray,
+    wb: np.ndarray,
+    *,
+    device: torch.device,
+    method: str = "auto",
+    dense_max_n: int = DENSE_MAX_N,
+    k: int = 32,
+    depth: int = 128,
+    block_rows: int = 1024,
+    max_rounds: int = 100,
+    timings: dict[str, float] | None = None,
+    absolute: bool = False,
+) -> Assignment:
+    """Returns the exact maximum-cosine matching of the rows of wa to the rows of wb (of |cosine| when
+    `absolute`: PW-MCC's matching, where a flipped direction counts as the same feature).
+
+    Different sizes are matched rectangularly (every row of the smaller side gets a partner; rows of
+    a left over get partner -1). The sparse path pads the smaller side with dummy latents whose
+    cosine with everything is one constant, which keeps the square optimum, and its certificate,
+    exact for the rectangle (the padding is applied after the absolute value, so dummies stay below
+    every real |cos|).
+    """
+    if method not in ("auto", "dense", "sparse"):
+        raise MatchesError(f"method={method!r}: must be 'auto', 'dense' or 'sparse'")
+    n_a, n_b = wa.shape[0], wb.shape[0]
+    n = max(n_a, n_b)
+    if method == "auto":
+        method = "dense" if n <= dense_max_n else "sparse"
+    ua, ub = unit_rows(wa, device), unit_rows(wb, device)
+    if method == "dense":
+        with timed(timings, "similarity"):
+            sim = dense_cosines(ua, ub)
+            sim = np.abs(sim) if absolute else sim
+        with timed(timings, "solve"):
+            return assign_dense(sim)
+    block_rows = min(block_rows, n)
+    if n_a == n_b:
+        blocks = _maybe_abs(matmul_blocks(ua, ub, block_rows), absolute)
+        return assign_sparse(blocks, n, k=k, depth=depth, block_rows=block_rows, max_rounds=max_rounds, timings=timings)
+    # Zero rows make the matmul as wide as the square; pad_to_square then sets every dummy cell.
+    ua = torch.cat([ua, ua.new_zeros((n - n_a, ua.shape[1]))])
+    ub = torch.cat([ub, ub.new_zeros((n - n_b, ub.shape[1]))])
+    blocks = pad_to_square(_maybe_abs(matmul_blocks(ua, ub, block_rows), absolute), n_a, n_b)
+    square = assign_sparse(
+        blocks, n, k=k, depth=min(depth, min(n_a, n_b)), block_rows=block_rows, max_rounds=max_rounds, timings=timings
+    )
+    return unpad(square, n_a, n_b)
+
+
+def _maybe_abs(block: BlockFn, absolute: bool) -> BlockFn:
+    """Returns `block`, or a BlockFn giving |cos| of the rows it gives cos of (same shapes, same determinism)."""
+    if not absolute:
+        return block
+
+    def abs_block(rows: np.ndarray, full: bool = False) -> torch.Tensor:
+        return block(rows, full=full).abs()
+
+    return abs_block
+
+
+def match_dictionaries(
+    enc_a: np.ndarray,
+    dec_a: np.ndarray,
+    enc_b: np.ndarray,
+    dec_b: np.ndarray,
+    *,
+    threshold: float = 0.7,
+    definition: str = "paper",
+    device: str | torch.device | None = None,
+    method: str = "auto",
+    dense_max_n: int = DENSE_MAX_N,
+    k: int = 32,
+    depth: int = 128,
+    block_rows: int = 1024,
+    max_rounds: int = 100,
+    timings: dict[str, float] | None = None,
+) -> tuple[pd.DataFrame, dict]:
+    """Returns (matches DataFrame, metadata) for SAE a against SAE b, one row per latent of a.
+
+    Encoder rows are matched to encoder rows and decoder rows to decoder rows, each by an exact
+    maximum-total-cosine bijection (rectangular when the SAEs differ in size: every latent of the
+    smaller one gets a partner, the latents of a left over get partner -1 and cosine NaN, and the
+    metadata adds `n_b` and the shared fractions of b's latents). `method` "auto" uses dense scipy up to `dense_max_n`
+    latents and the certified sparse path above; `k` (candidates per row and column), `depth`
+    (reserve per row) and `block_rows` tune the sparse path's speed only, never its result's value;
+    `max_rounds` caps the sparse path's repair rounds (an uncertified result says so in its metadata,
+    and `write_matches` refuses it).
+    `timings`, when given, collects seconds per phase (benchmarks); it never enters the metadata,
+    which stays byte-for-byte reproducible.
+    """
+    n, n_b, d = _check_inputs(enc_a, dec_a, enc_b, dec_b, threshold, definition)
+    dev = resolve_device(device)
+    opts = dict(
+        device=dev, method=method, dense_max_n=dense_max_n, k=k, depth=depth, block_rows=block_rows,
+        max_rounds=max_rounds, timings=timings,
+    )
+    enc = match_rows(enc_a, enc_b, **opts)
+    dec = match_rows(dec_a, dec_b, **opts)
+    flags = {
+        name: shared_flags(enc.partner, enc.cos, dec.partner, dec.cos, threshold, name) for name in DEFINITIONS
+    }
+    df = pd.DataFrame(
+        {
+            "latent": np.arange(n, dtype=np.int64),
+            "enc_partner": enc.partner.astype(np.int64),
+            "enc_cos": enc.cos.astype(np.float32),
+            "dec_partner": dec.partner.astype(np.int64),
+            "dec_cos": dec.cos.astype(np.float32),
+            "enc_maxcos": enc.row_max.astype(np.float32),
+            "dec_maxcos": dec.row_max.astype(np.float32),
+            "shared": flags[definition],
+        }
+    )
+    metadata = {
+        "n": int(n),
+        "d": int(d),
+        "threshold": float(threshold),
+        "definition": definition,
+        "shared_fraction_paper": float(flags["paper"].mean()),
+        "shared_fraction_notebook": float(flags["notebook"].mean()),
+        "partners_agree_fraction": float(((enc.partner == dec.partner) & (enc.partner >= 0)).mean()),
+        "dead_latents": {
+            "enc_a": int((~enc_a.any(axis=1)).sum()),
+            "dec_a": int((~dec_a.any(axis=1)).sum()),
+            "enc_b": int((~enc_b.any(axis=1)).sum()),
+            "dec_b": int((~dec_b.any(axis=1)).sum()),
+        },
+        "certificate": {"enc": enc.certificate, "dec": dec.certificate},
+        "certified": bool(enc.certificate["certified"] and dec.certificate["certified"]),
+    }
+    if n_b != n:
+        # Shared latents pair one latent of a with one of b, so per side only the denominator differs.
+        metadata |= {
+            "n_b": int(n_b),
+            "shared_fraction_paper_b": float(flags["paper"].sum() / n_b),
+            "shared_fraction_notebook_b": float(flags["notebook"].sum() / n_b),
+        }
+    return df, metadata

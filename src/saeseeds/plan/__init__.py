@@ -1,0 +1,1 @@
+"""Planning: cost estimates, calibration from finished runs, SLURM resources, model layouts."""

@@ -1,0 +1,359 @@
+"""Exact matching: dense and sparse agree with brute force and with each other; certificate; files."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import torch
+from safetensors.numpy import save_file
+
+from saeseeds.matching.assignment import assign_dense, assign_sparse, column_prices, solve_edges, suspects
+from saeseeds.matching.checkpoints import CheckpointError, load_dictionaries
+from saeseeds.matching.match import match_dictionaries
+from saeseeds.matching.matches_file import COLUMNS, MatchesError, read_matches, write_matches
+from saeseeds.matching.similarity import candidate_pass, column_candidates, dense_blocks, matmul_blocks, quantize, unit_rows
+
+
+
+def brute_force_value(sim: np.ndarray) -> int:
+    """Returns the best summed quantised profit over all n! permutations."""
+    q = quantize(sim)
+    n = len(q)
+    return max(int(q[np.arange(n), list(p)].sum()) for p in itertools.permutations(range(n)))
+
+
+def objective(sim: np.ndarray, partner: np.ndarray) -> int:
+    q = quantize(sim)
+    return int(q[np.arange(len(q)), partner].sum())
+
+
+def random_dicts(rng, n, d, shared=0.4, noise=0.1):
+    """Returns (a, b, perm): b holds noisy copies of a `shared` fraction of a's rows at perm positions."""
+    a = rng.standard_normal((n, d)).astype(np.float32)
+    b = rng.standard_normal((n, d)).astype(np.float32)
+    m = int(shared * n)
+    perm = rng.permutation(n)
+    b[perm[:m]] = a[:m] + noise * rng.standard_normal((m, d)).astype(np.float32)
+    return a, b, perm
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 7])
+def test_dense_and_sparse_equal_brute_force_on_small_instances(n):
+    rng = np.random.default_rng(n)
+    for _ in range(6):
+        sim = rng.uniform(-1, 1, (n, n)).astype(np.float32)
+        best = brute_force_value(sim)
+        assert objective(sim, assign_dense(sim).partner) == best
+        sparse = assign_sparse(dense_blocks(sim), n, k=1, k_col=1, depth=1, block_rows=max(1, n // 2))
+        assert sparse.certificate["certified"]
+        assert objective(sim, sparse.partner) == best
+        assert sorted(sparse.partner) == list(range(n))
+
+
+def trap_instance(rng, n, hubs):
+    """Returns a matrix whose rows' and columns' best entries all point at a few hub rows/columns.
+
+    The candidate graph then holds no good perfect matching: the true optimum uses pairs far
+    down every row's ranking, which only the certificate can bring in.
+    """
+    sim = rng.uniform(-0.3, 0.3, (n, n)).astype(np.float32)
+    sim[:, :hubs] = rng.uniform(0.8, 0.9, (n, hubs))
+    sim[:hubs, :] = rng.uniform(0.8, 0.9, (hubs, n))
+    return sim
+
+
+def chain_instance(rng, n):
+    """Returns cosines of correlated dictionaries: b_j mixes a_j and a_{j+1}, so neighbours compete."""
+    a = rng.standard_normal((n, 16)).astype(np.float32)
+    b = a + 0.9 * np.roll(a, -1, axis=0) + 0.3 * rng.standard_normal((n, 16)).astype(np.float32)
+    ua, ub = unit_rows(a, torch.device("cpu")), unit_rows(b, torch.device("cpu"))
+    return (ua @ ub.T).numpy()
+
+
+def test_sparse_equals_scipy_optimum_on_hundreds_of_random_and_adversarial_instances():
+    rng = np.random.default_rng(0)
+    kinds = {
+        "uniform": lambda n: rng.uniform(-1, 1, (n, n)).astype(np.float32),
+        "ties": lambda n: (rng.integers(-2, 3, (n, n)) / 2).astype(np.float32),
+        "trap": lambda n: trap_instance(rng, n, int(rng.integers(1, 4))),
+        "chain": lambda n: chain_instance(rng, n),
+        "low_rank": lambda n: (rng.standard_normal((n, 2)) @ rng.standard_normal((2, n)) / 3).astype(np.float32),
+    }
+    seen = []
+    for trial in range(300):
+        kind = list(kinds)[trial % len(kinds)]
+        n = int(rng.integers(2, 48))
+        sim = kinds[kind](n)
+        k = int(rng.integers(1, min(n, 4) + 1))
+        dense = assign_dense(sim)
+        depth = int(rng.integers(k, n + 1))
+        sparse = assign_sparse(
+            dense_blocks(sim), n, k=k, k_col=int(rng.integers(1, k + 1)), depth=depth, block_rows=int(rng.integers(k, n + 1))
+        )
+        cert = sparse.certificate
+        assert cert["certified"], (trial, kind, cert)
+        assert cert["duality_gap"] == 0
+        assert objective(sim, sparse.partner) == objective(sim, dense.partner), (trial, kind)
+        assert cert["objective_quantised"] == dense.certificate["objective_quantised"]
+        np.testing.assert_array_equal(sparse.cos, sim[np.arange(n), sparse.partner])
+        np.testing.assert_array_equal(sparse.row_max, sim.max(axis=1))
+        seen.append((cert["rounds"], cert["edges_from_reserve"], cert["rows_recomputed"]))
+    # The adversarial kinds must really have exercised the repair loop and both sources of edges.
+    rounds, from_reserve, recomputed = np.array(seen).T
+    assert rounds.max() >= 2 and from_reserve.max() > 0 and recomputed.max() > 0
+
+
+def test_certificate_catches_insufficient_candidate_graph_and_repairs_it():
+    rng = np.random.default_rng(5)
+    n = 40
+    sim = trap_instance(rng, n, hubs=2)
+    q = quantize(sim)
+    # The optimum on the first candidate graph alone (top-2 of rows and columns + diagonal) is worse.
+    ar = np.arange(n)
+    top_r = np.argsort(-sim, axis=1)[:, :2]
+    top_c = np.argsort(-sim, axis=0)[:2, :]
+    rows = np.concatenate([np.repeat(ar, 2), top_c.reshape(-1), ar])
+    cols = np.concatenate([top_r.reshape(-1), np.tile(ar, 2), ar])
+    key = np.unique(rows * n + cols)
+    rows, cols = key // n, key % n
+    first = solve_edges(n, rows, cols, q[rows, cols])
+    dense = assign_dense(sim)
+    assert objective(sim, first) < objective(sim, dense.partner)
+
+    sparse = assign_sparse(dense_blocks(sim), n, k=2, k_col=2, depth=2, block_rows=8)
+    cert = sparse.certificate
+    assert cert["certified"] and cert["rounds"] >= 2
+    assert cert["edges_final"] > cert["edges_first"]
+    assert cert["rows_recomputed"] > 0 and cert["edges_from_recompute"] > 0 and cert["recompute_mismatches"] == 0
+    assert objective(sim, sparse.partner) == objective(sim, dense.partner)
+
+
+def test_column_prices_are_feasible_and_tight_duals():
+    rng = np.random.default_rng(3)
+    n = 30
+    sim = rng.uniform(-1, 1, (n, n)).astype(np.float32)
+    q = quantize(sim)
+    rows, cols = np.divmod(np.arange(n * n), n)
+    partner = solve_edges(n, rows, cols, q[rows, cols])
+    b = column_prices(n, rows, cols, q[rows, cols], partner)
+    a = q[np.arange(n), partner] - b[partner]
+    assert (b >= 0).all()
+    assert (a[:, None] + b[None, :] >= q).all()
+    assert (a + b[partner] == q[np.arange(n), partner]).all()
+
+
+def test_candidate_pass_keeps_exact_row_reserves_column_maxima_and_diagonal():
+    rng = np.random.default_rng(12)
+    sim = rng.uniform(-1, 1, (37, 37)).astype(np.float32)
+    cand = candidate_pass(dense_blocks(sim), 37, depth=5, block_rows=8)
+    np.testing.assert_array_equal(cand.row_val, -np.sort(-sim, axis=1)[:, :5])
+    np.testing.assert_array_equal(np.take_along_axis(sim, cand.row_idx, axis=1), cand.row_val)
+    np.testing.assert_array_equal(cand.col_max, sim.max(axis=0))
+    np.testing.assert_array_equal(cand.diag, np.diag(sim))
+    rows, cols, vals = column_candidates(cand, 2)
+    np.testing.assert_array_equal(sim[rows, cols], vals)
+    for j in range(37):
+        in_reserve = sorted((sim[i, j] for i in range(37) if j in cand.row_idx[i]), reverse=True)
+        assert sorted(vals[cols == j], reverse=True) == in_reserve[:2]
+
+
+def test_suspects_cover_every_pair_that_breaks_the_bound():
+    rng = np.random.default_rng(4)
+    for _ in range(50):
+        n = int(rng.integers(1, 30))
+        t, s = rng.integers(-20, 20, n), rng.integers(-20, 20, n)
+        a, b = rng.integers(-20, 20, n), rng.integers(0, 20, n)
+        fails = np.minimum(t[:, None], s[None, :]) > a[:, None] + b[None, :]
+        sus_r, sus_c = suspects(t, s, a, b)
+        np.testing.assert_array_equal(sus_r, np.flatnonzero(fails.any(axis=1)))
+        np.testing.assert_array_equal(sus_c, np.flatnonzero(fails.any(axis=0)))
+
+
+def test_matmul_blocks_give_identical_values_for_gathered_rows():
+    # The certificate re-computes scattered rows and must see the candidate pass's exact values.
+    rng = np.random.default_rng(6)
+    a = unit_rows(rng.standard_normal((300, 64)), torch.device("cpu"))
+    b = unit_rows(rng.standard_normal((300, 64)), torch.device("cpu"))
+    block = matmul_blocks(a, b, 128)
+    contiguous = torch.cat([block(np.arange(r, min(r + 128, 300)), full=True).clone() for r in range(0, 300, 128)])
+    rows = rng.permutation(300)[:100]
+    assert torch.equal(block(rows, full=True), contiguous[rows])
+
+
+def test_certificate_survives_a_cheap_block_shape_that_rounds_differently():
+    # Some BLAS give other bits for tiny matmuls; the re-computation must notice and use full shape.
+    rng = np.random.default_rng(11)
+    n = 40
+    sim = trap_instance(rng, n, hubs=2)
+    exact = dense_blocks(sim)
+
+    def block(rows, full=False):
+        values = exact(rows)
+        return values if full else torch.nextafter(values, torch.tensor(2.0))
+
+    sparse = assign_sparse(block, n, k=2, k_col=2, depth=2, block_rows=8)
+    cert = sparse.certificate
+    assert cert["certified"] and cert["rows_recomputed"] > 0 and cert["recompute_mismatches"] == 0
+    assert objective(sim, sparse.partner) == objective(sim, assign_dense(sim).partner)
+
+    def inconsistent(rows, full=False):
+        return torch.nextafter(exact(rows), torch.tensor(2.0)) if len(rows) < 8 else exact(rows)
+
+    broken = assign_sparse(inconsistent, n, k=2, k_col=2, depth=2, block_rows=8).certificate
+    assert not broken["certified"] and broken["recompute_mismatches"] > 0
+
+
+@pytest.mark.parametrize("method", ["dense", "sparse"])
+def test_permuted_copy_is_fully_shared_with_the_right_partners(method):
+    rng = np.random.default_rng(1)
+    n, d = 200, 32
+    enc, dec = rng.standard_normal((n, d)).astype(np.float32), rng.standard_normal((n, d)).astype(np.float32)
+    perm = rng.permutation(n)
+    df, meta = match_dictionaries(enc, dec, enc[perm], 3 * dec[perm], method=method, k=4, block_rows=32)
+    inverse = np.argsort(perm)
+    np.testing.assert_array_equal(df["enc_partner"], inverse)
+    np.testing.assert_array_equal(df["dec_partner"], inverse)
+    assert df["shared"].all()
+    assert meta["shared_fraction_paper"] == meta["shared_fraction_notebook"] == 1.0
+    assert meta["certified"]
+    np.testing.assert_allclose(df["enc_cos"], 1.0, atol=1e-6)
+
+
+def test_dense_and_sparse_match_dictionaries_agree_on_noisy_shared_copies():
+    rng = np.random.default_rng(2)
+    a, b, _ = random_dicts(rng, 300, 48)
+    c, e, _ = random_dicts(rng, 300, 48)
+    dense, _ = match_dictionaries(a, c, b, e, method="dense")
+    sparse, meta = match_dictionaries(a, c, b, e, method="sparse", k=8, block_rows=64)
+    assert meta["certificate"]["enc"]["method"] == "sparse" and meta["certified"]
+    for col in ("enc_partner", "dec_partner", "shared"):
+        np.testing.assert_array_equal(dense[col], sparse[col])
+    for col in ("enc_cos", "dec_cos", "enc_maxcos", "dec_maxcos"):
+        np.testing.assert_allclose(dense[col], sparse[col], atol=1e-6)
+
+
+def test_sparse_path_is_deterministic():
+    rng = np.random.default_rng(13)
+    a, b, _ = random_dicts(rng, 200, 16)
+    first = match_dictionaries(a, a, b, b, method="sparse", k=4, depth=8, block_rows=32)
+    second = match_dictionaries(a, a, b, b, method="sparse", k=4, depth=8, block_rows=32)
+    pd.testing.assert_frame_equal(first[0], second[0])
+    assert first[1] == second[1]
+
+
+def test_frame_has_contract_columns_and_both_definitions_in_metadata():
+    rng = np.random.default_rng(7)
+    a, b, perm = random_dicts(rng, 100, 16, shared=0.5, noise=0.3)
+    df, meta = match_dictionaries(a, a, b, b, threshold=0.7)
+    assert tuple(df.columns) == COLUMNS
+    assert [str(t) for t in df.dtypes] == ["int64", "int64", "float32", "int64", "float32", "float32", "float32", "bool"]
+    paper = (df.enc_partner == df.dec_partner) & (df.enc_cos >= 0.7) & (df.dec_cos >= 0.7)
+    notebook = (df.enc_cos > 0.7) & (df.dec_cos > 0.7)
+    assert meta["shared_fraction_paper"] == pytest.approx(paper.mean())
+    assert meta["shared_fraction_notebook"] == pytest.approx(notebook.mean())
+    np.testing.assert_array_equal(df["shared"], paper)
+    loose, meta_nb = match_dictionaries(a, a, b, b, threshold=0.7, definition="notebook")
+    np.testing.assert_array_equal(loose["shared"], notebook)
+    assert meta_nb["definition"] == "notebook" and meta_nb["threshold"] == 0.7
+    assert (df["enc_maxcos"] >= df["enc_cos"]).all()
+
+
+def test_dead_rows_have_cosine_zero_and_are_never_shared():
+    rng = np.random.default_rng(8)
+    enc = rng.standard_normal((20, 8)).astype(np.float32)
+    dead = enc.copy()
+    dead[[3, 11]] = 0
+    # Cosine 0 is below any positive threshold, so a dead latent is an orphan.
+    df, meta = match_dictionaries(dead, dead, enc, enc, threshold=0.1)
+    assert meta["dead_latents"]["enc_a"] == 2
+    assert (df.loc[[3, 11], ["enc_cos", "dec_cos", "enc_maxcos"]] == 0).all().all()
+    assert not df.loc[[3, 11], "shared"].any()
+    assert df.drop(index=[3, 11])["shared"].all()
+
+
+def test_bad_inputs_fail_naming_the_culprit():
+    x = np.ones((4, 3), dtype=np.float32)
+    with pytest.raises(MatchesError, match="one d and one n per SAE"):
+        match_dictionaries(x, x, x[:, :2], x[:, :2])  # different sizes n are fine (tests/matching/test_rectangular.py), d not
+    with pytest.raises(MatchesError, match="one d and one n per SAE"):
+        match_dictionaries(x, x[:3], x, x)
+    with pytest.raises(MatchesError, match="dec_b"):
+        match_dictionaries(x, x, x, np.full_like(x, np.nan))
+    with pytest.raises(MatchesError, match="threshold"):
+        match_dictionaries(x, x, x, x, threshold=1.5)
+    with pytest.raises(MatchesError, match="definition"):
+        match_dictionaries(x, x, x, x, definition="loose")
+    with pytest.raises(MatchesError, match="method"):
+        match_dictionaries(x, x, x, x, method="greedy")
+
+
+def test_write_read_round_trip_is_atomic_and_deterministic(tmp_path):
+    rng = np.random.default_rng(9)
+    a, b, _ = random_dicts(rng, 64, 8)
+    df, meta = match_dictionaries(a, a, b, b)
+    path = tmp_path / "m" / "seed0-seed1.parquet"
+    write_matches(df, meta, path)
+    first = path.read_bytes()
+    write_matches(df, meta, path)
+    assert path.read_bytes() == first
+    assert [p.name for p in path.parent.iterdir()] == [path.name]
+    back, meta_back = read_matches(path)
+    pd.testing.assert_frame_equal(back, df)
+    assert meta_back == json.loads(json.dumps(meta))
+    assert json.loads(pq.read_schema(path).metadata[b"saeseeds"])["n"] == 64
+    with pytest.raises(MatchesError, match="columns"):
+        write_matches(df.drop(columns="shared"), meta, path)
+
+
+def write_sparsify(path, enc, dec):
+    path.mkdir(parents=True)
+    (path / "cfg.json").write_text(json.dumps({"num_latents": enc.shape[0], "k": 4}))
+    n, d = enc.shape
+    save_file(
+        {"encoder.weight": enc, "encoder.bias": np.zeros(n, np.float32), "W_dec": dec, "b_dec": np.zeros(d, np.float32)},
+        str(path / "sae.safetensors"),
+    )
+
+
+def write_saelens(path, enc, dec):
+    path.mkdir(parents=True)
+    (path / "cfg.json").write_text(json.dumps({"d_sae": enc.shape[0], "d_in": enc.shape[1]}))
+    save_file({"W_enc": np.ascontiguousarray(enc.T), "W_dec": dec}, str(path / "sae_weights.safetensors"))
+
+
+def test_load_dictionaries_reads_sparsify_and_saelens_layouts(tmp_path):
+    rng = np.random.default_rng(10)
+    enc, dec = rng.standard_normal((12, 5)).astype(np.float32), rng.standard_normal((12, 5)).astype(np.float32)
+    write_sparsify(tmp_path / "sp", enc, dec)
+    write_saelens(tmp_path / "sl", enc, dec)
+    for layout in ("sp", "sl"):
+        e, d = load_dictionaries(tmp_path / layout)
+        np.testing.assert_array_equal(e, enc)
+        np.testing.assert_array_equal(d, dec)
+        assert e.dtype == d.dtype == np.float32 and e.shape == (12, 5)
+
+
+def test_load_dictionaries_rejects_broken_checkpoints_naming_file_and_tensor(tmp_path):
+    enc = np.ones((6, 3), dtype=np.float32)
+    write_sparsify(tmp_path / "shape", enc, np.ones((6, 4), dtype=np.float32))
+    with pytest.raises(CheckpointError, match=r"sae\.safetensors.*W_dec"):
+        load_dictionaries(tmp_path / "shape")
+    bad = enc.copy()
+    bad[2, 1] = np.inf
+    write_sparsify(tmp_path / "inf", bad, enc)
+    with pytest.raises(CheckpointError, match=r"encoder\.weight.*non-finite"):
+        load_dictionaries(tmp_path / "inf")
+    (tmp_path / "none").mkdir()
+    (tmp_path / "none" / "cfg.json").write_text("{}")
+    with pytest.raises(CheckpointError, match="neither"):
+        load_dictionaries(tmp_path / "none")
+    (tmp_path / "miss").mkdir()
+    (tmp_path / "miss" / "cfg.json").write_text("{}")
+    save_file({"W_dec": enc}, str(tmp_path / "miss" / "sae.safetensors"))
+    with pytest.raises(CheckpointError, match="'encoder.weight' missing"):
+        load_dictionaries(tmp_path / "miss")

@@ -9,7 +9,7 @@ partner and cosine, and whether it is shared with L. A checkpoint's columns abou
 a feature's twin in another seed with `partner_L`.
 
 Each unordered pair is matched once; the other direction is the same matching read backwards
-(`saeseeds.stats.orphans.masks_from_matches`), so the table is symmetric by construction.
+(`saeseeds.stats.orphans.b_view`), so the table is symmetric by construction.
 """
 
 from __future__ import annotations
@@ -23,21 +23,15 @@ import pandas as pd
 
 from saeseeds.common.atomic import atomic_write, write_parquet_with_metadata
 from saeseeds.matching.matches_file import MatchesError, UncertifiedMatching, certificate_problem, shared_flags
+from saeseeds.stats.orphans import b_view
 
 PAIR_COLUMNS = ("partner", "enc_cos", "dec_partner", "dec_cos", "shared")
 
 
 def _reverse(df: pd.DataFrame, n_b: int, threshold: float, definition: str) -> dict[str, np.ndarray]:
-    """Returns b's view of an (a, b) matches table: for each latent of b, its partners in a and the cosines."""
-    out: dict[str, np.ndarray] = {}
-    for side in ("enc", "dec"):
-        partner = df[f"{side}_partner"].to_numpy()
-        cos = df[f"{side}_cos"].to_numpy()
-        inv = np.full(n_b, -1, dtype=np.int64)
-        has = partner >= 0
-        inv[partner[has]] = np.flatnonzero(has)
-        out[f"{side}_partner"] = inv
-        out[f"{side}_cos"] = np.where(inv >= 0, cos[np.maximum(inv, 0)], np.float32(np.nan)).astype(np.float32)
+    """Returns b's view of an (a, b) matches table (`orphans.b_view`): for each latent of b, its partners in a,
+    the cosines and whether it is shared."""
+    out = b_view(df, n_b)
     out["shared"] = shared_flags(out["enc_partner"], out["enc_cos"], out["dec_partner"], out["dec_cos"], threshold, definition)
     return out
 

@@ -40,6 +40,7 @@ rule autointerp_latents:
         n_latents=AI.get("n_latents"),
         seed=AI.get("seed", 0),
     threads: 1
+    priority: 10
     resources:
         mem_mb=1000,
         runtime=5,
@@ -67,6 +68,7 @@ rule latent_examples:
         device=AI.get("device", "cpu"),
         on_the_fly=activations_source,
     threads: 1
+    priority: 10
     resources:
         # on the fly, the job also holds the model and runs it over the rows it searches (about a caching job's work)
         mem_mb=lambda w: 2000 + 3 * 8192 * config["saes"][w.sae].get("num_latents", estimates.EXTERNAL_LATENTS) * 4 // 2**20
@@ -95,7 +97,10 @@ rule autointerp:
         backend=study.canonical(AI_BACKEND),
         scoring=study.canonical(autointerp_config.scoring_settings(config)) if AI else {},
         cache=AI.get("cache", f"{RESULTS}/autointerp_cache.sqlite"),
-    threads: local_cores() if AI_IN_PROCESS else 1
+    threads: (AI.get("threads") or local_cores()) if AI_IN_PROCESS else 1
+    # The explanations need only the main set's first two seeds: start them as soon as those exist, beside the
+    # ablations' training, instead of after it (the default study's tail; README, "Time").
+    priority: 10
     resources:
         mem_mb=8000 if AI_IN_PROCESS else 2000,
         runtime=lambda w: autointerp_config.autointerp_minutes(config, w.sae),

@@ -127,6 +127,7 @@ rule functional_model_substitution:
         device=FN.get("device", "cpu"),
         on_the_fly=activations_source,
     threads: local_cores()
+    priority: 10  # needs only the main set's first pair: runs before the ablations finish
     resources:
         mem_mb=lambda w: estimates.activations_mem_mb(estimates.d_model(config, w.model)) + 600 * FN.get("model_contexts", 1),
         runtime=lambda w: 10 + (FN.get("model_latents") or config["saes"][w.sae].get("num_latents", estimates.EXTERNAL_LATENTS)) * FN.get("model_contexts", 1) // 10,

@@ -78,6 +78,9 @@ for (_group, _snapshots), _saes in train_groups().items():
             data_seed=config["data_seed"],
             on_the_fly=activations_source,
         threads: TRAIN.get("threads", 2)
+        # Longest jobs first (more seeds stacked, more work): the 9-seed job starts with the first free core, so the
+        # stages waiting on it (autointerp, trajectory) run beside the short ablation jobs instead of after them.
+        priority: len(_group)
         resources:
             mem_mb=lambda w, attempt, seeds=_group: scheduler.scaled(train_mem_mb(w, seeds), attempt),
             runtime=lambda w, attempt, seeds=_group: scheduler.scaled(train_minutes(w, seeds), attempt),

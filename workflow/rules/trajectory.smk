@@ -42,6 +42,7 @@ if trajectory_saes():
             threshold=config["match"]["threshold"],
             device=config["match"]["device"],
         threads: 1
+        priority: 10  # needs only the main set: runs beside the ablations' training
         resources:
             mem_mb=lambda w, attempt: scheduler.scaled(estimates.match_mem_mb(config, w.sae), attempt),
             # every pair at each intermediate checkpoint (the final one is read, not matched)

@@ -128,7 +128,8 @@ def stage_times(benchmarks: str | Path = "logs/benchmarks") -> list[StageTime]:
     rows: dict[str, list[dict]] = {}
     for path in sorted(root.rglob("*.tsv")) if root.is_dir() else []:
         with path.open() as handle:
-            rows.setdefault(path.relative_to(root).parts[0], []).extend(csv.DictReader(handle, delimiter="\t"))
+            rel = path.relative_to(root)  # logs/benchmarks/<stage>/...tsv, or <stage>.tsv for a rule without wildcards
+            rows.setdefault(rel.parts[0] if len(rel.parts) > 1 else rel.stem, []).extend(csv.DictReader(handle, delimiter="\t"))
     out = []
     for stage, found in rows.items():
         seconds = [float(r["s"]) for r in found]

@@ -26,9 +26,9 @@ def test_default_study_measures_the_main_set_and_every_ablation_at_layer_6_in_on
     functional_config.check(config)
     measured = functional_config.site_saes_measured(config)
     assert {site.hook for site, _ in measured} == {"layers.6.mlp"}
-    assert len(measured) == 11 and ("topk-1152-k4" in {sae for _, sae in measured})
+    assert len(measured) == 9 and ("topk-1152-k4" in {sae for _, sae in measured})
     assert list(functional_config.by_site(config).values()) == [[sae for _, sae in measured]]
-    assert sum(len(config["saes"][sae].get("seeds", config["seeds"])) for _, sae in measured) == 9 + 10 * 2
+    assert sum(len(config["saes"][sae].get("seeds", config["seeds"])) for _, sae in measured) == 9 + 8 * 2
     assert functional_config.pair(config, "topk-1152-k4") == (0, 1)
     assert config["functional"]["model_latents"] == 4 and config["functional"]["model_contexts"] == 1  # schema defaults filled in
     assert [sae for _, sae in functional_config.model_site_saes(config)] == ["topk-1152-k4"]

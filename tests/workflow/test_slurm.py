@@ -92,11 +92,11 @@ def test_small_study_through_the_slurm_profile_equals_a_local_run(cluster, tmp_p
         print(f"small study {name} done after {time.perf_counter() - start:.0f} s")
 
     jobs = {job["Comment"].split("_wildcards")[0].removeprefix("rule_"): job for job in jobs_of_run(cluster)}
-    assert set(jobs) == {"activations_0", "train_seeds_0_1", "match", "orphans"}
+    # orphans is a localrule (a second of pandas): it runs in the Snakemake process, not in the queue
+    assert set(jobs) == {"activations_0", "train_seeds_0_1", "match"}
     for rule, job in jobs.items():
         assert job["JobState"] == "COMPLETED", (rule, job["JobState"])
-        wants_gpu = rule != "orphans"  # caching, training and matching are GPU stages
-        assert (job.get("TresPerJob") == "gres:gpu:1") == wants_gpu, (rule, job.get("TresPerJob"))
+        assert job.get("TresPerJob") == "gres:gpu:1", (rule, job.get("TresPerJob"))  # caching, training, matching: GPU stages
     assert jobs["train_seeds_0_1"]["CPUs/Task"] == "2"  # cpus_per_task = train.threads
 
     for rel in ("seed0/sae.safetensors", "seed1/sae.safetensors", "seed1/firing.npy"):

@@ -83,8 +83,8 @@ def run_workflow(work: Path, site: dict, out: Path, seeds: list[int], threshold:
     d = f"results/{site['model']}/{site['dataset']}/{site['hooks'][0]}"
     targets = [f"{d}/{short}/{f}" for short in LAYOUTS for f in ("stability.parquet", "orphans/subsets.parquet", "chance.json",
                                                                  "consistency/pwmcc.parquet")] + ["results/summary.parquet"]
-    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--snakefile", str(ROOT / "workflow" / "Snakefile"),
-           "--directory", str(work), "--configfile", str(work / "config.yaml"), "--quiet", "rules", *targets]
+    cmd = [sys.executable, "-m", "snakemake", *targets, "--cores", "2", "--snakefile", str(ROOT / "workflow" / "Snakefile"),
+           "--directory", str(work), "--configfile", str(work / "config.yaml"), "--quiet", "rules"]
     start = time.perf_counter()
     subprocess.run(cmd, check=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
     return time.perf_counter() - start
@@ -127,7 +127,7 @@ def main() -> None:
               f"{float(np.abs(curve.to_numpy() - ours_curve.to_numpy()).max()):.3g} (ours at 9: {ours_curve.iloc[-1]:.4f}); "
               f"PW-MCC max |diff| {float(np.abs(pairs['pwmcc'].to_numpy() - ours_pairs['pwmcc'].to_numpy()).max()):.3g}")
     summary = pd.read_parquet(work / "results" / "summary.parquet")
-    print(json.dumps({row["sae"]: {"shared_paper_mean": row["shared_paper_mean"], "only_in_base": row.get(f"only_in_base_{args.seeds}")}
+    print(json.dumps({row["sae"]: {"shared_paper_mean": row["shared_paper_mean"], "only_in_base_max_seeds": row["only_in_base_max_seeds"]}
                       for _, row in summary.iterrows()}, default=float))
 
 

@@ -7,7 +7,7 @@ import torch
 
 from saeseeds.matching.match import match_dictionaries
 from saeseeds.sae.coder import SaeConfig, SparseCoder
-from saeseeds.functional.substitution import SUBSTITUTION_COLUMNS, RowRange, controls, dense_acts, substitution_table
+from saeseeds.functional.substitution import SUBSTITUTION_COLUMNS, RowRange, controls, decoder_cosines, dense_acts, substitution_table
 
 D, N, K = 64, 48, 4
 
@@ -106,7 +106,7 @@ def test_deltas_match_a_direct_recomputation_of_the_swapped_reconstruction():
 def test_controls_never_pick_the_partner_and_the_nonpartner_is_the_closest_other_row():
     a, b = planted_sae(0), planted_sae(1)
     partners = np.random.default_rng(0).permutation(N)
-    random, best, best_cos = controls(a, b, partners, seed=1)
+    random, best, best_cos = controls(decoder_cosines(a, b), partners, seed=1)
     assert (random != partners).all() and (best != partners).all() and ((0 <= random) & (random < N)).all()
     cos = (torch.nn.functional.normalize(a.W_dec, dim=1) @ torch.nn.functional.normalize(b.W_dec, dim=1).T).detach()
     for i in range(N):

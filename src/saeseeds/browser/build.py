@@ -35,7 +35,7 @@ from saeseeds.common.atomic import as_output_error, remove_stale_temps
 from saeseeds.browser.contexts import LatentScan, scan_latents
 from saeseeds.browser.settings import TEMPLATE_FILES, ContextConfig
 from saeseeds.sae.coder import load_sae
-from saeseeds.matching.matches_file import read_matches, shared_flags
+from saeseeds.matching.matches_file import read_matches
 from saeseeds.stats.orphans import b_view
 from saeseeds.activations.store import StoreError
 from saeseeds.errors import BrowserError  # noqa: F401 (raised here; importable from here too)
@@ -67,7 +67,7 @@ def pair_views(df: pd.DataFrame, meta: dict, where: str) -> tuple[pd.DataFrame, 
     larger side may have no partner: -1, NaN.
     """
     n_b = int(meta.get("n_b", meta.get("n", len(df))))
-    view = b_view(df, n_b, where)
+    view = b_view(df, n_b, meta["threshold"], meta["definition"], where)
     a = pd.DataFrame({
         "enc_partner": df["enc_partner"].to_numpy(np.int64), "enc_cos": df["enc_cos"].to_numpy(np.float64),
         "dec_partner": df["dec_partner"].to_numpy(np.int64), "dec_cos": df["dec_cos"].to_numpy(np.float64),
@@ -77,8 +77,7 @@ def pair_views(df: pd.DataFrame, meta: dict, where: str) -> tuple[pd.DataFrame, 
         "enc_partner": view["enc_partner"], "enc_cos": view["enc_cos"].astype(np.float64),
         "dec_partner": view["dec_partner"], "dec_cos": view["dec_cos"].astype(np.float64),
         "maxcos": np.full(n_b, np.nan),
-        "shared": shared_flags(view["enc_partner"], view["enc_cos"], view["dec_partner"], view["dec_cos"],
-                               meta["threshold"], meta["definition"]),
+        "shared": view["shared"],
     })
     return a, b
 

@@ -135,31 +135,36 @@ def substitution_deltas(
     return out
 
 
-def controls(sae_a: SparseCoder, sae_b: SparseCoder, partners: np.ndarray, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Returns (random latent of B other than the partner, best non-partner of B, its decoder cosine) per latent of A."""
-    n_b = sae_b.num_latents
+def decoder_cosines(sae_a: SparseCoder, sae_b: SparseCoder) -> torch.Tensor:
+    """Returns the float64 cosine of every decoder row of A with every decoder row of B [n_a, n_b] (the controls and
+    the other matchings read the same matrix)."""
+    with torch.no_grad():
+        unit_a = torch.nn.functional.normalize(sae_a.W_dec.double(), dim=1)
+        unit_b = torch.nn.functional.normalize(sae_b.W_dec.double(), dim=1)
+        return unit_a @ unit_b.T
+
+
+def controls(cos: torch.Tensor, partners: np.ndarray, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Returns (random latent of B other than the partner, best non-partner of B, its decoder cosine) per latent of A,
+    from the decoder cosines `cos` [n_a, n_b] (`decoder_cosines`)."""
+    n_b = cos.shape[1]
     rng = np.random.default_rng(seed)
     draw = rng.integers(0, n_b - 1, size=len(partners))
     random = draw + (draw >= partners)  # uniform over B without the partner
-    with torch.no_grad():
-        unit_a = torch.nn.functional.normalize(sae_a.W_dec.double(), dim=1)
-        unit_b = torch.nn.functional.normalize(sae_b.W_dec.double(), dim=1)
-        cos = unit_a @ unit_b.T
-        cos[torch.arange(len(partners)), torch.tensor(np.array(partners), dtype=torch.long, device=cos.device)] = -np.inf
-        best_cos, best = cos.max(1)
+    others = cos.clone()
+    others[torch.arange(len(partners)), torch.tensor(np.array(partners), dtype=torch.long, device=cos.device)] = -np.inf
+    best_cos, best = others.max(1)
     return random.astype(np.int64), best.cpu().numpy().astype(np.int64), best_cos.cpu().numpy()
 
 
-def matching_candidates(sae_a: SparseCoder, sae_b: SparseCoder) -> dict[str, np.ndarray]:
-    """Returns each other matching's decoder partner per latent of A (`MATCHING_METHODS`), or {} where they do not apply."""
-    n = sae_a.num_latents
-    if n != sae_b.num_latents or n > MAX_LATENTS:
+def matching_candidates(cos: torch.Tensor) -> dict[str, np.ndarray]:
+    """Returns each other matching's decoder partner per latent of A (`MATCHING_METHODS`) from the decoder cosines
+    `cos` [n_a, n_b], or {} where they do not apply (sizes differ, or more than `MAX_LATENTS` latents)."""
+    n_a, n_b = cos.shape
+    if n_a != n_b or n_a > MAX_LATENTS:
         return {}
-    with torch.no_grad():
-        unit_a = torch.nn.functional.normalize(sae_a.W_dec.double(), dim=1)
-        unit_b = torch.nn.functional.normalize(sae_b.W_dec.double(), dim=1)
-        cos = (unit_a @ unit_b.T).cpu().numpy()
-    return {method: partners(cos, method) for method in MATCHING_METHODS}
+    dense = cos.cpu().numpy()
+    return {method: partners(dense, method) for method in MATCHING_METHODS}
 
 
 def substitution_table(
@@ -174,8 +179,9 @@ def substitution_table(
         raise ValueError(f"matches cover {len(matches)} latents of A ({sae_a.num_latents} latents, d {sae_a.d_in}; B d {sae_b.d_in})")
     m = matches.sort_values("latent").reset_index(drop=True)
     partners = m["dec_partner"].to_numpy(np.int64)
-    random, nonpartner, nonpartner_cos = controls(sae_a, sae_b, partners, seed=seed)
-    methods = matching_candidates(sae_a, sae_b)
+    cos = decoder_cosines(sae_a, sae_b)
+    random, nonpartner, nonpartner_cos = controls(cos, partners, seed=seed)
+    methods = matching_candidates(cos)
     candidates = {"partner": partners, "random": random, "nonpartner": nonpartner, **methods}
     scales = {name: fit_scales(sae_a, sae_b, train_rows, c, batch_rows=batch_rows) for name, c in candidates.items()}
     deltas = substitution_deltas(sae_a, sae_b, heldout, candidates, scales, batch_rows=batch_rows)

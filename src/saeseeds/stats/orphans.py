@@ -144,9 +144,9 @@ def partners_of_b(perm: np.ndarray, n_b: int, where: str) -> np.ndarray:
     return inv
 
 
-def b_view(df: pd.DataFrame, n_b: int, where: str = "matches") -> dict[str, np.ndarray]:
+def b_view(df: pd.DataFrame, n_b: int, threshold: float, definition: str, where: str = "matches") -> dict[str, np.ndarray]:
     """Returns seed b's view of one pair's matches: per latent of b its encoder and decoder partner in a and
-    their cosines (-1 and NaN where it has none).
+    their cosines (-1 and NaN where it has none), and whether it is shared (`definition` at `threshold`).
 
     Both matchings are bijections (injections from the smaller side when the SAEs differ in size, `n_b`
     latents in b), so b's view is the same matching read backwards: b's latent k has encoder partner
@@ -156,10 +156,12 @@ def b_view(df: pd.DataFrame, n_b: int, where: str = "matches") -> dict[str, np.n
     dec_inv = partners_of_b(df["dec_partner"].to_numpy(), n_b, f"{where} dec_partner")
     enc_cos, dec_cos = df["enc_cos"].to_numpy(), df["dec_cos"].to_numpy()
     nan = np.float32(np.nan)
-    return {
+    view = {
         "enc_partner": enc_inv, "enc_cos": np.where(enc_inv >= 0, enc_cos[np.maximum(enc_inv, 0)], nan),
         "dec_partner": dec_inv, "dec_cos": np.where(dec_inv >= 0, dec_cos[np.maximum(dec_inv, 0)], nan),
     }
+    view["shared"] = shared_flags(view["enc_partner"], view["enc_cos"], view["dec_partner"], view["dec_cos"], threshold, definition)
+    return view
 
 
 def masks_from_matches(
@@ -167,8 +169,7 @@ def masks_from_matches(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Returns (shared over a's latents, shared over b's latents) from one pair's matches table (b's side
     from `b_view`, the matching read backwards)."""
-    view = b_view(df, len(df) if n_b is None else n_b, where)
-    b_side = shared_flags(view["enc_partner"], view["enc_cos"], view["dec_partner"], view["dec_cos"], threshold, definition)
+    b_side = b_view(df, len(df) if n_b is None else n_b, threshold, definition, where)["shared"]
     return df["shared"].to_numpy().astype(bool), b_side
 
 

@@ -22,18 +22,10 @@ import numpy as np
 import pandas as pd
 
 from saeseeds.common.atomic import atomic_write, write_parquet_with_metadata
-from saeseeds.matching.matches_file import MatchesError, UncertifiedMatching, certificate_problem, shared_flags
+from saeseeds.matching.matches_file import MatchesError, UncertifiedMatching, certificate_problem
 from saeseeds.stats.orphans import b_view
 
 PAIR_COLUMNS = ("partner", "enc_cos", "dec_partner", "dec_cos", "shared")
-
-
-def _reverse(df: pd.DataFrame, n_b: int, threshold: float, definition: str) -> dict[str, np.ndarray]:
-    """Returns b's view of an (a, b) matches table (`orphans.b_view`): for each latent of b, its partners in a,
-    the cosines and whether it is shared."""
-    out = b_view(df, n_b)
-    out["shared"] = shared_flags(out["enc_partner"], out["enc_cos"], out["dec_partner"], out["dec_cos"], threshold, definition)
-    return out
 
 
 def _forward(df: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -72,7 +64,7 @@ def stability_table(
         if len(df) != n_latents[i] or meta.get("n_b", meta["n"]) != n_latents[j]:
             raise MatchesError(f"{checkpoints[i]} vs {checkpoints[j]}: matches of {len(df)} x {meta.get('n_b', meta['n'])} latents, checkpoints have {n_latents[i]} x {n_latents[j]}")
         views[(i, j)] = _forward(df)
-        views[(j, i)] = _reverse(df, n_latents[j], *these)
+        views[(j, i)] = b_view(df, n_latents[j], *these)
     frames = []
     for i in range(k):
         n = n_latents[i]

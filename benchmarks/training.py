@@ -4,7 +4,10 @@ Every trainer trains a TopK SAE of the same shape (default d from the store, 460
 batch 4096 tokens, fp32) on the same cached activations, reading identical batches in identical
 order (saeseeds' BatchPlan/BatchReader feeds all of them), for the same number of tokens; then the
 held-out FVU of each is computed with the same formula. Each run is a fresh subprocess, so its peak
-RSS is its own.
+RSS is its own. Every Adam run has the same schedule (linear warmup, then linear decay to 0 at the last step)
+and the same gradient clipping (norm 1.0, which sae-lens hard-codes; `--grad-clip`); the script prints each
+run's learning rate at its first, middle and last step and its training-FVU curve (`--curves` plots them), so
+a reader can check both.
 
 The peers are imported only in their own subprocesses, with `--peer-python` (a separate environment
 holding eai-sparsify and sae-lens; never the project's). sparsify's Trainer hooks a language model, so
@@ -66,6 +69,15 @@ def _heldout_fvu(store, reconstruct) -> float:
     return err / total
 
 
+def _trace(curve: list[float], lrs: list[float]) -> dict:
+    """The training-FVU curve (per step) and the learning rate at the first, middle and last step; `flat` is how
+    much the mean training FVU fell from the second-last to the last tenth of the run (~0 once the curve has flattened)."""
+    tenth = max(1, len(curve) // 10)
+    last, before = curve[-tenth:], curve[-2 * tenth : -tenth] or curve[-tenth:]
+    return {"curve": curve, "lr_first_mid_last": [lrs[0], lrs[len(lrs) // 2], lrs[-1]],
+            "train_fvu_last_tenth": sum(last) / len(last), "fvu_drop_last_tenth": sum(before) / len(before) - sum(last) / len(last)}
+
+
 def child(run: str, args) -> dict:
     import torch
 
@@ -89,12 +101,20 @@ def child(run: str, args) -> dict:
         seeds = list(range(9)) if run.endswith("x9") else [0]
         optimizer = "signum" if "signum" in run else "adam"
         # b_dec from the first batch's mean, as the sparsify replay below starts it (the README's figures used it)
-        cfg = TrainConfig(batch_size=bs, max_tokens=tokens, optimizer=optimizer, warmup_steps=args.warmup, state_every_steps=0, b_dec_init="mean")
+        from saeseeds.sae.train import default_lr, lr_factor
+
+        cfg = TrainConfig(batch_size=bs, max_tokens=tokens, optimizer=optimizer, warmup_steps=args.warmup, state_every_steps=0,
+                          b_dec_init="mean", grad_clip=args.grad_clip)
         with tempfile.TemporaryDirectory() as tmp:
             metrics = train_saes(args.store, [Path(tmp) / f"seed{s}" for s in seeds], SaeConfig(num_latents=n, k=k), cfg, seeds=seeds, data_seed=args.data_seed)
+            import pandas as pd
+
+            curve = pd.read_parquet(Path(tmp) / "seed0" / "loss_curve.parquet")["fvu"].tolist()
         wall = metrics[0]["wall_time_s"]
         fvus = [m["fvu"] for m in metrics]
-        return {"run": run, "seeds": len(seeds), "train_s": wall, "fvu": sum(fvus) / len(fvus), "fvu_min": min(fvus), "fvu_max": max(fvus), "peak_rss_mb": _peak_mb(), "base_rss_mb": base_rss}
+        lrs = [default_lr(n, optimizer) * (lr_factor(s, args.warmup, steps) if optimizer == "adam" else 1.0) for s in range(steps)]
+        return {"run": run, "seeds": len(seeds), "train_s": wall, "fvu": sum(fvus) / len(fvus), "fvu_min": min(fvus), "fvu_max": max(fvus),
+                "peak_rss_mb": _peak_mb(), "base_rss_mb": base_rss, "reader_wait_s": metrics[0]["reader_wait_s"], **_trace(curve, lrs)}
 
     store, plan, reader = _plan_and_reader(args.store, tokens, bs, args.data_seed)
     d = store.d_in
@@ -114,6 +134,7 @@ def child(run: str, args) -> dict:
         else:
             opt = torch.optim.Adam(sae.parameters(), lr=lr_adam)
             schedulers.append(get_linear_schedule_with_warmup(opt, args.warmup, steps))
+        curve, lrs = [], []
         t0 = time.perf_counter()
         with reader:
             for step, x in enumerate(reader):
@@ -123,6 +144,10 @@ def child(run: str, args) -> dict:
                 out = sae(x=x, y=x, dead_mask=None)
                 out.fvu.backward()
                 sae.remove_gradient_parallel_to_decoder_directions()
+                if args.grad_clip is not None and not run.endswith("signum"):  # sparsify itself does not clip
+                    torch.nn.utils.clip_grad_norm_(sae.parameters(), args.grad_clip)
+                curve.append(float(out.fvu))
+                lrs.append(opt.param_groups[0]["lr"])
                 opt.step()
                 opt.zero_grad()
                 for sched in schedulers:
@@ -131,13 +156,15 @@ def child(run: str, args) -> dict:
         if run.endswith("signum"):
             opt.eval()
         fvu = _heldout_fvu(store, lambda xb: sae(xb).sae_out)
-        return {"run": run, "seeds": 1, "train_s": wall, "fvu": fvu, "peak_rss_mb": _peak_mb(), "base_rss_mb": base_rss}
+        return {"run": run, "seeds": 1, "train_s": wall, "fvu": fvu, "peak_rss_mb": _peak_mb(), "base_rss_mb": base_rss, **_trace(curve, lrs)}
 
     if run.startswith("saelens"):
         from sae_lens.config import SAETrainerConfig
         from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
         from sae_lens.training.sae_trainer import SAETrainer
 
+        if args.grad_clip != 1.0:
+            raise SystemExit("sae-lens clips gradients at norm 1.0 (hard-coded in SAETrainer): run it with --grad-clip 1.0")
         torch.manual_seed(0)
         sae = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=d, d_sae=n, k=k, dtype="float32", device="cpu"))
         cfg = SAETrainerConfig(total_training_samples=steps * bs, train_batch_size_samples=bs, lr=lr_adam, lr_warm_up_steps=args.warmup, lr_decay_steps=steps - args.warmup, lr_end=lr_adam, device="cpu")
@@ -150,12 +177,24 @@ def child(run: str, args) -> dict:
                 yield from batches
 
             trainer = SAETrainer(cfg, sae, provider())
+            curve, lrs = [], []
+            train_step = trainer._train_step
+
+            def traced_step(sae, sae_in):  # its FVU per batch, as the other trainers report theirs (no extra work in the loop's timing to speak of)
+                lrs.append(trainer.optimizer.param_groups[0]["lr"])
+                out = train_step(sae, sae_in)
+                with torch.no_grad():
+                    x = sae_in.float()
+                    curve.append(float((out.sae_out - x).pow(2).sum() / (x - x.mean(0)).pow(2).sum()))
+                return out
+
+            trainer._train_step = traced_step
             t0 = time.perf_counter()
             trainer.fit()
             wall = time.perf_counter() - t0
         sae.eval()
         fvu = _heldout_fvu(store, lambda xb: sae.decode(sae.encode(xb)))
-        return {"run": run, "seeds": 1, "train_s": wall, "fvu": fvu, "peak_rss_mb": _peak_mb(), "base_rss_mb": base_rss}
+        return {"run": run, "seeds": 1, "train_s": wall, "fvu": fvu, "peak_rss_mb": _peak_mb(), "base_rss_mb": base_rss, **_trace(curve, lrs)}
     raise SystemExit(f"unknown run {run!r}; known: {RUNS}")
 
 
@@ -182,7 +221,7 @@ def parent(args) -> list[dict]:
             res = json.loads(lines[-1])
             res["tok_s_per_seed"] = res["seeds"] * (args.tokens // args.batch_size * args.batch_size) / res["train_s"]
             res["mem_mb_per_seed"] = (res["peak_rss_mb"] - res["base_rss_mb"]) / res["seeds"]
-            print(f"repeat {rep}: " + json.dumps(res), file=sys.stderr)
+            print(f"repeat {rep}: " + json.dumps({k: v for k, v in res.items() if k != "curve"}), file=sys.stderr)
             prev = best.get(run)
             res["train_s_all"] = (prev["train_s_all"] if prev else []) + [round(res["train_s"], 2)]
             if prev is None or res["train_s"] < prev["train_s"]:
@@ -194,13 +233,37 @@ def parent(args) -> list[dict]:
 
 def table(results: list[dict], reference: str) -> str:
     ref = next((r for r in results if r["run"] == reference), None)
-    head = "| run | seeds | train s (best of repeats) | tok/s per seed | vs " + reference + " | peak RSS MB | memory MB per seed (peak - RSS after imports) | held-out FVU |\n|---|---|---|---|---|---|---|---|\n"
+    head = ("| run | seeds | train s (best of repeats) | tok/s per seed | vs " + reference + " | peak RSS MB | memory MB per seed (peak - RSS after imports) "
+            "| held-out FVU | train FVU, last tenth | its drop from the tenth before | lr first / middle / last |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
     rows = []
     for r in results:
         ratio = f"{r['tok_s_per_seed'] / ref['tok_s_per_seed']:.2f}x" if ref else "-"
         fvu = f"{r['fvu']:.4f}" + (f" ({r['fvu_min']:.4f}-{r['fvu_max']:.4f})" if r.get("fvu_min") is not None and r["seeds"] > 1 else "")
-        rows.append(f"| {r['run']} | {r['seeds']} | {r['train_s']:.1f} | {r['tok_s_per_seed']:.0f} | {ratio} | {r['peak_rss_mb']:.0f} | {r['mem_mb_per_seed']:.0f} | {fvu} |")
+        lr = " / ".join(f"{v:.2e}" for v in r["lr_first_mid_last"])
+        rows.append(f"| {r['run']} | {r['seeds']} | {r['train_s']:.1f} | {r['tok_s_per_seed']:.0f} | {ratio} | {r['peak_rss_mb']:.0f} | {r['mem_mb_per_seed']:.0f} | {fvu} "
+                    f"| {r['train_fvu_last_tenth']:.4f} | {r['fvu_drop_last_tenth']:.4f} | {lr} |")
     return head + "\n".join(rows) + "\n"
+
+
+def plot_curves(results: list[dict], path: str) -> None:
+    """Training FVU per step of every run (a 10-step moving average, log-scaled steps), as PNG and HTML
+    (the project's figure writer)."""
+    import altair as alt
+    import numpy as np
+    import pandas as pd
+
+    from saeseeds.figures.style import save_chart
+
+    rows = []
+    for r in results:
+        y = np.convolve(r["curve"], np.ones(10) / 10, mode="valid")
+        rows += [{"run": r["run"], "step": i + 10, "train FVU (10-step mean)": float(v)} for i, v in enumerate(y)]
+    chart = alt.Chart(pd.DataFrame(rows)).mark_line().encode(
+        x=alt.X("step:Q", scale=alt.Scale(type="log")),
+        y=alt.Y("train FVU (10-step mean):Q", scale=alt.Scale(domain=[0, 1])),
+        color="run:N",
+    ).properties(width=520, height=300)
+    save_chart(chart, Path(path).with_suffix(".html"), path, ppi=100)
 
 
 def main() -> None:
@@ -211,6 +274,8 @@ def main() -> None:
     ap.add_argument("--latents", type=int, default=4608)
     ap.add_argument("--k", type=int, default=32)
     ap.add_argument("--warmup", type=int, default=5, help="adam warmup steps (same schedule for every adam run)")
+    ap.add_argument("--grad-clip", type=float, default=1.0, help="gradient-norm clipping of every Adam run (sae-lens: fixed at 1.0)")
+    ap.add_argument("--curves", default=None, help="plot every run's training-FVU curve to this PNG")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--data-seed", type=int, default=0)
     ap.add_argument("--omp-wait-policy", default="PASSIVE", choices=["PASSIVE", "ACTIVE"], help="OMP_WAIT_POLICY for every run")
@@ -226,6 +291,11 @@ def main() -> None:
         return
     results = parent(args)
     print(table(results, args.reference))
+    if any("reader_wait_s" in r for r in results):
+        print("saeseeds reader wait (s waiting for batches): " + ", ".join(f"{r['run']} {r['reader_wait_s']:.2f}" for r in results if "reader_wait_s" in r))
+    if args.curves:
+        plot_curves(results, args.curves)
+        print(f"training-FVU curves: {args.curves}")
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "results": results}, indent=2) + "\n")
 

@@ -177,10 +177,10 @@ def test_exported_shuffled_copies_give_the_same_table_after_mapping_ids_back(tmp
 
 
 def test_external_set_config_is_checked_before_any_job(tmp_path):
-    """Globs must match, a set needs 2 checkpoints and a site; a recipe key beside `checkpoints` is refused."""
+    """Globs must match, a set needs 2 checkpoints; a recipe key beside `checkpoints` is refused; no site is fine."""
     import yaml
 
-    from saeseeds.config.study import ConfigError, external_checkpoints, sae_seeds
+    from saeseeds.config.study import NO_SITE, ConfigError, external_checkpoints, sae_seeds, site_saes
     from saeseeds.config.validate import validate_config
 
     for s in range(3):
@@ -203,6 +203,6 @@ def test_external_set_config_is_checked_before_any_job(tmp_path):
     with pytest.raises(ConfigError, match="saes"):
         validate_config(config, training=False)
     config["saes"]["theirs"] = {"checkpoints": str(tmp_path / "ck" / "seed*")}
-    config["sites"][0]["saes"].remove("theirs")
-    with pytest.raises(ConfigError, match="must be listed under a site"):
-        validate_config(config, training=False)
+    config["sites"][0]["saes"].remove("theirs")  # under no site: analysed at NO_SITE, everything that needs no activations
+    validate_config(config, training=False)
+    assert (NO_SITE, "theirs") in site_saes(config) and NO_SITE.path == "external/none/none"

@@ -27,7 +27,8 @@ def test_plan_counts_every_job_of_the_smoke_study(workdir):
     seeds = [len(study.sae_seeds(config, sae)) for _, sae in study.site_saes(config)]  # 3, 2 and 3 seeds
     assert table.loc["activations", "jobs"] == 1  # both hooks in one forward pass: same model, corpus, settings
     assert table.loc["train", "jobs"] == sum(seeds) == 8
-    assert table.loc["match", "jobs"] == sum(s * (s - 1) // 2 for s in seeds) == 7
+    pairs = [s * (s - 1) // 2 for s in seeds]  # 3, 1 and 3 pairs, matched in jobs of match.pairs_per_job = 2
+    assert table.loc["match", "jobs"] == sum(-(-p // 2) for p in pairs) == 5
     assert table.loc["total", "jobs"] == table.drop("total")["jobs"].sum()
     assert table.loc["total", "gpu_hours"] == 0  # the smoke study runs on CPU
     expected_mb = 2 * estimates.activations_disk_mb(config["activations"], 576)
@@ -37,10 +38,12 @@ def test_plan_counts_every_job_of_the_smoke_study(workdir):
 def test_gpu_jobs_count_as_gpu_hours(workdir):
     config = yaml.safe_load((ROOT / "config/smoke.yaml").read_text())
     config["train"]["device"] = "cuda"
+    config["match"]["pairs_per_job"] = 1  # as on a cluster: a job per pair
     (workdir / "config/gpu.yaml").write_text(yaml.safe_dump(config))
     table = plan(workdir, "config/gpu.yaml").set_index("rule")
     assert table.loc["train", "gpu_hours"] > 0
     assert table.loc["match", "gpu_hours"] == 0
+    assert table.loc["match", "jobs"] == 3 + 1 + 3
 
 
 def test_bad_config_fails_the_plan_naming_the_key(workdir):

@@ -191,3 +191,4 @@ def test_plan_counts_snapshot_training_rules_as_train():
 
     assert rule_family("train_seeds_0_1_2_snapshots") == rule_family("train_seeds_0_1_2") == "train"
     assert rule_family("trajectory") == "trajectory"
+    assert rule_family("match_pairs_12") == "match" and rule_family("functional_loss_0") == "functional_loss"

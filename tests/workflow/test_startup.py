@@ -15,7 +15,7 @@ TORCH_FREE_SCRIPTS = [
     "orphans.py", "summary.py", "recovery.py", "recovery_summary.py", "synthetic_activations.py", "table1_explanations.py",
     "fig1_matched_cosine.py", "fig2_only_in_base.py", "fig3_firing.py", "fig4_ablations.py", "fig5_layers.py",
     "fig6_autointerp.py", "figA1_labellings.py", "figA2_A3_cosines.py", "figX1_recovery.py", "figX2_trajectory.py",
-    "figF1_substitution.py", "figF2_loss_recovered.py", "matchings_table.py", "stability.py", "import_checkpoint.py", "truth_match.py",
+    "figF1_substitution.py", "figF2_loss_recovered.py", "matchings_table.py", "import_checkpoint.py", "truth_match.py",
 ]
 """Jobs that read tables and write tables or figures: torch would only cost start-up."""
 

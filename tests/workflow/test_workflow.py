@@ -29,6 +29,7 @@ def snakemake(workdir, *args):
 
 
 EXTERNAL = "theirs"
+NO_SITE_SET = "theirs-nosite"  # two of the same checkpoints, listed under no site: results/external/none/none/
 EXTERNAL_PERM = np.random.default_rng(11).permutation(64)
 EXTERNAL_SUBSET = np.random.default_rng(12).permutation(64)[:48]
 
@@ -56,6 +57,7 @@ def write_external_set(workdir):
     config = yaml.safe_load((workdir / "config" / "smoke.yaml").read_text())
     config["saes"][EXTERNAL] = {"checkpoints": [f"external/{EXTERNAL}/{x}" for x in "abc"]}
     config["sites"][0]["saes"].append(EXTERNAL)
+    config["saes"][NO_SITE_SET] = {"checkpoints": [f"external/{EXTERNAL}/{x}" for x in "ab"]}
     (workdir / "config" / "smoke.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 
 
@@ -191,6 +193,27 @@ def test_external_set_of_unequal_sizes_honours_the_same_contracts(study):
     summary = pd.read_csv(workdir / "results" / "summary.csv").set_index("sae")
     assert summary.loc[EXTERNAL, "arch"] == "external" and np.isnan(summary.loc[EXTERNAL, "fvu"])
     assert summary.loc[EXTERNAL, "shared_paper_mean"] == pytest.approx((1 + 0.75 + 0.75) / 3, abs=1e-4)  # CSV: 4 decimals
+    fig3_log = (workdir / "logs" / "figures" / "fig3_firing.log").read_text()
+    assert f"left out {site['model']}/{site['dataset']}/{site['hooks'][0]}/{EXTERNAL}: an external set's firing" in fig3_log
+
+
+def test_external_set_without_a_site_gets_every_analysis_that_needs_no_activations(study):
+    """`theirs-nosite` (a and b of `theirs`, under no site): imported, matched, chance, orphans, stability,
+    consistency, a summary row and a browser without contexts, whose log says why; nothing needing a model ran."""
+    workdir, _ = study
+    d = workdir / "results" / "external" / "none" / "none" / NO_SITE_SET
+    same = pd.read_parquet(d / "matches" / "seed0-seed1.parquet")
+    assert same["shared"].all() and (same["enc_partner"].to_numpy() == np.argsort(EXTERNAL_PERM)).all()
+    assert json.loads((d / "chance.json").read_text())["init"] is None
+    assert (pd.read_parquet(d / "stability.parquet")["n_shared"] == 1).all()
+    assert pd.read_parquet(d / "consistency" / "pwmcc.parquet")["pwmcc"].iloc[0] == pytest.approx(1.0, abs=1e-6)
+    assert (d / "orphans" / "subsets.parquet").exists() and (d / "browser" / "index.html").exists()
+    log = (workdir / "logs" / "browser" / "external" / "none" / "none" / f"{NO_SITE_SET}.log").read_text()
+    assert "no contexts in this browser: an external set listed under no site" in log
+    summary = pd.read_csv(workdir / "results" / "summary.csv").set_index("sae")
+    assert summary.loc[NO_SITE_SET, "shared_paper_mean"] == pytest.approx(1.0)
+    stages = ("train", "autointerp", "functional_substitution", "latent_examples")
+    assert not [p for stage in stages for p in (workdir / "logs" / stage).rglob(f"*{NO_SITE_SET}*")]
 
 
 FIGURES = ["fig1_matched_cosine", "fig2_only_in_base", "fig3_firing", "fig4_ablations", "fig5_layers",
@@ -207,7 +230,7 @@ def test_figures_and_summary(study):
         html = (workdir / "results" / "figures" / f"{name}.html").read_text()
         assert "cdn.jsdelivr" not in html
     summary = pd.read_csv(workdir / "results" / "summary.csv")
-    assert len(summary) == 4 and summary["shared_paper_mean"].between(0, 1).all()  # 3 trained sets + `theirs`
+    assert len(summary) == 5 and summary["shared_paper_mean"].between(0, 1).all()  # 3 trained sets + 2 external
     assert (workdir / "results" / "summary.md").read_text().startswith("| site |")
     fits = pd.read_csv(workdir / "results" / "figures" / "fig2_powerlaw_fits.csv")
     assert list(fits.columns[:4]) == ["label", "model", "points", "a"]
@@ -372,7 +395,7 @@ def test_new_threshold_reruns_matching_derived_rules_but_no_training(study):
     workdir, _ = study
     configfile = edited_config(workdir, lambda c: c["match"].update(threshold=0.6))
     jobs = planned(workdir, "--configfile", configfile)
-    assert {"match", "chance", "orphans", "summary"} <= set(jobs)
+    assert {"chance", "orphans", "summary"} <= set(jobs) and any(r.startswith("match_pairs_") for r in jobs)
     assert not [r for r in jobs if r.startswith(("train", "activations"))]
     changed = snakemake(workdir, "--list-changes", "params", "--configfile", configfile).stdout
     assert "matches/seed0-seed1.parquet" in changed and "sae.safetensors" not in changed

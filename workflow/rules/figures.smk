@@ -102,6 +102,7 @@ rule fig3_firing:
         "logs/benchmarks/figures/fig3_firing.tsv",
     params:
         labels=[label for _, label, _ in firing_variants()],
+        left_out=[label for _, label, sae in main_variants() if study.is_external(config, sae)],
         base=SEEDS[0],
     threads: 1
     resources:

@@ -6,6 +6,9 @@ from saeseeds.config import functional as functional_config
 FUNCTIONAL = functional_config.site_saes_measured(config)
 FUNCTIONAL_MODEL = functional_config.model_site_saes(config)
 FN = functional_config.section(config) or {}
+# The model-running jobs keep about one core busy whatever their threads (a 2-thread loss job: 90 CPU-s in 92 s), so
+# `functional.threads: 1` lets them run beside the 1-thread training jobs instead of alone.
+FN_THREADS = FN.get("threads") or local_cores()
 
 
 def functional_pair_file(site, sae, kind="substitution"):
@@ -64,7 +67,8 @@ for _index, (_site, _saes) in enumerate(functional_config.by_site(config).items(
             keep_first_position=FN.get("keep_first_position", False),
             device=FN.get("device", "cpu"),
             on_the_fly=activations_source(_w),
-        threads: local_cores()
+        threads: FN_THREADS
+        priority: 10  # the model loads once for every variant: start as soon as the last one is trained
         resources:
             # the model and, per batch, float64 log-probabilities of the clean and one spliced run (vocabulary-wide)
             mem_mb=estimates.activations_mem_mb(estimates.d_model(config, _site.model)) + 600 * FN.get("batch_size", 2),
@@ -126,7 +130,7 @@ rule functional_model_substitution:
         seed=FN.get("seed", 0),
         device=FN.get("device", "cpu"),
         on_the_fly=activations_source,
-    threads: local_cores()
+    threads: FN_THREADS
     priority: 10  # needs only the main set's first pair: runs before the ablations finish
     resources:
         mem_mb=lambda w: estimates.activations_mem_mb(estimates.d_model(config, w.model)) + 600 * FN.get("model_contexts", 1),

@@ -14,8 +14,10 @@ sm = snakemake  # noqa: F821 (provided by Snakemake)
 torch.set_num_threads(sm.threads)
 with rule_log(sm.log[0]) as log:
     w = sm.wildcards
-    store = open_store(sm.input.store[0]) if sm.input.store else None  # none: activations computed on the fly
-    source = sm.params.model["source"]
+    store = open_store(sm.input.store[0]) if sm.input.store else None
+    if store is None:
+        log.info("no contexts in this browser: %s", sm.params.no_contexts)
+    source = (sm.params.model or {}).get("source")
     decode = None
     if store is not None and source != "synthetic":  # synthetic rows have no tokens to show
         decode = token_decoder(load_tokenizer(source, revision=sm.params.model.get("revision", "main")))

@@ -1,4 +1,5 @@
-"""Match the latents of two seeds (rule match); a matching not certified optimal fails the rule, no parquet."""
+"""Match the latents of seed pairs of one set (rules match, match_pairs_N); a matching not certified optimal fails
+the rule before its parquet is written."""
 from pathlib import Path
 
 from saeseeds.common.logs import rule_log
@@ -8,14 +9,16 @@ from saeseeds.matching.matches_file import write_matches
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
 with rule_log(sm.log[0]) as log:
-    enc_a, dec_a = load_dictionaries(Path(sm.input.a[0]).parent)
-    enc_b, dec_b = load_dictionaries(Path(sm.input.b[0]).parent)
-    table, meta = match_dictionaries(
-        enc_a, dec_a, enc_b, dec_b,
-        threshold=sm.params.threshold, definition=sm.params.definition, device=sm.params.device,
-        max_rounds=sm.params.max_rounds,
-    )
-    meta.update(seed_a=int(sm.wildcards.a), seed_b=int(sm.wildcards.b))
-    write_matches(table, meta, sm.output[0])  # raises UncertifiedMatching (one line) before writing anything
-    log.info("seed%s vs seed%s: shared %.4f (%s definition)", sm.wildcards.a, sm.wildcards.b,
-             table["shared"].mean(), sm.params.definition)
+    folders = {int(Path(f).parent.name.removeprefix("seed")): Path(f).parent for f in sm.input}
+    loaded = {}  # the seeds of the current pair only: pairs come ordered by a, so a loads once per run of pairs
+    for (a, b), out in zip(sm.params.pairs, sm.output):
+        loaded = {s: loaded[s] if s in loaded else load_dictionaries(folders[s]) for s in (a, b)}
+        (enc_a, dec_a), (enc_b, dec_b) = loaded[a], loaded[b]
+        table, meta = match_dictionaries(
+            enc_a, dec_a, enc_b, dec_b,
+            threshold=sm.params.threshold, definition=sm.params.definition, device=sm.params.device,
+            max_rounds=sm.params.max_rounds,
+        )
+        meta.update(seed_a=a, seed_b=b)
+        write_matches(table, meta, out)  # raises UncertifiedMatching (one line) before writing anything
+        log.info("seed%d vs seed%d: shared %.4f (%s definition)", a, b, table["shared"].mean(), sm.params.definition)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from saeseeds.config.study import ConfigError, Site, sae_seeds, site_activations, site_saes
+from saeseeds.config.study import ConfigError, Site, has_site, sae_seeds, site_activations, site_saes
 
 SYNTHETIC = "synthetic"
 EXAMPLE_KEYS = ("window", "explain_examples", "score_active", "score_inactive", "n_quantiles", "explain_tokens", "seed")
@@ -32,7 +32,7 @@ def site_saes_explained(config: dict[str, Any]) -> list[tuple[Site, str]]:
     names, paths = ai["saes"], ai.get("sites")
     return [
         (site, sae) for site, sae in site_saes(config)
-        if sae in names and config["models"][site.model]["source"] != SYNTHETIC and (paths is None or site.path in paths)
+        if sae in names and has_site(site) and config["models"][site.model]["source"] != SYNTHETIC and (paths is None or site.path in paths)
     ]
 
 

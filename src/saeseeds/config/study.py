@@ -35,6 +35,18 @@ class Site:
         return f"{self.model}/{self.dataset}/{self.hook}"
 
 
+NO_SITE = Site("external", "none", "none")
+"""Where an external set listed under no site is analysed (results/external/none/none/{sae}/): everything that
+needs only its directions (matching, chance by random matching, orphans, power laws, stability, consistency,
+summary, browser without contexts, figures); nothing that needs a model's activations (firing frequencies unless
+the checkpoint carries them, contexts, autointerp, the functional tests)."""
+
+
+def has_site(site: Site) -> bool:
+    """Returns whether a (site, sae) row has a model and dataset behind it (else it is an external set's NO_SITE)."""
+    return site != NO_SITE
+
+
 def validate_schema(config: dict[str, Any], schema_path: str | Path = SCHEMA) -> dict[str, Any]:
     """Returns the config with schema defaults filled in; raises ConfigError naming the key."""
     import jsonschema
@@ -130,11 +142,6 @@ def check_study(config: dict[str, Any]) -> None:
                     "no recipe key (only num_latents, to size its jobs)"
                 )
             external_checkpoints(config, name)  # globs must match, at least 2 checkpoints
-            if not any(n == name for _, n in site_saes(config)):
-                raise ConfigError(
-                    f"config key 'saes.{name}': an external set must be listed under a site's 'saes' (its results go to "
-                    "results/{site}/{sae}/); for checkpoints without a site run `saeseeds stability DIR DIR ...`"
-                )
             continue
         k = sae.get("k")
         if k is not None and k > sae["num_latents"]:
@@ -223,13 +230,15 @@ def sites(config: dict[str, Any]) -> list[Site]:
 
 
 def site_saes(config: dict[str, Any]) -> list[tuple[Site, str]]:
-    """Returns every (site, sae name) pair the study trains."""
+    """Returns every (site, sae name) pair the study trains or imports; an external set that no site lists comes
+    last, at NO_SITE."""
     out = []
     for entry in config["sites"]:
         names = entry.get("saes", [n for n in config["saes"] if not is_external(config, n)])
         for hook in entry["hooks"]:
             out += [(Site(entry["model"], entry["dataset"], hook), name) for name in names]
-    return out
+    listed = {name for _, name in out}
+    return out + [(NO_SITE, name) for name in config["saes"] if is_external(config, name) and name not in listed]
 
 
 def site_activations(config: dict[str, Any], model: str, dataset: str, hook: str) -> dict[str, Any]:

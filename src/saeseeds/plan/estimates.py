@@ -12,6 +12,7 @@ import math
 from typing import Any
 
 from saeseeds.activations.layouts import KNOWN_MODELS
+from saeseeds.config.study import NO_SITE
 
 # Sustained fp32/tf32 throughputs. CPU: the 2-core dev machine reaches ~100 GFLOP/s in matmuls, about
 # half of it in training; its truncated SmolLM2 forward (1889 tok/s to layer 6) is ~100 GFLOP/s.
@@ -25,6 +26,8 @@ MODEL_LOAD_S = 60
 
 def d_model(config: dict[str, Any], model: str) -> int:
     """Returns the hidden size of a config model: `d_model` if given, else from saeseeds.activations.layouts.KNOWN_MODELS."""
+    if model not in config["models"] and model == NO_SITE.model:
+        return EXTERNAL_D_MODEL  # an external set with no site: its width is known only once its checkpoints are read
     entry = config["models"][model]
     if "d_model" in entry:
         return int(entry["d_model"])
@@ -126,7 +129,9 @@ def activations_mem_mb(d: int) -> int:
 
 
 EXTERNAL_LATENTS = 16384
-"""Latents assumed when sizing the jobs of an external set that does not state `num_latents`."""
+EXTERNAL_D_MODEL = 4096
+"""Sizes assumed for an external set's jobs when its config gives no `num_latents` (or, without a site, no model
+to take the width from): generous, as every estimate here."""
 
 
 def _sae(config: dict[str, Any], sae: str) -> tuple[int, int, int]:

@@ -78,8 +78,12 @@ def _check_training(workdir: str | Path, configfile: str | Path | None) -> None:
 
 def rule_family(name: str) -> str:
     """Returns the family of a generated rule: train_seeds_0_1_2(_snapshots) -> train, activations_3 -> activations,
-    activations_3_shard -> activations_shard."""
-    return re.sub(r"^(train)_seeds_[0-9_]+(?:_snapshots)?$|^(activations)_[0-9]+(_shard)?$", lambda m: m.group(1) or m.group(2) + (m.group(3) or ""), name)
+    activations_3_shard -> activations_shard, match_pairs_4 -> match, functional_loss_0 -> functional_loss."""
+    return re.sub(
+        r"^(train)_seeds_[0-9_]+(?:_snapshots)?$|^(activations)_[0-9]+(_shard)?$|^(match)_pairs_[0-9]+$|^(functional_loss)_[0-9]+$",
+        lambda m: m.group(1) or m.group(4) or m.group(5) or m.group(2) + (m.group(3) or ""),
+        name,
+    )
 
 
 def parse_jobs(text: str) -> list[PlannedJob]:

@@ -206,3 +206,7 @@ def test_external_set_config_is_checked_before_any_job(tmp_path):
     config["sites"][0]["saes"].remove("theirs")  # under no site: analysed at NO_SITE, everything that needs no activations
     validate_config(config, training=False)
     assert (NO_SITE, "theirs") in site_saes(config) and NO_SITE.path == "external/none/none"
+    for section in ("autointerp", "functional"):
+        broken = {**config, section: {**config[section], "saes": ["theirs"]}}
+        with pytest.raises(ConfigError, match=f"config key '{section}.saes': 'theirs' is an external set"):
+            validate_config(broken, training=False)

@@ -29,15 +29,17 @@ def snakemake(workdir, *args):
 
 
 EXTERNAL = "theirs"
-NO_SITE_SET = "theirs-nosite"  # two of the same checkpoints, listed under no site: results/external/none/none/
+NO_SITE_SET = "theirs-nosite"  # the same checkpoints, listed under no site: results/external/none/none/
 EXTERNAL_PERM = np.random.default_rng(11).permutation(64)
 EXTERNAL_SUBSET = np.random.default_rng(12).permutation(64)[:48]
 
 
 def write_external_set(workdir):
     """Three existing checkpoints of unequal sizes for the smoke study's external set `theirs`, in three layouts:
-    a (SAELens, 64 latents), b (dictionary_learning state dict: a's latents shuffled), c (plain npz: 48 of a's
-    latents, shuffled). Written in each library's documented layout with numpy/torch only, to keep the fixture fast."""
+    a (SAELens TopK, k = 8, with its biases, 64 latents), b (dictionary_learning state dict without k: a's latents
+    shuffled), c (plain npz: 48 of a's latents, shuffled). Written in each library's documented layout with
+    numpy/torch only, to keep the fixture fast (tests/matching/test_external_encoder.py checks the encoders
+    against the real libraries)."""
     import torch
     from safetensors.numpy import save_file
 
@@ -45,8 +47,9 @@ def write_external_set(workdir):
     enc, dec = rng.standard_normal((64, 576)).astype(np.float32), rng.standard_normal((64, 576)).astype(np.float32)
     root = workdir / "external" / EXTERNAL
     (root / "a").mkdir(parents=True)
-    (root / "a" / "cfg.json").write_text(json.dumps({"d_in": 576, "d_sae": 64, "architecture": "topk"}))
-    save_file({"W_enc": np.ascontiguousarray(enc.T), "W_dec": dec}, str(root / "a" / "sae_weights.safetensors"))
+    (root / "a" / "cfg.json").write_text(json.dumps({"d_in": 576, "d_sae": 64, "architecture": "topk", "k": 8}))
+    save_file({"W_enc": np.ascontiguousarray(enc.T), "W_dec": dec, "b_enc": np.zeros(64, np.float32),
+               "b_dec": np.zeros(576, np.float32)}, str(root / "a" / "sae_weights.safetensors"))
     (root / "b").mkdir()
     p = EXTERNAL_PERM
     torch.save({"encoder.weight": torch.from_numpy(enc[p]), "encoder.bias": torch.zeros(64),
@@ -57,7 +60,7 @@ def write_external_set(workdir):
     config = yaml.safe_load((workdir / "config" / "smoke.yaml").read_text())
     config["saes"][EXTERNAL] = {"checkpoints": [f"external/{EXTERNAL}/{x}" for x in "abc"]}
     config["sites"][0]["saes"].append(EXTERNAL)
-    config["saes"][NO_SITE_SET] = {"checkpoints": [f"external/{EXTERNAL}/{x}" for x in "ab"]}
+    config["saes"][NO_SITE_SET] = {"checkpoints": [f"external/{EXTERNAL}/{x}" for x in "abc"]}
     (workdir / "config" / "smoke.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 
 
@@ -172,8 +175,19 @@ def test_external_set_of_unequal_sizes_honours_the_same_contracts(study):
     metrics = json.loads((d / "seed1" / "metrics.json").read_text())
     assert metrics["external"]["layout"] == "dictionary_learning" and metrics["external"]["reference"] == f"external/{EXTERNAL}/b"
     assert metrics["fvu"] is None and metrics["sae"] == {"arch": "external", "num_latents": 64}
-    log = next((workdir / "logs" / "import_checkpoint").rglob("seed0.log")).read_text()
-    assert "firing frequency unknown" in log
+    logs = workdir / "logs" / "import_checkpoint" / site["model"] / site["dataset"] / site["hooks"][0] / EXTERNAL
+    assert "firing frequencies: the site's 2048 held-out rows through the checkpoint's own encoder" in (logs / "seed0.log").read_text()
+    assert "firing frequency unknown (Fig 3 leaves this set out): dictionary_learning dict_class" in (logs / "seed1.log").read_text()
+    assert "holds directions only" in (logs / "seed2.log").read_text()
+    firing = np.load(d / "seed0" / "firing.npy")
+    heldout = open_store(workdir / "results" / site["model"] / site["dataset"] / site["hooks"][0] / "activations.zarr").heldout()
+    enc = load_file(d / "seed0" / "sae.safetensors")["encoder.weight"]
+    pre = heldout @ enc.T
+    expected = np.zeros(64)
+    for row in pre:  # the 8 largest pre-activations that are positive fire (SAELens' TopK, biases 0)
+        top = np.argsort(-row)[:8]
+        expected[top[row[top] > 0]] += 1
+    np.testing.assert_allclose(firing, expected / len(heldout))
     same = pd.read_parquet(d / "matches" / "seed0-seed1.parquet")
     assert list(same.columns) == MATCH_COLUMNS and same["shared"].all()
     assert (same["enc_partner"].to_numpy() == np.argsort(EXTERNAL_PERM)).all()
@@ -187,31 +201,34 @@ def test_external_set_of_unequal_sizes_honours_the_same_contracts(study):
     only = subsets.set_index(["members", "base"])["only_in_base"]
     assert only[("0,2", 0)] == 16 / 64 and only[("0,2", 2)] == 0 and only[("0,1", 1)] == 0
     table = pd.read_parquet(d / "stability.parquet")
-    assert len(table) == 64 + 64 + 48 and table["firing_frequency"].isna().all()
+    assert len(table) == 64 + 64 + 48 and table["firing_frequency"].isna().to_numpy().sum() == 64 + 48  # a's known
     c = table[table["label"] == "seed2"]
     assert (c["n_shared"] == 2).all() and (c["partner_seed0"].to_numpy() == EXTERNAL_SUBSET).all()
     summary = pd.read_csv(workdir / "results" / "summary.csv").set_index("sae")
     assert summary.loc[EXTERNAL, "arch"] == "external" and np.isnan(summary.loc[EXTERNAL, "fvu"])
     assert summary.loc[EXTERNAL, "shared_paper_mean"] == pytest.approx((1 + 0.75 + 0.75) / 3, abs=1e-4)  # CSV: 4 decimals
     fig3_log = (workdir / "logs" / "figures" / "fig3_firing.log").read_text()
-    assert f"left out {site['model']}/{site['dataset']}/{site['hooks'][0]}/{EXTERNAL}: an external set's firing" in fig3_log
+    assert f"/{EXTERNAL}:" not in fig3_log  # drawn: its base seed's firing is known
+    assert f"left out external/none/none/{NO_SITE_SET}: its base seed's firing frequencies are unknown" in fig3_log
 
 
 def test_external_set_without_a_site_gets_every_analysis_that_needs_no_activations(study):
-    """`theirs-nosite` (a and b of `theirs`, under no site): imported, matched, chance, orphans, stability,
+    """`theirs-nosite` (`theirs`' checkpoints, under no site): imported, matched, chance, orphans, stability,
     consistency, a summary row and a browser without contexts, whose log says why; nothing needing a model ran."""
     workdir, _ = study
     d = workdir / "results" / "external" / "none" / "none" / NO_SITE_SET
     same = pd.read_parquet(d / "matches" / "seed0-seed1.parquet")
     assert same["shared"].all() and (same["enc_partner"].to_numpy() == np.argsort(EXTERNAL_PERM)).all()
     assert json.loads((d / "chance.json").read_text())["init"] is None
-    assert (pd.read_parquet(d / "stability.parquet")["n_shared"] == 1).all()
+    assert pd.read_parquet(d / "stability.parquet")["firing_frequency"].isna().all()  # no site, no rows to encode
+    log = (workdir / "logs" / "import_checkpoint" / "external" / "none" / "none" / NO_SITE_SET / "seed0.log").read_text()
+    assert "firing frequency unknown (Fig 3 leaves this set out): the set is listed under no site" in log
     assert pd.read_parquet(d / "consistency" / "pwmcc.parquet")["pwmcc"].iloc[0] == pytest.approx(1.0, abs=1e-6)
     assert (d / "orphans" / "subsets.parquet").exists() and (d / "browser" / "index.html").exists()
     log = (workdir / "logs" / "browser" / "external" / "none" / "none" / f"{NO_SITE_SET}.log").read_text()
     assert "no contexts in this browser: an external set listed under no site" in log
     summary = pd.read_csv(workdir / "results" / "summary.csv").set_index("sae")
-    assert summary.loc[NO_SITE_SET, "shared_paper_mean"] == pytest.approx(1.0)
+    assert summary.loc[NO_SITE_SET, "shared_paper_mean"] == pytest.approx(summary.loc[EXTERNAL, "shared_paper_mean"])
     stages = ("train", "autointerp", "functional_substitution", "latent_examples")
     assert not [p for stage in stages for p in (workdir / "logs" / stage).rglob(f"*{NO_SITE_SET}*")]
 

@@ -5,8 +5,23 @@ EXTERNAL_SAES = [name for name in config["saes"] if study.is_external(config, na
 
 if EXTERNAL_SAES:
 
+    def external_rows(w):
+        """The site's cached store (firing frequencies through the checkpoint's own encoder), or none: no site, or a
+        site computed on the fly."""
+        return activations_input(w) if w.model in config["models"] else []
+
+
+    def external_no_rows(w):
+        """Why an external seed gets no rows to encode, for its log and metrics.json (None when it gets them)."""
+        if w.model not in config["models"]:
+            return "the set is listed under no site, so there are no activations to encode"
+        return None if activations_input(w) else "the site's activations are computed on the fly, not cached"
+
+
     rule import_checkpoint:
         """Bring one existing checkpoint (any layout, local or a pinned hub reference) in as seed {seed} of its set."""
+        input:
+            store=external_rows,
         output:
             cfg=f"{SAE_DIR}/seed{{seed}}/cfg.json",
             weights=f"{SAE_DIR}/seed{{seed}}/sae.safetensors",
@@ -20,9 +35,10 @@ if EXTERNAL_SAES:
             f"logs/benchmarks/import_checkpoint/{SITE}/{{sae}}/seed{{seed}}.tsv",
         params:
             reference=lambda w: study.external_checkpoints(config, w.sae)[int(w.seed)],
+            no_rows=external_no_rows,
         threads: 1
         resources:
-            mem_mb=lambda w: 1000 + 3 * estimates.checkpoint_disk_mb(config, w.model, w.sae),
+            mem_mb=lambda w: 1500 + 3 * estimates.checkpoint_disk_mb(config, w.model, w.sae),
             runtime=10,
             disk_mb=lambda w: estimates.checkpoint_disk_mb(config, w.model, w.sae),
         conda:

@@ -15,11 +15,6 @@ def main_variants():
     return [(d, label, sae) for d, label, (_, sae) in zip(sae_dirs(), site_sae_labels(), SITE_SAES) if seeds_of(sae) == SEEDS]
 
 
-def firing_variants():
-    """main_variants() less external sets: their firing frequencies need activations through their own encoder."""
-    return [(d, label, sae) for d, label, sae in main_variants() if not study.is_external(config, sae)]
-
-
 def first_pair(d, sae):
     a, b = pairs_of(sae)[0]
     return f"{d}/matches/seed{a}-seed{b}.parquet"
@@ -92,7 +87,7 @@ rule fig2_only_in_base:
 rule fig3_firing:
     """Fig 3: firing frequency of the first seed's latents, grouped by how many other seeds share them."""
     input:
-        latents=[f"{d}/orphans/latents.parquet" for d, _, _ in firing_variants()],
+        latents=[f"{d}/orphans/latents.parquet" for d, _, _ in main_variants()],
         style=STYLE,
     output:
         **figure_outputs("fig3_firing"),
@@ -101,8 +96,7 @@ rule fig3_firing:
     benchmark:
         "logs/benchmarks/figures/fig3_firing.tsv",
     params:
-        labels=[label for _, label, _ in firing_variants()],
-        left_out=[label for _, label, sae in main_variants() if study.is_external(config, sae)],
+        labels=[label for _, label, _ in main_variants()],
         base=SEEDS[0],
     threads: 1
     resources:

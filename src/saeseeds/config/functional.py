@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from saeseeds.config.study import ConfigError, Site, has_site, sae_seeds, site_activations, site_saes
+from saeseeds.config.study import ConfigError, Site, has_site, is_external, sae_seeds, site_activations, site_saes
 
 SYNTHETIC = "synthetic"
 
@@ -61,6 +61,11 @@ def check(config: dict[str, Any]) -> None:
     for name in fn["saes"]:
         if name not in config["saes"]:
             raise ConfigError(f"config key 'functional.saes': '{name}' is not defined under 'saes'")
+        if is_external(config, name):
+            raise ConfigError(
+                f"config key 'functional.saes': '{name}' is an external set; functional runs an SAE's own encoder and decoder, "
+                "which saeseeds keeps only for the sets it trains"
+            )
     known = {site.path for site, _ in site_saes(config)}
     for path in fn.get("sites") or []:
         if path not in known:

@@ -164,7 +164,7 @@ def detect_layout(path: str | Path) -> tuple[str, Path]:
     )
 
 
-def _state_dict(file: Path) -> dict[str, np.ndarray]:
+def read_state_dict(file: Path) -> dict[str, np.ndarray]:
     """Returns the tensors of a torch state dict file, read without unpickling any object but tensors."""
     import torch
 
@@ -184,7 +184,7 @@ def _state_dict(file: Path) -> dict[str, np.ndarray]:
 
 def _dictionary_learning(folder: Path) -> tuple[np.ndarray, np.ndarray, str]:
     file = folder / DICTIONARY_LEARNING_FILE
-    state = _state_dict(file)
+    state = read_state_dict(file)
     if "encoder.weight" in state and "decoder.weight" in state:
         return state["encoder.weight"], np.ascontiguousarray(state["decoder.weight"].T), "encoder.weight"
     if "W_enc" in state and "W_dec" in state:

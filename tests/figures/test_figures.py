@@ -196,6 +196,15 @@ def test_fig3_rejects_unknown_base_and_out_of_range_counts(style):
         fig3_firing(latents, base=0, style=style)
 
 
+def test_fig3_with_every_set_left_out_says_so(style, tmp_path):
+    """A study whose only full-seed sets are external ones with unknown firing: a figure with the reason, not a crash."""
+    empty = latents_frame("a", 3).iloc[0:0]
+    chart = fig3_firing(empty, base=0, style=style)
+    save_chart(chart, tmp_path / "fig3.html", tmp_path / "fig3.png", ppi=72)
+    assert "No SAE set with known firing frequencies" in (tmp_path / "fig3.html").read_text()
+    assert (tmp_path / "fig3.png").read_bytes().startswith(PNG_SIGNATURE)
+
+
 def test_save_chart_is_deterministic(style, tmp_path):
     chart = fig2_only_in_base(subsets_frame("a", 5), {}, style=style, paper_level=None)
     save_chart(chart, tmp_path / "one.html", tmp_path / "one.png", ppi=72)

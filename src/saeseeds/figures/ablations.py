@@ -13,7 +13,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from saeseeds.figures.style import FigureStyle, apply_style, require_columns
+from saeseeds.figures.style import FigureStyle, apply_style, message_chart, require_columns
 
 TRAINED = "trained SAEs"
 CHANCE_INIT = "chance: untrained SAEs"
@@ -63,7 +63,7 @@ def fig4_ablations(summary: pd.DataFrame, *, baseline: str, style: FigureStyle) 
     """Returns Fig 4: shared fraction vs latents, k, training tokens and by architecture, at the baseline's site."""
     frame = ablation_panels(summary, baseline)
     if frame.empty:
-        return _empty(f"No ablation: no variant at the site of {baseline!r} differs from it in one of latents, k, tokens, batch order or architecture", style)
+        return message_chart(f"No ablation: no variant at the site of {baseline!r} differs from it in one of latents, k, tokens, batch order or architecture", style)
     long = _with_chance(frame, "shared_paper")
     x = alt.X("x_label:N", sort=alt.EncodingSortField("order", order="ascending"), title=None, axis=alt.Axis(labelAngle=-30, labelAlign="right"))
     chart = _points(long, x, style).properties(width=style.panel_width * 0.7, height=style.panel_height)
@@ -88,7 +88,7 @@ def fig5_layers(summary: pd.DataFrame, *, style: FigureStyle) -> alt.TopLevelMix
     """Returns Fig 5: shared fraction by layer, MLP output vs residual stream, one panel per model and SAE."""
     rows = layer_rows(summary)
     if rows.empty:
-        return _empty("No layer sweep: no SAE variant is trained at two or more layers of a model", style)
+        return message_chart("No layer sweep: no SAE variant is trained at two or more layers of a model", style)
     trained = rows.assign(y=rows["shared_paper_mean"], lo=rows["shared_paper_ci_lo"], hi=rows["shared_paper_ci_hi"])
     x = alt.X("layer:Q", title="layer", axis=alt.Axis(tickMinStep=1))
     y = alt.Y("y:Q", title="Fraction of latents shared", scale=alt.Scale(domain=[0, _top(trained)]))
@@ -152,12 +152,6 @@ def _points(long: pd.DataFrame, x: alt.X, style: FigureStyle) -> alt.LayerChart:
     points = base.mark_point(size=70, filled=True).encode(x=x, y=y, color=color, shape=shape, tooltip=tooltip)
     bars = base.mark_rule(strokeWidth=1.5, color=style.label_colors[0]).encode(x=x, y="lo:Q", y2="hi:Q").transform_filter(alt.datum.kind == TRAINED)
     return alt.layer(bars, points, data=long)
-
-
-def _empty(message: str, style: FigureStyle) -> alt.TopLevelMixin:
-    """Returns a figure that says why there is nothing to draw (a study without ablations or sweeps)."""
-    chart = alt.Chart(pd.DataFrame({"text": [message]})).mark_text(fontSize=style.annotation_size).encode(text="text:N")
-    return apply_style(chart.properties(width=style.panel_width * 2, height=60), style)
 
 
 def _top(frame: pd.DataFrame) -> float:

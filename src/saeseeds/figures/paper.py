@@ -17,7 +17,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from saeseeds.figures.style import FigureStyle, apply_style, label_colors, ordered_labels, require_columns
+from saeseeds.figures.style import FigureStyle, apply_style, label_colors, message_chart, ordered_labels, require_columns
 from saeseeds.stats.powerlaw import OFFSET, PLAIN, PowerLawComparison, only_in_base_curve
 
 PAPER_ONLY_IN_BASE = 0.35
@@ -254,6 +254,8 @@ def fig3_firing(latents: pd.DataFrame, *, base: int, style: FigureStyle) -> alt.
     axis; their number is printed under the panel title.
     """
     require_columns(latents, ["label", "base", "latent", "n_shared", "firing_frequency"], "latents")
+    if latents.empty:  # every set left out: external sets whose firing frequencies are unknown
+        return message_chart("No SAE set with known firing frequencies to draw (see the rule's log)", style)
     labels = ordered_labels(latents)
     boxes, notes, n_seeds = [], {}, 0
     for label in labels:

@@ -180,3 +180,10 @@ def _render(chart: alt.TopLevelMixin, fmt: str, **kwargs) -> bytes:
 
 def _write_atomic(path: Path, data: bytes) -> None:
     atomic_write(path, lambda tmp: tmp.write_bytes(data))
+
+
+def message_chart(message: str, style: FigureStyle) -> alt.TopLevelMixin:
+    """Returns a figure that says why there is nothing to draw (a study without ablations or sweeps, or no set
+    whose firing frequencies are known)."""
+    chart = alt.Chart(pd.DataFrame({"text": [message]})).mark_text(fontSize=style.annotation_size).encode(text="text:N")
+    return apply_style(chart.properties(width=style.panel_width * 2, height=60), style)

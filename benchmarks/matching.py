@@ -17,6 +17,11 @@ in the similarity matmuls of its single pass over each matrix, which any exact m
 
     python benchmarks/matching.py                      # 4K..32K side by side, then 65K and 131K alone
     python benchmarks/matching.py --sizes 4096 --alone  # quick check
+    python benchmarks/matching.py --real results/smollm2-135m/kjv-pydoc/layers.6.mlp/*/ --alone
+
+`--real SET_DIR ...` matches dictionaries of real trained SAEs instead: every set's seed-0 checkpoint stacked into
+one dictionary, every set's seed-1 checkpoint into the other (n = the sum of the sets' latents, d = the site's
+width). Near-duplicate directions across sizes and seeds make nearest neighbours compete, as in real use.
 """
 
 from __future__ import annotations
@@ -66,16 +71,32 @@ def synthetic_pair(n: int, d: int, seed: int, shared: float = 0.4, kind: str = "
     return enc_a, dec_a, enc_b, dec_b
 
 
+def real_pair(set_dirs: list[str]) -> tuple[np.ndarray, ...]:
+    """Returns (enc_a, dec_a, enc_b, dec_b): seed 0 of every set stacked, and seed 1 of every set stacked."""
+    from saeseeds.matching.checkpoints import load_dictionaries
+
+    sides = []
+    for seed in (0, 1):
+        pairs = [load_dictionaries(Path(d) / f"seed{seed}") for d in sorted(set_dirs) if (Path(d) / f"seed{seed}").is_dir()]
+        sides.append((np.concatenate([e for e, _ in pairs]), np.concatenate([w for _, w in pairs])))
+    (enc_a, dec_a), (enc_b, dec_b) = sides
+    return enc_a, dec_a, enc_b, dec_b
+
+
 def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def worker(method: str, n: int, d: int, seed: int, threads: int, kind: str = "random") -> dict:
-    """Returns timings, peak memory and the optimum reached by one method at one size."""
+def worker(method: str, n: int, d: int, seed: int, threads: int, kind: str = "random", real: list[str] | None = None) -> dict:
+    """Returns timings, peak memory and the optimum reached by one method at one size (or on `real` sets)."""
     import torch
 
     torch.set_num_threads(threads)
-    enc_a, dec_a, enc_b, dec_b = synthetic_pair(n, d, seed, kind=kind)
+    if real:
+        enc_a, dec_a, enc_b, dec_b = real_pair(real)
+        n, d, kind = len(enc_a), enc_a.shape[1], "real"
+    else:
+        enc_a, dec_a, enc_b, dec_b = synthetic_pair(n, d, seed, kind=kind)
     base_rss = peak_rss_gib()
     result: dict = {"method": method, "n": n, "d": d, "kind": kind, "input_rss_gib": base_rss}
     start = time.perf_counter()
@@ -174,7 +195,7 @@ def bench_orphans(n: int = 131072, n_seeds: int = 9, seed: int = 0, repeats: int
 
 def run_one(method: str, n: int, args) -> dict:
     cmd = [sys.executable, __file__, "--worker", method, str(n), "--d", str(args.d), "--seed", str(args.seed)]
-    cmd += ["--threads", str(args.threads), "--kind", args.kind]
+    cmd += ["--threads", str(args.threads), "--kind", args.kind] + (["--real", *args.real] if args.real else [])
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         return {"method": method, "n": n, "error": proc.stderr.strip().splitlines()[-1:] or ["killed"]}
@@ -231,6 +252,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--kind", choices=("random", "correlated"), default="random", help="synthetic dictionaries")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--real", nargs="+", default=None, help="set folders of real SAEs: seed0s stacked vs seed1s stacked")
     parser.add_argument("--out", type=Path, default=OUT / "matching.json")
     parser.add_argument("--worker", nargs=2, metavar=("METHOD", "N"), help=argparse.SUPPRESS)
     parser.add_argument("--table", type=Path, nargs="+", help="only print the table of saved runs (later files win)")
@@ -243,8 +265,10 @@ def main() -> None:
         print(table(list(merged.values())))
         return
     if args.worker:
-        print(json.dumps(worker(args.worker[0], int(args.worker[1]), args.d, args.seed, args.threads, args.kind)))
+        print(json.dumps(worker(args.worker[0], int(args.worker[1]), args.d, args.seed, args.threads, args.kind, args.real)))
         return
+    if args.real:  # one size, the data's: saeseeds, scipy float64 and the paper's recipe side by side
+        args.sizes, args.alone, args.paper_max = [0], [], 1 << 62
     args.out.parent.mkdir(parents=True, exist_ok=True)
     rows = []
     plan = []

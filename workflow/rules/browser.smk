@@ -28,7 +28,7 @@ def browser_substitution(w):
 def browser_no_contexts(w):
     """Why the set's browser shows no contexts (logged by its job), or None when it shows them."""
     if study.is_external(config, w.sae):
-        if w.model not in config["models"]:
+        if not has_site(w):
             return "an external set listed under no site: there are no activations to take contexts from"
         return "an external set holds directions only (no biases or activation function to encode the site's rows with)"
     if on_the_fly(w):
@@ -64,8 +64,8 @@ rule browser:
         pairs=lambda w: pairs_of(w.sae),  # in the order of input.matches
         autointerp_seeds=lambda w: list(AI_SEEDS) if browser_autointerp(w, "scores") else [],
         substitution_seed=lambda w: functional_config.pair(config, w.sae)[0] if browser_substitution(w) else None,
-        model=lambda w: study.canonical(config["models"][w.model]) if w.model in config["models"] else None,  # None: external, no site
-        no_contexts=lambda w: browser_no_contexts(w),
+        model=lambda w: study.canonical(config["models"][w.model]) if has_site(w) else None,  # None: external, no site
+        no_contexts=browser_no_contexts,
         contexts=BROWSER_CONTEXTS,
         device=BROWSER.get("device", "cpu"),
     threads: 1

@@ -46,6 +46,12 @@ wildcard_constraints:
     b="[0-9]+",
 
 
+def has_site(wildcards):
+    """Whether the wildcards' (site, sae) has a model and dataset behind it (else an external set listed under no
+    site, analysed at study.NO_SITE)."""
+    return study.has_site(study.Site(wildcards.model, wildcards.dataset, wildcards.hook))
+
+
 def site_activations(wildcards):
     """The activations settings of the wildcards' site (study settings with the site's overrides), less `threads`,
     `shards` and `mode`, which say how jobs run, not what they compute."""

@@ -8,12 +8,12 @@ if EXTERNAL_SAES:
     def external_rows(w):
         """The site's cached store (firing frequencies through the checkpoint's own encoder), or none: no site, or a
         site computed on the fly."""
-        return activations_input(w) if w.model in config["models"] else []
+        return activations_input(w) if has_site(w) else []
 
 
     def external_no_rows(w):
         """Why an external seed gets no rows to encode, for its log and metrics.json (None when it gets them)."""
-        if w.model not in config["models"]:
+        if not has_site(w):
             return "the set is listed under no site, so there are no activations to encode"
         return None if activations_input(w) else "the site's activations are computed on the fly, not cached"
 

@@ -6,6 +6,9 @@ MATCH_GPUS = scheduler.gpus(config, config["match"]["device"])
 # set's pairs in jobs of up to that many, which load each seed once: a 1152-latent matching takes ~0.5 s and its
 # job ~3 s of Python and torch start-up, so on a laptop one job per set saves most of the stage.
 PAIRS_PER_JOB = config["match"].get("pairs_per_job", 1)
+# What every matching job gets, whichever form its rule takes below.
+MATCH_SETTINGS = {key: config["match"][key] for key in ("threshold", "definition", "device", "max_rounds")}
+MATCH_JOB_RESOURCES = dict(cpus_per_task=1, gpu=MATCH_GPUS, **(scheduler.gpu_model_resources(config) if MATCH_GPUS else {}))
 
 
 def pair_chunks():
@@ -36,19 +39,14 @@ if PAIRS_PER_JOB > 1:
                 f"logs/benchmarks/match/{_site.path}/{_sae}/pairs{_chunk}.tsv",
             params:
                 pairs=_pairs,
-                threshold=config["match"]["threshold"],
-                definition=config["match"]["definition"],
-                device=config["match"]["device"],
-                max_rounds=config["match"]["max_rounds"],
+                **MATCH_SETTINGS,
             threads: 1
             resources:
                 mem_mb=lambda w, attempt, sae=_sae: scheduler.scaled(estimates.match_mem_mb(config, sae), attempt),
                 runtime=lambda w, attempt, site=_site, sae=_sae, n=len(_pairs): scheduler.scaled(
                     n * estimates.match_minutes(config, site.model, sae), attempt),
                 disk_mb=estimates.match_disk_mb(config, _sae) * len(_pairs),
-                cpus_per_task=1,
-                gpu=MATCH_GPUS,
-                **(scheduler.gpu_model_resources(config) if MATCH_GPUS else {}),
+                **MATCH_JOB_RESOURCES,
             conda:
                 CONDA_ENV
             script:
@@ -68,19 +66,14 @@ else:
         benchmark:
             f"logs/benchmarks/match/{SITE}/{{sae}}/seed{{a}}-seed{{b}}.tsv",
         params:
-            threshold=config["match"]["threshold"],
-            definition=config["match"]["definition"],
-            device=config["match"]["device"],
-            max_rounds=config["match"]["max_rounds"],
             pairs=lambda w: [(int(w.a), int(w.b))],
+            **MATCH_SETTINGS,
         threads: 1
         resources:
             mem_mb=lambda w, attempt: scheduler.scaled(estimates.match_mem_mb(config, w.sae), attempt),
             runtime=lambda w, attempt: scheduler.scaled(estimates.match_minutes(config, w.model, w.sae), attempt),
             disk_mb=lambda w: estimates.match_disk_mb(config, w.sae),
-            cpus_per_task=1,
-            gpu=MATCH_GPUS,
-            **(scheduler.gpu_model_resources(config) if MATCH_GPUS else {}),
+            **MATCH_JOB_RESOURCES,
         conda:
             CONDA_ENV
         script:

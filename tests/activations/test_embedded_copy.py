@@ -9,7 +9,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from saeseeds.activations import embedded_copy
-from saeseeds.activations.models import EMBEDDED_MODELS, _embedded_gguf, load_model, load_tokenizer
+from saeseeds.activations.models import EMBEDDED_MODELS, embedded_copy_folder, load_gguf, load_model, load_tokenizer
 
 SOURCE = "embedded:smollm2-135m"
 TEXTS = ["In the beginning God created the heaven and the earth.", "def f(x):\n    return x ** 2  # squares",
@@ -23,20 +23,20 @@ def fresh_cache(tmp_path, monkeypatch):
 
 
 def test_the_copy_holds_the_gguf_weights_and_tokenizer_bit_for_bit(fresh_cache):
-    folder, filename = _embedded_gguf(SOURCE)
-    direct = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename, dtype=torch.float32)
-    direct_tok = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
-    model, tok = load_model(SOURCE)  # builds the copy in the empty cache, then loads it
-    (copy,) = fresh_cache.glob("embedded/*/*")
-    assert embedded_copy.is_valid(copy) and (copy / "model.safetensors").is_file()
-    reloaded, reloaded_tok = load_model(SOURCE)  # reads the copy
+    direct, direct_tok = load_gguf(SOURCE)  # what every load paid before: the GGUF file, dequantised (~22 s)
+    folder = embedded_copy_folder(SOURCE)
+    assert folder.is_relative_to(fresh_cache) and not folder.exists()
+    # the first load builds the copy in the empty cache (from the same GGUF load, to pay it once here), then reads it
+    assert embedded_copy.ensure_copy(folder, lambda: (direct, direct_tok), origin=SOURCE) == folder
+    assert embedded_copy.is_valid(folder) and (folder / "model.safetensors").is_file()
+    model, tok = load_model(SOURCE)
     expected = direct.state_dict()
-    for got in (model.state_dict(), reloaded.state_dict()):
-        assert got.keys() == expected.keys()
-        assert all(torch.equal(got[name], expected[name]) for name in expected)
+    got = model.state_dict()
+    assert got.keys() == expected.keys()
+    assert all(torch.equal(got[name], expected[name]) for name in expected)
     ids = torch.tensor([direct_tok(TEXTS[0]).input_ids])
-    assert torch.equal(reloaded(ids).logits, direct(ids).logits)
-    for t in (tok, reloaded_tok, load_tokenizer(SOURCE)):
+    assert torch.equal(model(ids).logits, direct(ids).logits)
+    for t in (tok, load_tokenizer(SOURCE)):
         assert [t(x).input_ids for x in TEXTS] == [direct_tok(x).input_ids for x in TEXTS]
         assert t.decode(list(range(0, 49152, 997))) == direct_tok.decode(list(range(0, 49152, 997)))
         assert (t.bos_token, t.eos_token, t.pad_token) == (direct_tok.bos_token, direct_tok.eos_token, direct_tok.pad_token)

@@ -26,7 +26,8 @@ def test_plan_counts_every_job_of_the_smoke_study(workdir):
     config = yaml.safe_load((ROOT / "config/smoke.yaml").read_text())
     seeds = [len(study.sae_seeds(config, sae)) for _, sae in study.site_saes(config)]  # 3, 2 and 3 seeds
     assert table.loc["activations", "jobs"] == 1  # both hooks in one forward pass: same model, corpus, settings
-    assert table.loc["train", "jobs"] == sum(seeds) == 8
+    per_job = config["train"]["seeds_per_job"]  # 3: a variant's seeds in one job
+    assert table.loc["train", "jobs"] == sum(-(-s // per_job) for s in seeds) == 3
     pairs = [s * (s - 1) // 2 for s in seeds]  # 3, 1 and 3 pairs, matched in jobs of match.pairs_per_job = 2
     assert table.loc["match", "jobs"] == sum(-(-p // 2) for p in pairs) == 5
     assert table.loc["total", "jobs"] == table.drop("total")["jobs"].sum()
@@ -113,8 +114,9 @@ rule activations_0:
 
 def test_caching_pays_when_many_jobs_read_the_cache_and_not_for_one_short_job():
     config = yaml.safe_load((ROOT / "config/smoke.yaml").read_text())
+    config["train"]["seeds_per_job"] = 1
     row = caching_tradeoff(config).iloc[0]
-    # one forward pass for both hooks; 8 training jobs (3 + 2 seeds at layers.2.mlp, 3 at layers.1)
+    # one forward pass for both hooks; 8 training jobs of one seed (3 + 2 seeds at layers.2.mlp, 3 at layers.1)
     assert (row["hooks"], row["train_jobs"], row["cheaper"]) == (2, 8, "cache")
     assert row["epochs"] == pytest.approx(10240 / (12288 - 2048))
     config["sites"] = [{"model": "smollm2-135m", "dataset": "kjv-pydoc", "hooks": ["layers.1"], "saes": ["topk-128"]}]
@@ -154,11 +156,12 @@ def test_on_the_fly_plans_no_caching_and_charges_the_forward_passes_to_training(
     (workdir / "config/fly.yaml").write_text(yaml.safe_dump(config))
     table = plan(workdir, "config/fly.yaml").set_index("rule")
     cached = plan(workdir, "config/smoke.yaml").set_index("rule")
-    assert "activations" not in table.index and table.loc["train", "jobs"] == cached.loc["train", "jobs"] == 8
+    assert "activations" not in table.index and table.loc["train", "jobs"] == cached.loc["train", "jobs"] == 3
     assert table.loc["train", "gpu_hours"] > 0  # the model runs on activations.device inside each training job
     # each job adds a model load and a forward over its 10,240 training and 2,048 held-out tokens, with the margin
     extra = estimates.on_the_fly_minutes(config, "smollm2-135m", "layers.2.mlp", "topk-256", config["activations"])
     assert extra == estimates.on_the_fly_minutes(config, "smollm2-135m", "layers.1", "topk-128", config["activations"]) == 3
-    assert table.loc["train", "gpu_hours"] == pytest.approx(cached.loc["train", "cpu_hours"] / 2 + 8 * extra / 60)
+    threads = config["train"]["threads"]  # cpu_hours count threads x runtime; gpu_hours count runtime
+    assert table.loc["train", "gpu_hours"] == pytest.approx(cached.loc["train", "cpu_hours"] / threads + 3 * extra / 60)
     assert table.loc["total", "disk_gb"] < cached.loc["total", "disk_gb"] - cached.loc["activations", "disk_gb"] + 1e-9
     assert list(caching_tradeoff(config)["configured"]) == ["on the fly"]

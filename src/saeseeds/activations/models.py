@@ -44,15 +44,24 @@ def _embedded_folder(source: str) -> tuple[Path, dict]:
     from saeseeds.activations import embedded_copy
 
     folder, filename = _embedded_gguf(source)
-    _, dist, _ = EMBEDDED_MODELS[source]
-
-    def build():
-        return (AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename, **{_DTYPE_KWARG: torch.float32}),
-                AutoTokenizer.from_pretrained(folder, gguf_file=filename))
-
-    copy = embedded_copy.ensure_copy(
-        embedded_copy.copy_folder(dist, importlib.metadata.version(dist), filename), build, origin=f"{source} ({filename})")
+    copy = embedded_copy.ensure_copy(embedded_copy_folder(source), lambda: load_gguf(source), origin=f"{source} ({filename})")
     return (copy, {}) if copy is not None else (folder, {"gguf_file": filename})
+
+
+def embedded_copy_folder(source: str) -> Path:
+    """Returns where the dequantised copy of embedded model `source` is kept (`embedded_copy`)."""
+    from saeseeds.activations import embedded_copy
+
+    _, filename = _embedded_gguf(source)
+    _, dist, _ = EMBEDDED_MODELS[source]
+    return embedded_copy.copy_folder(dist, importlib.metadata.version(dist), filename)
+
+
+def load_gguf(source: str) -> tuple[transformers.PreTrainedModel, transformers.PreTrainedTokenizerBase]:
+    """Returns (model in float32, tokenizer) of embedded model `source` read from its GGUF file (~22 s)."""
+    folder, filename = _embedded_gguf(source)
+    return (AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename, **{_DTYPE_KWARG: torch.float32}),
+            AutoTokenizer.from_pretrained(folder, gguf_file=filename))
 
 
 def weights_pin(source: str, model: transformers.PreTrainedModel) -> str:

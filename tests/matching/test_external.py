@@ -188,7 +188,7 @@ def test_external_set_config_is_checked_before_any_job(tmp_path):
     config = yaml.safe_load(open("config/smoke.yaml"))
     config["saes"]["theirs"] = {"checkpoints": str(tmp_path / "ck" / "seed*")}
     config["sites"][0]["saes"].append("theirs")
-    validate_config(config, training=False)
+    validate_config(config)
     assert external_checkpoints(config, "theirs") == [str(tmp_path / "ck" / f"seed{s}") for s in range(3)]
     assert sae_seeds(config, "theirs") == [0, 1, 2]
     bad = {
@@ -198,15 +198,15 @@ def test_external_set_config_is_checked_before_any_job(tmp_path):
     for problem, entry in bad.items():
         config["saes"]["theirs"] = entry
         with pytest.raises(Exception, match=problem):
-            validate_config(config, training=False)
+            validate_config(config)
     config["saes"]["theirs"] = {"checkpoints": str(tmp_path / "ck" / "seed*"), "arch": "topk"}
     with pytest.raises(ConfigError, match="saes"):
-        validate_config(config, training=False)
+        validate_config(config)
     config["saes"]["theirs"] = {"checkpoints": str(tmp_path / "ck" / "seed*")}
     config["sites"][0]["saes"].remove("theirs")  # under no site: analysed at NO_SITE, everything that needs no activations
-    validate_config(config, training=False)
+    validate_config(config)
     assert (NO_SITE, "theirs") in site_saes(config) and NO_SITE.path == "external/none/none"
     for section in ("autointerp", "functional"):
         broken = {**config, section: {**config[section], "saes": ["theirs"]}}
         with pytest.raises(ConfigError, match=f"config key '{section}.saes': 'theirs' is an external set"):
-            validate_config(broken, training=False)
+            validate_config(broken)

@@ -55,3 +55,19 @@ def test_jobs_that_need_no_torch_do_not_import_it():
     proc = subprocess.run([sys.executable, "-c", "\n".join(probe)], capture_output=True, text=True, env={"PYTHONPATH": str(SRC)})
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split() == ["none"], f"{proc.stdout.strip()} imports torch"
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "paper.yaml"])
+def test_the_config_check_every_snakemake_start_runs_imports_no_torch(name):
+    """validate_config (common.smk runs it at every Snakemake start, jobs included) checks the trainer's configs
+    too, from saeseeds.sae.configs, without torch; a bad trainer key is still named."""
+    modules = imported_after(
+        "import yaml\nfrom saeseeds.config.validate import validate_config\n"
+        f"validate_config(yaml.safe_load(open({str(ROOT / 'config' / name)!r})), {str(ROOT / 'workflow/schemas/config.schema.yaml')!r})"
+    )
+    assert "saeseeds" in modules and "torch" not in modules
+    from saeseeds.config.study import check_training
+    from saeseeds.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"saes\.x.*device='gpu'"):
+        check_training({"saes": {"x": {"num_latents": 8, "k": 2, "device": "gpu"}}, "train": {}})

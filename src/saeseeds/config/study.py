@@ -333,8 +333,7 @@ def sae_train_configs(entry: dict[str, Any], train_section: dict[str, Any] | Non
     """
     from dataclasses import fields
 
-    from saeseeds.sae.coder import SaeConfig
-    from saeseeds.sae.train import TrainConfig
+    from saeseeds.sae.configs import SaeConfig, TrainConfig
 
     sae_fields = {f.name for f in fields(SaeConfig)}
     train_fields = {f.name for f in fields(TrainConfig)}

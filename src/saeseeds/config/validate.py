@@ -15,18 +15,17 @@ from saeseeds.config.study import SCHEMA, check_study, check_training, sae_seeds
 from saeseeds.errors import ConfigError
 
 
-def validate_config(config: dict[str, Any], schema_path: str | Path = SCHEMA, *, training: bool = True) -> dict[str, Any]:
+def validate_config(config: dict[str, Any], schema_path: str | Path = SCHEMA) -> dict[str, Any]:
     """Returns the config with defaults filled in after every check: schema, cross-key, synthetic sites, the
-    autointerp and functional sections, Figures 1-3's sets, and unless `training` is false the trainer's
-    config objects (which import torch); raises ConfigError naming the key and value at the first problem."""
+    autointerp and functional sections, Figures 1-3's sets and the trainer's config objects; raises ConfigError
+    naming the key and value at the first problem."""
     validate_schema(config, schema_path)
     check_study(config)
     synthetic.check(config)
     check_main_sets(config)
     autointerp.check(config)
     functional.check(config)
-    if training:
-        check_training(config)
+    check_training(config)
     return config
 
 

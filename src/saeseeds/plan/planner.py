@@ -7,7 +7,6 @@ jobs reserve from a scheduler, which includes a safety margin over the expected 
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -47,11 +46,10 @@ def dry_run(workdir: str | Path = ".", configfile: str | Path | None = None, cor
     if configfile:
         cmd += ["--configfile", str(configfile)]
     cmd += extra or []
-    # The workflow's training-config check imports torch (~3 s); here it runs beside the dry run instead.
-    proc = subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "SAESEEDS_PLAN_CHECKS_TRAINING": "1"})
+    # The config's checks run here beside the dry run (which runs them too), to name a bad key in one line.
+    proc = subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        _check_training(workdir, configfile)
+        _check_config(workdir, configfile)
     except Exception:
         proc.kill()
         proc.communicate()
@@ -62,7 +60,7 @@ def dry_run(workdir: str | Path = ".", configfile: str | Path | None = None, cor
     return out + err
 
 
-def _check_training(workdir: str | Path, configfile: str | Path | None) -> None:
+def _check_config(workdir: str | Path, configfile: str | Path | None) -> None:
     """Raises PlanError naming the key at the first problem of the config (every check, the trainer's included)."""
     from saeseeds.config.validate import validate_config
     from saeseeds.errors import ConfigError

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import NamedTuple
 
@@ -26,58 +26,8 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from saeseeds.common.atomic import atomic_write
+from saeseeds.sae.configs import ARCHS, SPARSIFY_KEYS, SaeConfig  # noqa: F401 (defined there, without torch; importable from here too)
 from saeseeds.errors import SaeConfigError  # noqa: F401 (raised here; importable from here too)
-
-ARCHS = ("topk", "batchtopk", "jumprelu", "relu", "gated")
-SPARSIFY_KEYS = ("activation", "expansion_factor", "normalize_decoder", "num_latents", "k", "multi_topk", "skip_connection", "transcode")
-
-
-@dataclass
-class SaeConfig:
-    """The shape and activation of one SAE; plain JSON values so a workflow builds it from YAML."""
-
-    num_latents: int
-    """Number of latents (dictionary size). Required: the paper's results depend on it strongly."""
-
-    arch: str = "topk"
-    """Activation: "topk" (Gao et al. 2024, sparsify's default and the paper's main setting), "batchtopk"
-    (top k*batch over the whole batch, Bussmann et al. 2024), "jumprelu" (Rajamanoharan et al. 2024b),
-    "relu" (ReLU + L1 penalty, Bricken et al. 2023) or "gated" (Rajamanoharan et al. 2024a)."""
-
-    k: int = 32
-    """Active latents per token for topk/batchtopk (mean per token for batchtopk); the paper uses 32."""
-
-    normalize_decoder: bool | None = None
-    """Keep decoder rows at unit norm (renormalised every step, parallel gradient removed). None means
-    the arch's recipe: true for topk/batchtopk/jumprelu/gated (sparsify, Bussmann, Rajamanoharan),
-    false for relu, whose L1 penalty is weighted by decoder norms instead (Anthropic, April 2024)."""
-
-    jumprelu_init_threshold: float = 0.01
-    """Initial JumpReLU threshold, in units of activations rescaled to mean squared norm d (SAELens 6.x
-    default); training converts it with the first batch's scale."""
-
-    jumprelu_bandwidth: float = 0.05
-    """Width of the rectangle kernel of JumpReLU's straight-through threshold gradient, same units
-    (SAELens 6.x default)."""
-
-    def __post_init__(self) -> None:
-        if self.arch not in ARCHS:
-            raise SaeConfigError(f"sae arch={self.arch!r}: expected one of {ARCHS}")
-        for key in ("num_latents", "k"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise SaeConfigError(f"sae {key}={value!r}: expected a positive integer")
-        if self.arch in ("topk", "batchtopk") and self.k > self.num_latents:
-            raise SaeConfigError(f"sae k={self.k} exceeds num_latents={self.num_latents}")
-        for key in ("jumprelu_init_threshold", "jumprelu_bandwidth"):
-            value = getattr(self, key)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise SaeConfigError(f"sae {key}={value!r}: expected a positive number")
-        if self.normalize_decoder is None:
-            self.normalize_decoder = self.arch != "relu"
-        if not isinstance(self.normalize_decoder, bool):
-            raise SaeConfigError(f"sae normalize_decoder={self.normalize_decoder!r}: expected true or false")
-
 
 class ForwardOutput(NamedTuple):
     """What `SparseCoder.forward` returns; the first five fields mirror sparsify's ForwardOutput."""

@@ -28,10 +28,8 @@ from torch import Tensor, nn
 
 from saeseeds.sae.geometric_median import geometric_median
 from saeseeds.sae.coder import SaeConfig, SparseCoder, init_encoder_weight
+from saeseeds.sae.configs import B_DEC_INITS, SPARSE_ARCHS  # noqa: F401 (importable from here too)
 
-SPARSE_ARCHS = ("topk", "batchtopk")
-B_DEC_INITS = ("geometric_median", "mean")
-"""How b_dec starts (`train.b_dec_init`): the first batch's geometric median or its mean."""
 
 
 class Pattern:

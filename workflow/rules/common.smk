@@ -103,8 +103,11 @@ def pairs_of(sae):
 
 
 def checkpoint_files(wildcards, seed):
+    """A checkpoint as a rule's input: its weights file. The job that writes it writes cfg.json beside it (a missing
+    cfg.json reruns that job as any missing output does), so one file per seed stands for the folder, and the paper's
+    dry run looks up ~2,500 fewer files."""
     d = f"{RESULTS}/{wildcards.model}/{wildcards.dataset}/{wildcards.hook}/{wildcards.sae}/seed{seed}"
-    return [f"{d}/cfg.json", f"{d}/sae.safetensors"]
+    return [f"{d}/sae.safetensors"]
 
 
 def pair_matches(prefix, sae):

@@ -51,7 +51,7 @@ for _index, (_site, _saes) in enumerate(functional_config.by_site(config).items(
             f"functional_loss_{_index}"
         input:
             store=activations_input(_w),
-            checkpoints=[f"{RESULTS}/{_site.path}/{sae}/seed{s}/{f}" for sae in _saes for s in seeds_of(sae) for f in ("cfg.json", "sae.safetensors")],
+            checkpoints=[f for sae in _saes for s in seeds_of(sae) for f in checkpoint_files(SimpleNamespace(**vars(_w), sae=sae), s)],
         output:
             [f"{RESULTS}/{_site.path}/{sae}/functional/loss.parquet" for sae in _saes],
         log:

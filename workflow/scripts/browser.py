@@ -26,7 +26,7 @@ with rule_log(sm.log[0]) as log:
         label=f"{w.model}/{w.dataset}/{w.hook}/{w.sae}",
         matches={tuple(pair): path for pair, path in zip(sm.params.pairs, sm.input.matches)},
         latents=sm.input.latents, subsets=sm.input.subsets,
-        checkpoints={s: Path(sm.input.checkpoints[2 * i]).parent for i, s in enumerate(sm.params.seeds)},
+        checkpoints={s: Path(f).parent for s, f in zip(sm.params.seeds, sm.input.checkpoints)},
         store=store, decode=decode,
         autointerp_scores=dict(zip(sm.params.autointerp_seeds, sm.input.scores)),
         autointerp_examples=dict(zip(sm.params.autointerp_seeds, sm.input.examples)),

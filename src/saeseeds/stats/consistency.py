@@ -56,5 +56,5 @@ def seed_of(path: str | Path) -> int:
 
 
 def folders_by_seed(files: Sequence[str | Path]) -> dict[int, Path]:
-    """Returns {seed: checkpoint folder} from a list of checkpoint files (cfg.json, sae.safetensors)."""
+    """Returns {seed: checkpoint folder} from a list of files in checkpoint folders (sae.safetensors, cfg.json)."""
     return {seed_of(f): Path(f).parent for f in files}

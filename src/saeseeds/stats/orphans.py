@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -178,16 +179,24 @@ def pair_masks_from_files(files: Mapping[tuple[int, int], str | Path]) -> dict[t
 
     All files must agree on threshold and definition (from their metadata).
     """
+    return pair_masks({pair: read_matches(path) for pair, path in files.items()}, names=files)
+
+
+def pair_masks(
+    tables: Mapping[tuple[int, int], tuple[pd.DataFrame, dict]], names: Mapping[tuple[int, int], Any] | None = None
+) -> dict[tuple[int, int], np.ndarray]:
+    """Returns shared masks for every ordered pair from already-read (matches table, metadata) keyed by (a, b),
+    a < b; `names` (the files, for messages) defaults to the pairs."""
     masks: dict[tuple[int, int], np.ndarray] = {}
     settings = None
-    for (a, b), path in sorted(files.items()):
+    for (a, b), (df, meta) in sorted(tables.items(), key=lambda item: item[0]):
+        where = str((names or {}).get((a, b), f"matches of seeds {a} and {b}"))
         if a >= b:
-            raise OrphansError(f"{path}: key ({a}, {b}) must have a < b")
-        df, meta = read_matches(path)
+            raise OrphansError(f"{where}: key ({a}, {b}) must have a < b")
         these = (meta["threshold"], meta["definition"])
         if settings is None:
             settings = these
         elif these != settings:
-            raise OrphansError(f"{path}: threshold/definition {these} differ from the other files' {settings}")
-        masks[(a, b)], masks[(b, a)] = masks_from_matches(df, *these, where=str(path), n_b=meta.get("n_b", meta["n"]))
+            raise OrphansError(f"{where}: threshold/definition {these} differ from the other files' {settings}")
+        masks[(a, b)], masks[(b, a)] = masks_from_matches(df, *these, where=where, n_b=meta.get("n_b", meta["n"]))
     return masks

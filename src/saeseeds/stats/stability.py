@@ -185,15 +185,24 @@ def stability_from_files(
     """
     from saeseeds.matching.matches_file import read_matches
 
+    tables = {pair: read_matches(path) for pair, path in matches.items()}  # refuses an uncertified matching
+    return stability_from_tables(folders, seeds, tables, {s: np.load(p) for s, p in (firing or {}).items()})
+
+
+def stability_from_tables(
+    folders: Sequence[str], seeds: Sequence[int], tables: Mapping[tuple[int, int], tuple[pd.DataFrame, dict]],
+    firing: Mapping[int, np.ndarray] | None = None,
+) -> tuple[pd.DataFrame, dict]:
+    """`stability_from_files` from already-read (matches table, metadata) per pair and firing arrays per seed (the
+    orphans job reads each matches file once for both of its tables)."""
     index = {s: i for i, s in enumerate(seeds)}
     pairs, n_latents = {}, [None] * len(seeds)
     threshold = definition = None
-    for (a, b), path in matches.items():
-        df, meta = read_matches(path)  # refuses an uncertified matching
+    for (a, b), (df, meta) in tables.items():
         pairs[(index[a], index[b])] = (df, meta)
         n_latents[index[a]], n_latents[index[b]] = len(df), meta.get("n_b", meta["n"])
         threshold, definition = meta["threshold"], meta["definition"]
-    freq = {index[s]: np.load(p) for s, p in (firing or {}).items()}
+    freq = {index[s]: f for s, f in (firing or {}).items()}
     table = stability_table(list(map(str, folders)), [f"seed{s}" for s in seeds], n_latents, pairs, freq)
     return table, {"threshold": threshold, "definition": definition, "seeds": [int(s) for s in seeds],
                    "checkpoints": list(map(str, folders))}

@@ -40,9 +40,9 @@ def functional_entry(site, sae):
     return files
 
 
-# One loss-recovered job per site: the model loads once (~20 s for the embedded SmolLM2) and its clean and
-# zero-ablated runs serve every variant measured there. Rules are written out per site, since one job's outputs
-# are the loss tables of several variants.
+# One loss-recovered job per site: the model loads once (a second for the embedded SmolLM2's copy, minutes for a large
+# hub model) and its clean and zero-ablated runs serve every variant measured there. Rules are written out per site,
+# since one job's outputs are the loss tables of several variants.
 for _index, (_site, _saes) in enumerate(functional_config.by_site(config).items()):
     _w = SimpleNamespace(model=_site.model, dataset=_site.dataset, hook=_site.hook)
 

@@ -10,8 +10,9 @@ import pytest
 
 from saeseeds.matching.match import match_dictionaries
 
-from saeseeds.matching.matches_file import write_matches
-from saeseeds.stats.orphans import OrphansError, latent_table, pair_masks_from_files, subset_table
+from saeseeds.matching.matches_file import read_matches, write_matches
+from saeseeds.stats.orphans import OrphansError, latent_table, pair_masks, pair_masks_from_files, subset_table
+from saeseeds.stats.stability import stability_from_files, stability_from_tables
 
 
 def random_masks(rng, seeds, n, p=0.4):
@@ -84,3 +85,15 @@ def test_masks_from_matches_files_read_each_pair_from_both_sides(tmp_path):
         np.testing.assert_array_equal(masks[(b, a)], df_ba["shared"])
         assert masks[(a, b)].sum() == masks[(b, a)].sum() > 0
     assert isinstance(subset_table(masks), pd.DataFrame)
+    # The orphans job reads each file once and hands the tables to both of its outputs: same masks, same stability table.
+    tables = {pair: read_matches(path) for pair, path in files.items()}
+    again = pair_masks(tables, names=files)
+    assert again.keys() == masks.keys() and all(np.array_equal(again[k], masks[k]) for k in masks)
+    firing = {s: rng.random(n) for s in range(3)}
+    for s, f in firing.items():
+        np.save(tmp_path / f"firing{s}.npy", f)
+    folders = [str(tmp_path / f"seed{s}") for s in range(3)]
+    from_files = stability_from_files(folders, [0, 1, 2], files, {s: tmp_path / f"firing{s}.npy" for s in range(3)})
+    from_tables = stability_from_tables(folders, [0, 1, 2], tables, firing)
+    pd.testing.assert_frame_equal(from_files[0], from_tables[0])
+    assert from_files[1] == from_tables[1]

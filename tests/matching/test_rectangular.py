@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
 
-from saeseeds.matching.assignment import PAD_COSINE, assign_dense, assign_sparse, pad_to_square, unpad
+from saeseeds.matching.assignment import PAD_COSINE, assign_dense, assign_sparse, unpad
+from saeseeds.matching.cosine_sources import DenseCosines, PaddedCosines
 from saeseeds.matching.match import match_dictionaries, match_rows
 from saeseeds.stats.orphans import masks_from_matches
-from saeseeds.matching.similarity import dense_blocks, quantize, unit_rows
+from saeseeds.matching.similarity import dense_cosines, quantize, unit_rows
 
 import torch
 
@@ -53,18 +54,22 @@ def test_padded_sparse_path_is_certified_and_equals_scipys_rectangular_optimum(n
     n = max(n_a, n_b)
     square = np.full((n, n), PAD_COSINE, dtype=np.float32)
     square[:n_a, :n_b] = sim
-    result = unpad(assign_sparse(pad_to_square(dense_blocks(square), n_a, n_b), n, k=2, k_col=2, depth=3, block_rows=16), n_a, n_b)
+    padded = PaddedCosines(DenseCosines(square), n_a, n_b, PAD_COSINE)
+    result = unpad(assign_sparse(padded, k=2, k_col=2, depth=3, block_rows=16), n_a, n_b)
     assert result.certificate["certified"] and result.certificate["padded_to"] == n
     best, rows, cols = scipy_value(sim)
     assert value(sim, result.partner) == best
     matched = result.partner[result.partner >= 0]
     assert len(matched) == min(n_a, n_b) and len(set(matched.tolist())) == len(matched)
     np.testing.assert_array_equal(result.row_max, sim.max(axis=1))
-    # Through match_rows (matmul blocks padded with zero rows): the same value as scipy and as the dense path.
-    via_rows = match_rows(a, b, device=torch.device("cpu"), method="sparse", k=2, depth=3, block_rows=16)
-    assert via_rows.certificate["certified"]
-    sim32 = (unit_rows(a, torch.device("cpu")) @ unit_rows(b, torch.device("cpu")).T).numpy()
-    assert value(sim32, via_rows.partner) == value(sim32, assign_dense(sim32).partner)
+    # Through match_rows (screened matmul blocks padded with zero rows, both screens): the same value as
+    # scipy on the exact cosines, which is what the dense path matches.
+    exact = dense_cosines(unit_rows(a, torch.device("cpu")), unit_rows(b, torch.device("cpu")))
+    for screen in ("bf16", "fp32"):
+        via_rows = match_rows(a, b, device=torch.device("cpu"), method="sparse", k=2, depth=3, block_rows=16, screen=screen)
+        assert via_rows.certificate["certified"]
+        assert value(exact, via_rows.partner) == value(exact, assign_dense(exact).partner)
+        np.testing.assert_array_equal(via_rows.row_max, exact.max(axis=1))
 
 
 def test_smaller_permuted_subset_is_fully_shared_from_its_side_and_maps_back():

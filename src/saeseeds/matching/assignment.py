@@ -1,24 +1,26 @@
 """Exact maximum-cosine assignment: dense scipy for small n, sparse with an optimality certificate for large n.
 
-The sparse path never holds the n x n matrix. One blockwise pass keeps, per row, its top-`depth`
-cosines (the reserve) and, per column, its maximum. The candidate graph E is the top-k of every
-row, the best few rows of every column among the reserves, and the diagonal (so a perfect
-matching always exists). The assignment is solved exactly on E, and then proved optimal over
-all n^2 pairs:
+The sparse path never holds the n x n matrix. One blockwise screening pass (`cosine_sources`: a
+bf16 or fp32 matmul whose distance from the exact cosines is bounded by a proven error model) keeps,
+per row, its top-`depth` screened cosines (the reserve) and, per column, its screened maximum. The
+candidate graph E is the top-k of every row, the best few rows of every column among the reserves,
+and the diagonal (so a perfect matching always exists); its edges get exact cosines. The assignment
+is solved exactly on E, and then proved optimal over all n^2 pairs of exact cosines:
 
 1. Duals. On integer profits q (see `similarity.quantize`), a matching M is optimal over all n^2
    pairs iff there are row and column potentials A, B with A_i + B_j >= q_ij for every pair and
    equality on M (LP duality for the assignment polytope). We get A, B from the sparse optimum by
    longest paths in its residual graph (`column_prices`) and check both conditions on E in
    exact int64 arithmetic, so the proof does not rely on the solver being right.
-2. Reserve pairs are known exactly and checked one by one.
-3. Every other pair is <= its row's depth-th best (t_i) and <= its column's maximum (s_j), so it
-   is feasible whenever min(t_i, s_j) <= A_i + B_j. That bound is checked for all n^2 pairs at
-   once in O(n log n) (`suspects`). Rows where it may fail are re-computed and compared pair by
-   pair; the reserve doubles as a check that re-computed cosines equal the pass's bit for bit.
+2. Reserve pairs have an upper bound (screen plus error, rounded up); a pair whose bound exceeds
+   A_i + B_j gets its exact cosine and is checked with it.
+3. Every other pair is <= its row's bound beyond the reserve (t_i) and <= its column's bound
+   (s_j), so it is feasible whenever min(t_i, s_j) <= A_i + B_j. That is checked for all n^2 pairs
+   at once in O(n log n) (`suspects`). Rows where it may fail are screened again and their pairs
+   bounded one by one; pairs the bound cannot clear get exact cosines.
 4. Any pair that violates A_i + B_j >= q_ij joins E (with the reserve pairs closest to violating)
    and the problem is solved again, until no violation is left: then M is optimal for the full
-   quantised matrix, with duality gap 0.
+   quantised matrix of exact cosines, with duality gap 0.
 """
 
 from __future__ import annotations
@@ -31,15 +33,8 @@ from scipy.optimize import linear_sum_assignment
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import min_weight_full_bipartite_matching
 
-from saeseeds.matching.similarity import (
-    QUANTUM_BITS,
-    SMALL_ROWS,
-    BlockFn,
-    candidate_pass,
-    column_candidates,
-    quantize,
-    timed,
-)
+from saeseeds.matching.cosine_sources import CosineSource, ceil_quantize
+from saeseeds.matching.similarity import QUANTUM_BITS, candidate_pass, column_candidates, quantize, stable_argsort, timed
 
 QUANTUM = 2.0**-QUANTUM_BITS
 TOLERANCE_NOTE = (
@@ -103,26 +98,6 @@ every real cosine, so the padded optimum is the rectangular optimum plus a const
 dummy ever enters a real row's top-k or max-cos."""
 
 
-def pad_to_square(block: BlockFn, n_a: int, n_b: int) -> BlockFn:
-    """Returns a BlockFn over the max(n_a, n_b) square: real cosines, PAD_COSINE wherever a dummy is involved.
-
-    `block` must already give rows of the square's width (b padded with zero rows) for real rows and
-    accept dummy row ids (a padded with zero rows); this only overwrites the dummy cells, the same
-    way on every call, so re-computed rows equal the pass's bit for bit as the certificate requires.
-    """
-
-    def padded(rows: np.ndarray, full: bool = False) -> torch.Tensor:
-        out = block(rows, full=full)
-        if n_b < out.shape[1]:
-            out[:, n_b:] = PAD_COSINE
-        dummy = np.flatnonzero(np.asarray(rows) >= n_a)
-        if len(dummy):
-            out[torch.as_tensor(dummy, device=out.device)] = PAD_COSINE
-        return out
-
-    return padded
-
-
 def unpad(result: Assignment, n_a: int, n_b: int) -> Assignment:
     """Returns the rectangular assignment of the first n_a rows from an assignment of the padded square."""
     partner = result.partner[:n_a].copy()
@@ -142,23 +117,28 @@ DEEPEN = 4
 
 
 class EdgeSet:
-    """The candidate graph: unique (row, col) pairs, kept sorted by row * n + col, with their float32 cosine."""
+    """The candidate graph: unique (row, col) pairs, kept sorted by row * n + col, with their exact cosine."""
 
-    def __init__(self, n: int, rows: np.ndarray, cols: np.ndarray, cos: np.ndarray):
+    def __init__(self, n: int):
         self.n = n
         self.key = np.empty(0, dtype=np.int64)
         self.cos = np.empty(0, dtype=np.float32)
-        self.add(rows, cols, cos)
 
     def add(self, rows: np.ndarray, cols: np.ndarray, cos: np.ndarray) -> int:
         """Adds pairs not yet present; returns how many were new."""
         key = np.concatenate([self.key, rows.astype(np.int64) * self.n + cols.astype(np.int64)])
         cos = np.concatenate([self.cos, np.asarray(cos, dtype=np.float32)])
         before = len(self.key)
-        # First occurrence wins; every occurrence of a pair came from the same block computation.
-        self.key, first = np.unique(key, return_index=True)
+        # First occurrence wins; every occurrence of a pair has the same exact cosine.
+        self.key, first = unique_first(key)
         self.cos = cos[first]
         return len(self.key) - before
+
+    def new_pairs(self, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Returns the distinct pairs among (rows, cols) that are not edges yet."""
+        key, _ = unique_first(rows.astype(np.int64) * self.n + cols.astype(np.int64))
+        key = key[~self._has(key)]
+        return key // self.n, key % self.n
 
     @property
     def rows(self) -> np.ndarray:
@@ -170,13 +150,35 @@ class EdgeSet:
 
     def contains(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """Returns a bool array: which of the given pairs are edges."""
-        key = rows.astype(np.int64) * self.n + cols.astype(np.int64)
+        return self._has(rows.astype(np.int64) * self.n + cols.astype(np.int64))
+
+    def _has(self, key: np.ndarray) -> np.ndarray:
+        if len(self.key) == 0:
+            return np.zeros(len(key), dtype=bool)
         pos = np.minimum(np.searchsorted(self.key, key), len(self.key) - 1)
         return self.key[pos] == key
 
 
-def solve_edges(n: int, rows: np.ndarray, cols: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """Returns partner[i] of the maximum-profit perfect matching on the given edges (scipy LAPJVsp)."""
+def unique_first(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Returns (sorted distinct keys, index of each one's first occurrence): np.unique(return_index=True), faster."""
+    order = stable_argsort(key)
+    ordered = key[order]
+    first = np.ones(len(key), dtype=bool)
+    first[1:] = ordered[1:] != ordered[:-1]
+    return ordered[first], order[first]
+
+
+def solve_edges(
+    n: int, rows: np.ndarray, cols: np.ndarray, q: np.ndarray, duals: tuple[np.ndarray, np.ndarray] | None = None
+) -> np.ndarray:
+    """Returns partner[i] of the maximum-profit perfect matching on the given edges (scipy LAPJVsp).
+
+    With `duals` (A, B) of an earlier solve, the solver gets the reduced costs A_i + B_j - q_ij: the same
+    optimum (every perfect matching pays the same sum of A and B), but most edges of the old optimum
+    cost 0, which LAPJVsp's initialisation picks up at once.
+    """
+    if duals is not None:
+        q = q - duals[0][rows] - duals[1][cols]
     # Costs must be non-zero (scipy drops zero entries) and float64-exact: shift into [1, 2**34).
     cost = (q.max() + 1 - q).astype(np.float64)
     graph = csr_matrix((cost, (rows, cols)), shape=(n, n))
@@ -186,31 +188,35 @@ def solve_edges(n: int, rows: np.ndarray, cols: np.ndarray, q: np.ndarray) -> np
     return partner
 
 
-def column_prices(n: int, rows: np.ndarray, cols: np.ndarray, q: np.ndarray, partner: np.ndarray) -> np.ndarray:
-    """Returns the least column prices B >= 0 (int64) that make `partner` dual-feasible on the edges.
+def column_prices(
+    n: int, rows: np.ndarray, cols: np.ndarray, q: np.ndarray, partner: np.ndarray, start: np.ndarray | None = None
+) -> np.ndarray:
+    """Returns the least column prices B >= start (0 by default, int64) that make `partner` dual-feasible on the edges.
 
     With row profits A_i = q[i, partner_i] - B[partner_i], the condition A_i + B_j >= q_ij on an
     edge (i, j) reads B_j >= B[partner_i] + q_ij - q[i, partner_i]: a longest-path condition on
-    the graph of columns with an arc partner_i -> j per edge. Bellman-Ford from B = 0 (relaxing
+    the graph of columns with an arc partner_i -> j per edge. Bellman-Ford from B = start (relaxing
     only arcs out of columns whose price just rose) converges because an optimal matching has no
-    positive alternating cycle; a cycle would show as non-convergence after n rounds.
+    positive alternating cycle; a cycle would show as non-convergence after n rounds. Starting from
+    the previous round's prices, only what the new edges change has to propagate.
     """
     matched_q = _profit_of(n, rows, cols, q, partner)
     src = partner[rows]
     keep = cols != src
     src, dst, gain = src[keep], cols[keep], q[keep] - matched_q[rows[keep]]
-    order = np.argsort(src, kind="stable")
+    order = stable_argsort(src)
     src, dst, gain = src[order], dst[order], gain[order]
     indptr = np.searchsorted(src, np.arange(n + 1))
-    price = np.zeros(n, dtype=np.int64)
+    price = np.zeros(n, dtype=np.int64) if start is None else start.astype(np.int64)
     active = np.arange(n)
+    dst_t = torch.from_numpy(dst)
     for _ in range(n + 1):
         if len(active) == 0:
             return price
         counts = indptr[active + 1] - indptr[active]
         arcs = np.repeat(indptr[active] - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
-        new = price.copy()
-        np.maximum.at(new, dst[arcs], price[src[arcs]] + gain[arcs])
+        reach = torch.from_numpy(price[src[arcs]] + gain[arcs])
+        new = torch.from_numpy(price.copy()).scatter_reduce_(0, dst_t[arcs], reach, reduce="amax").numpy()
         active = np.flatnonzero(new > price)
         price = new
     raise RuntimeError("column prices did not converge: the sparse matching is not optimal (positive cycle)")
@@ -246,164 +252,181 @@ def suspects(row_bound: np.ndarray, col_bound: np.ndarray, a: np.ndarray, b: np.
 
 
 class Reserve:
-    """Pairs whose cosines are known exactly, per row, plus a bound on every other pair of the row.
+    """Per row, the best screened pairs with an upper bound on each exact cosine, and a bound on every other pair.
 
-    Starts as the pass's top-`depth` of every row. A row the certificate had to re-compute in
-    full gets a deeper reserve from those exact values, so later rounds need not re-compute it.
+    Starts as the pass's top-`depth` of every row. A row the certificate had to screen again in full
+    gets a deeper reserve from those values, so later rounds need not screen it again. `on_edge` says
+    which reserve pairs are edges of the graph, kept up to date by `mark` (a lookup per new edge,
+    instead of one per reserve pair every round).
     """
 
-    def __init__(self, idx: np.ndarray, val: np.ndarray):
+    def __init__(self, idx: np.ndarray, val: np.ndarray, source: CosineSource):
         n, depth = idx.shape
+        self.n = n
+        self.error = source.error
         self.rows = np.repeat(np.arange(n), depth)
         self.cols = idx.reshape(-1).astype(np.int64)
-        self.val = val.reshape(-1)
-        self.q = quantize(self.val)
-        self.bound = quantize(val[:, -1])
-        """[n] int64: every pair of row i outside the reserve has profit <= bound[i]."""
+        self.upper = self.error.pair_upper(self.rows, self.cols, val.reshape(-1))
+        """Upper bound on each reserve pair's exact cosine (float64)."""
+        self.q = ceil_quantize(self.upper, QUANTUM_BITS)
+        self.row_upper = self.error.row_upper(np.arange(n), val[:, -1])
+        """[n] float64: every pair of row i outside the reserve has exact cosine <= row_upper[i]."""
+        self.bound = ceil_quantize(self.row_upper, QUANTUM_BITS)
+        """[n] int64: the same as a profit."""
+        self.on_edge = np.zeros(len(self.rows), dtype=bool)
+        self._index()
 
-    def check(self, rows: np.ndarray, sim: np.ndarray) -> int:
-        """Returns how many reserve values of `rows` differ from their re-computed cosines `sim`."""
-        where = np.full(len(self.bound), -1)
-        where[rows] = np.arange(len(rows))
-        sel = where[self.rows] >= 0
-        return int((sim[where[self.rows[sel]], self.cols[sel]] != self.val[sel]).sum())
+    def _index(self) -> None:
+        self._order = stable_argsort(self.rows * self.n + self.cols)
+        self._sorted = (self.rows * self.n + self.cols)[self._order]
 
-    def deepen(self, rows: np.ndarray, sim: np.ndarray, depth: int) -> None:
-        """Replaces the reserve of `rows` by their top-`depth` from exact full rows `sim`."""
-        v, i = torch.topk(torch.from_numpy(sim), min(depth, sim.shape[1]), dim=1)
-        v, i = v.numpy(), i.numpy()
+    def mark(self, rows: np.ndarray, cols: np.ndarray) -> None:
+        """Records that these pairs are now edges (pairs outside the reserve are ignored)."""
+        key = rows.astype(np.int64) * self.n + cols.astype(np.int64)
+        pos = np.minimum(np.searchsorted(self._sorted, key), len(self._sorted) - 1)
+        hit = self._sorted[pos] == key
+        self.on_edge[self._order[pos[hit]]] = True
+
+    def deepen(self, found: list[tuple[np.ndarray, np.ndarray, np.ndarray]], edges: "EdgeSet") -> None:
+        """Replaces the reserve of some rows by deeper ones: `found` holds (rows, top columns, top screened values)."""
+        if not found:
+            return
+        rows = np.concatenate([r for r, _, _ in found])
+        idx = np.concatenate([i for _, i, _ in found])
+        val = np.concatenate([v for _, _, v in found])
         drop = np.zeros(len(self.bound), dtype=bool)
         drop[rows] = True
         keep = ~drop[self.rows]
-        self.rows = np.concatenate([self.rows[keep], np.repeat(rows, v.shape[1])])
-        self.cols = np.concatenate([self.cols[keep], i.reshape(-1).astype(np.int64)])
-        self.val = np.concatenate([self.val[keep], v.reshape(-1)])
-        self.q = np.concatenate([self.q[keep], quantize(v.reshape(-1))])
-        self.bound[rows] = quantize(v[:, -1])
+        new_rows, new_cols = np.repeat(rows, idx.shape[1]), idx.reshape(-1).astype(np.int64)
+        upper = self.error.pair_upper(new_rows, new_cols, val.reshape(-1))
+        self.rows = np.concatenate([self.rows[keep], new_rows])
+        self.cols = np.concatenate([self.cols[keep], new_cols])
+        self.upper = np.concatenate([self.upper[keep], upper])
+        self.q = np.concatenate([self.q[keep], ceil_quantize(upper, QUANTUM_BITS)])
+        self.on_edge = np.concatenate([self.on_edge[keep], edges.contains(new_rows, new_cols)])
+        self.row_upper[rows] = self.error.row_upper(rows, val[:, -1])
+        self.bound[rows] = ceil_quantize(self.row_upper[rows], QUANTUM_BITS)
+        self._index()
 
 
-def _recompute(block: BlockFn, rows: np.ndarray, reserve: Reserve) -> tuple[np.ndarray, int]:
-    """Returns (cosine rows as numpy, how many reserve values they contradict), retrying in full shape."""
-    differ = 0
-    for full_shape in (False, True):
-        sim = block(rows, full=full_shape).cpu().numpy()
-        differ = reserve.check(rows, sim)
-        if differ == 0:
-            break
-    return sim, differ
+class ExactPairs:
+    """Asks the source for exact cosines and counts them (each costs a d-long float64 dot product)."""
+
+    def __init__(self, source: CosineSource, timings: dict[str, float] | None):
+        self.source, self.timings, self.count = source, timings, 0
+
+    def __call__(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        self.count += len(rows)
+        with timed(self.timings, "exact"):
+            return self.source.exact(rows, cols)
 
 
 def assign_sparse(
-    block: BlockFn,
-    n: int,
+    source: CosineSource,
     *,
     k: int = 32,
     k_col: int = 4,
-    depth: int = 128,
+    depth: int = 64,
     block_rows: int = 1024,
     max_rounds: int = 100,
     timings: dict[str, float] | None = None,
 ) -> Assignment:
-    """Returns the exact maximum-cosine matching from blockwise cosines, with a certificate of optimality.
+    """Returns the exact maximum-cosine matching of a square problem, with a certificate of optimality.
 
-    `block(rows)` gives the float32 cosines of those rows of a against all of b and must give the
-    same value for a pair every time it is asked (see `similarity.matmul_blocks`). The candidate
-    graph starts as the top-k of every row, for every column its k_col best rows among the row
-    reserves (the top-`depth` of every row), and the diagonal. The reserve is also what the
-    certificate reads first, so most omitted pairs that need an exact look cost no re-computation.
+    `source` screens whole rows and gives exact cosines of chosen pairs (`cosine_sources`). The
+    candidate graph starts as the top-k of every row, for every column its k_col best rows among
+    the row reserves (the top-`depth` of every row), and the diagonal. The reserve is also what the
+    certificate reads first, so most omitted pairs that need a closer look cost no second screen.
     `timings`, when given, collects seconds per phase.
     """
+    n = source.n
     block_rows = min(block_rows, n)
     k = min(k, n)
     depth = min(max(depth, k), n)
+    exact = ExactPairs(source, timings)
     with timed(timings, "pass"):
-        cand = candidate_pass(block, n, depth=depth, block_rows=block_rows, timings=timings)
+        cand = candidate_pass(source, depth=depth, block_rows=block_rows, timings=timings)
     ar = np.arange(n)
-    col_rows, col_cols, col_vals = column_candidates(cand, k_col)
-    edges = EdgeSet(
-        n,
-        np.concatenate([np.repeat(ar, k), col_rows, ar]),
-        np.concatenate([cand.row_idx[:, :k].reshape(-1), col_cols, ar]),
-        np.concatenate([cand.row_val[:, :k].reshape(-1), col_vals, cand.diag]),
-    )
-    reserve = Reserve(cand.row_idx, cand.row_val)
-    # Every pair is <= its column's max (and, outside the reserve, <= reserve.bound of its row).
-    s = quantize(cand.col_max)
+    with timed(timings, "graph"):
+        reserve = Reserve(cand.row_idx, cand.row_val, source)
+        # Edges: each row's top k and each column's best k_col rows (both reserve positions), and the diagonal.
+        reserve.on_edge.reshape(n, depth)[:, :k] = True
+        reserve.on_edge[column_candidates(cand, k_col)] = True
+        reserve.mark(ar, ar)
+        in_reserve = np.flatnonzero(reserve.on_edge)
+        on_diagonal = reserve.rows[in_reserve] == reserve.cols[in_reserve]
+        diag = np.setdiff1d(ar, reserve.rows[in_reserve[on_diagonal]])
+        first_rows = np.concatenate([reserve.rows[in_reserve], diag])
+        first_cols = np.concatenate([reserve.cols[in_reserve], diag])
+        edges = EdgeSet(n)
+        edges.add(first_rows, first_cols, exact(first_rows, first_cols))
+    # Every pair is <= its column's bound (and, outside the reserve, <= reserve.bound of its row).
+    s = ceil_quantize(source.error.col_upper(ar, cand.col_max), QUANTUM_BITS)
     first_edges = len(edges.key)
-    stats = {"edges_from_reserve": 0, "edges_from_recompute": 0, "rows_recomputed": 0, "pairs_recomputed": 0}
-    mismatches = 0
+    stats = {"edges_from_reserve": 0, "edges_from_rescreen": 0, "rows_rescreened": 0, "pairs_rescreened": 0}
     for rounds in range(1, max_rounds + 1):
         # Per row, the largest amount by which a pair exceeds A_i + B_j: raising A_i by it makes the duals
         # feasible everywhere, so its sum bounds how far this matching can be from the optimum.
         violation = np.zeros(n, dtype=np.int64)
         rows, cols, q = edges.rows, edges.cols, quantize(edges.cos)
         with timed(timings, "solve"):
-            partner = solve_edges(n, rows, cols, q)
+            if rounds == 1:
+                # Row maxima and zero column prices are feasible duals of any graph: a warm start too.
+                row_best = np.full(n, np.iinfo(np.int64).min)
+                np.maximum.at(row_best, rows, q)
+                partner = solve_edges(n, rows, cols, q, duals=(row_best, np.zeros(n, dtype=np.int64)))
+            else:
+                partner = solve_edges(n, rows, cols, q, duals=(a, b))
         with timed(timings, "duals"):
-            b = column_prices(n, rows, cols, q, partner)
+            b = column_prices(n, rows, cols, q, partner, start=None if rounds == 1 else b)
         a = _profit_of(n, rows, cols, q, partner) - b[partner]
         if (a[rows] + b[cols] < q).any():
             raise RuntimeError("dual potentials infeasible on the candidate graph; this is a bug")
         with timed(timings, "check"):
-            # Reserve pairs are known exactly; edges among them are feasible by construction.
-            slack = a[reserve.rows] + b[reserve.cols] - reserve.q
-            bad = np.flatnonzero(slack < 0)
-            np.maximum.at(violation, reserve.rows[bad], -slack[bad])
-            if len(bad):
-                # The next duals will move a little, so the nearly tight pairs are the likely next
-                # violators: adding the closest few now saves whole re-solves (3 rounds -> 2 here).
-                slack[edges.contains(reserve.rows, reserve.cols)] = np.iinfo(np.int64).max
-                extra = min(len(slack) - 1, (1 + PREEMPT) * len(bad))
-                cut = np.partition(slack, extra)[extra]
-                bad = np.flatnonzero(slack < min(cut, np.iinfo(np.int64).max))
-            new = [(reserve.rows[bad], reserve.cols[bad], reserve.val[bad])]
-            stats["edges_from_reserve"] += len(bad)
+            new = [_reserve_violators(reserve, a, b, exact, violation)]
+            stats["edges_from_reserve"] += len(new[0][0])
             sus_rows, sus_cols = suspects(reserve.bound, s, a, b)
         if len(sus_rows) and len(sus_cols):
             col_mask = np.zeros(n, dtype=bool)
             col_mask[sus_cols] = True
-            step = block_rows if len(sus_rows) > SMALL_ROWS else min(SMALL_ROWS, block_rows)
-            for c0 in range(0, len(sus_rows), step):
-                r = sus_rows[c0 : c0 + step]
-                with timed(timings, "recompute"):
-                    full, differ = _recompute(block, r, reserve)
-                    # The proof assumes re-computed cosines equal the pass's; the reserve checks that.
-                    mismatches += differ
-                    sim = full[:, col_mask]
-                    qr = quantize(sim)
-                    stats["rows_recomputed"] += len(r)
-                    stats["pairs_recomputed"] += qr.size
-                    bi, bj = np.nonzero(qr > a[r][:, None] + b[sus_cols][None, :])
-                    gi, gj = r[bi], sus_cols[bj]
-                    np.maximum.at(violation, gi, qr[bi, bj] - a[gi] - b[gj])
-                    known = edges.contains(gi, gj)
-                    # A known edge is feasible with its stored value; seeing it violate means the
-                    # re-computed cosine differs from the pass, and then no bound is a proof.
-                    mismatches += int(known.sum())
-                    new.append((gi[~known], gj[~known], sim[bi[~known], bj[~known]]))
-                    stats["edges_from_recompute"] += int((~known).sum())
-                    if differ == 0:
-                        # Keep what was paid for: a deeper reserve spares this row later rounds.
-                        reserve.deepen(r, full, DEEPEN * depth)
+            deeper = []
+            for c0 in range(0, len(sus_rows), block_rows):
+                r = sus_rows[c0 : c0 + block_rows]
+                with timed(timings, "rescreen"):
+                    found, top = _rescreen_violators(
+                        source, r, col_mask, a, b, edges, exact, violation, DEEPEN * depth
+                    )
+                new.append(found)
+                deeper.append(top)
+                stats["rows_rescreened"] += len(r)
+                stats["pairs_rescreened"] += len(r) * len(sus_cols)
+                stats["edges_from_rescreen"] += len(found[0])
+            with timed(timings, "rescreen"):
+                reserve.deepen(deeper, edges)
         n_new = sum(len(x[0]) for x in new)
-        if n_new == 0 or mismatches:
+        if n_new == 0:
             break
-        edges.add(*(np.concatenate(x) for x in zip(*new)))
-    certified = n_new == 0 and mismatches == 0
+        new_rows, new_cols, new_cos = (np.concatenate(x) for x in zip(*new))
+        edges.add(new_rows, new_cols, new_cos)
+        reserve.mark(new_rows, new_cols)
+    certified = n_new == 0
     objective = int(_profit_of(n, rows, cols, q, partner).sum())
     dual = int(a.sum() + b.sum())
+    with timed(timings, "row_max"):
+        row_max, rows_completed = _exact_row_max(source, reserve, edges, exact)
     return Assignment(
         partner=partner,
         cos=edges.cos[np.searchsorted(edges.key, ar * n + partner)],
-        row_max=cand.row_max,
+        row_max=row_max,
         certificate={
             "method": "sparse",
             "certified": bool(certified),
             "basis": "LP duality: integer potentials feasible for all n^2 pairs, tight on the matching",
+            "screen": source.precision,
+            "screen_error_max": source.error.largest,
             "rounds": rounds,
             "duality_gap": (objective - dual) * QUANTUM if certified else None,
-            # Proven only when every re-computed cosine matched the pass (else no bound is a proof).
-            "gap_bound": float(violation.sum() * QUANTUM) if mismatches == 0 else None,
+            "gap_bound": float(violation.sum() * QUANTUM),
             "objective_quantised": objective,
             "candidates_per_row": k,
             "candidates_per_column": k_col,
@@ -411,10 +434,100 @@ def assign_sparse(
             "edges_first": first_edges,
             "edges_final": int(len(edges.key)),
             **stats,
-            "recompute_mismatches": mismatches,
+            "pairs_exact": exact.count,
+            "rows_max_completed": rows_completed,
             "tolerance": TOLERANCE_NOTE,
         },
     )
 
 
-__all__ = ["Assignment", "assign_dense", "assign_sparse", "column_prices", "pad_to_square", "solve_edges", "suspects", "unpad"]
+def _reserve_violators(reserve: Reserve, a, b, exact: ExactPairs, violation: np.ndarray):
+    """Returns the reserve pairs that join the graph: violators of A_i + B_j >= q_ij and the nearest to violating.
+
+    A pair whose upper bound already satisfies the duals is cleared without an exact cosine. The
+    next duals will move a little, so the nearly tight pairs are the likely next violators: adding
+    the closest few now saves whole re-solves.
+    """
+    bound_slack = a[reserve.rows] + b[reserve.cols] - reserve.q
+    bound_slack[reserve.on_edge] = np.iinfo(np.int64).max
+    maybe = np.flatnonzero(bound_slack < 0)
+    if len(maybe) == 0:
+        return reserve.rows[maybe], reserve.cols[maybe], np.empty(0, dtype=np.float32)
+    cos = exact(reserve.rows[maybe], reserve.cols[maybe])
+    slack = a[reserve.rows[maybe]] + b[reserve.cols[maybe]] - quantize(cos)
+    bad = slack < 0
+    np.maximum.at(violation, reserve.rows[maybe[bad]], -slack[bad])
+    if not bad.any():
+        return reserve.rows[maybe[bad]], reserve.cols[maybe[bad]], cos[bad]
+    extra = min(len(bound_slack) - 1, (1 + PREEMPT) * int(bad.sum()))
+    near = np.flatnonzero(bound_slack < min(np.partition(bound_slack, extra)[extra], np.iinfo(np.int64).max))
+    near = np.setdiff1d(near, maybe, assume_unique=True)
+    take_r = np.concatenate([reserve.rows[maybe[bad]], reserve.rows[near]])
+    take_c = np.concatenate([reserve.cols[maybe[bad]], reserve.cols[near]])
+    return take_r, take_c, np.concatenate([cos[bad], exact(reserve.rows[near], reserve.cols[near])])
+
+
+RESCREEN_MARGIN = 1e-5
+"""The float32 prefilter of a rescreen keeps every pair within this much of failing (plus 1e-6 of the
+potentials' size); float32 rounds values below 8 by < 1e-6, so it drops no pair the exact bound would fail."""
+
+
+def _rescreen_violators(source, r, col_mask, a, b, edges, exact: ExactPairs, violation, deeper: int):
+    """Screens rows r again, bounds their pairs with the suspect columns one by one, and returns the violators.
+
+    A float32 prefilter on the whole screened block keeps the pairs whose bound may exceed A_i + B_j
+    (screen > R_i + C_j, with R and C lowered so that this holds whenever the bound does); those
+    get the bound in exact integer profits, and the ones it cannot clear get exact cosines. Also
+    returns each row's top `deeper` screened pairs, the deeper reserve that spares it the next rounds.
+    """
+    screened = source.screen(r)
+    err = source.error
+    scale = 2.0**-QUANTUM_BITS
+    # upper(v) = v + rel |v| + row_err > A + B implies v > t - rel |t| / (1 - rel) with t = A + B - row_err.
+    shrink = err.rel / (1 - err.rel) if err.rel else 0.0
+    row_t = a[r] * scale - err.row_err[r]
+    col_t = b * scale - err.col_err
+    row_thr = row_t - shrink * np.abs(row_t) - RESCREEN_MARGIN - 1e-6 * np.abs(a[r] * scale)
+    # Columns that are not suspects can never fail: an infinite threshold.
+    col_thr = np.where(col_mask, col_t - shrink * np.abs(col_t) - 1e-6 * np.abs(b * scale), np.inf)
+    dev = screened.device
+    thr = torch.as_tensor(row_thr.astype(np.float32), device=dev)[:, None] + torch.as_tensor(
+        col_thr.astype(np.float32), device=dev
+    )[None, :]
+    bi, bj = (x.cpu().numpy() for x in torch.nonzero(screened > thr, as_tuple=True))
+    gi, gj = r[bi], bj
+    vals = screened[torch.as_tensor(bi, device=dev), torch.as_tensor(bj, device=dev)].float().cpu().numpy()
+    sure = ceil_quantize(err.pair_upper(gi, gj, vals), QUANTUM_BITS)
+    keep = (sure > a[gi] + b[gj]) & ~edges.contains(gi, gj)
+    gi, gj = gi[keep], gj[keep]
+    cos = exact(gi, gj)
+    slack = a[gi] + b[gj] - quantize(cos)
+    bad = slack < 0
+    np.maximum.at(violation, gi[bad], -slack[bad])
+    v, i = torch.topk(screened, min(deeper, screened.shape[1]), dim=1)
+    return (gi[bad], gj[bad], cos[bad]), (r, i.cpu().numpy(), v.float().cpu().numpy())
+
+
+def _exact_row_max(source: CosineSource, reserve: Reserve, edges: EdgeSet, exact: ExactPairs) -> tuple[np.ndarray, int]:
+    """Returns each row's largest exact cosine (max-cos) and how many rows needed every column computed.
+
+    The best edge of a row is its max-cos once no other pair's upper bound exceeds it; reserve pairs
+    that might still beat it get exact cosines, and a row whose bound beyond the reserve does too
+    (near-ties at the screen's error, rare) is computed exactly in full.
+    """
+    n = source.n
+    best = np.full(n, -np.inf, dtype=np.float64)
+    np.maximum.at(best, edges.rows, edges.cos.astype(np.float64))
+    open_ = (reserve.upper > best[reserve.rows]) & ~reserve.on_edge
+    if open_.any():
+        r, c = reserve.rows[open_], reserve.cols[open_]
+        np.maximum.at(best, r, exact(r, c).astype(np.float64))
+    full = np.flatnonzero(reserve.row_upper > best)
+    for i in full:
+        best[i] = exact(np.full(n, i), np.arange(n)).max()
+    return best.astype(np.float32), int(len(full))
+
+
+__all__ = [
+    "Assignment", "ExactPairs", "assign_dense", "assign_sparse", "column_prices", "solve_edges", "suspects", "unpad",
+]

@@ -12,9 +12,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from saeseeds.matching.assignment import Assignment, assign_dense, assign_sparse, pad_to_square, unpad
+from saeseeds.matching.assignment import PAD_COSINE, Assignment, assign_dense, assign_sparse, unpad
+from saeseeds.matching.cosine_sources import PRECISIONS, AbsoluteCosines, PaddedCosines, ScreenedCosines
 from saeseeds.matching.matches_file import DEFINITIONS, MatchesError, shared_flags
-from saeseeds.matching.similarity import BlockFn, dense_cosines, matmul_blocks, resolve_device, timed, unit_rows
+from saeseeds.matching.similarity import dense_cosines, resolve_device, timed, unit_rows
 
 DENSE_MAX_N = 4096
 """Up to this many latents the full cosine matrix goes to scipy; above it, the sparse certified path."""
@@ -49,9 +50,10 @@ def match_rows(
     method: str = "auto",
     dense_max_n: int = DENSE_MAX_N,
     k: int = 32,
-    depth: int = 128,
+    depth: int = 64,
     block_rows: int = 1024,
     max_rounds: int = 100,
+    screen: str = "auto",
     timings: dict[str, float] | None = None,
     absolute: bool = False,
 ) -> Assignment:
@@ -62,10 +64,14 @@ def match_rows(
     a left over get partner -1). The sparse path pads the smaller side with dummy latents whose
     cosine with everything is one constant, which keeps the square optimum, and its certificate,
     exact for the rectangle (the padding is applied after the absolute value, so dummies stay below
-    every real |cos|).
+    every real |cos|). `screen` is the sparse path's screening precision (`cosine_sources`): "bf16"
+    where the hardware multiplies it natively ("auto"), else "fp32"; it changes speed, never the
+    optimum, which is always over the exact cosines.
     """
     if method not in ("auto", "dense", "sparse"):
         raise MatchesError(f"method={method!r}: must be 'auto', 'dense' or 'sparse'")
+    if screen not in PRECISIONS:
+        raise MatchesError(f"screen={screen!r}: must be one of {PRECISIONS}")
     n_a, n_b = wa.shape[0], wb.shape[0]
     n = max(n_a, n_b)
     if method == "auto":
@@ -77,29 +83,18 @@ def match_rows(
             sim = np.abs(sim) if absolute else sim
         with timed(timings, "solve"):
             return assign_dense(sim)
-    block_rows = min(block_rows, n)
+    if n_a != n_b:
+        # Zero rows make the problem square; PaddedCosines then sets every dummy cell.
+        ua = torch.cat([ua, ua.new_zeros((n - n_a, ua.shape[1]))])
+        ub = torch.cat([ub, ub.new_zeros((n - n_b, ub.shape[1]))])
+    source = ScreenedCosines(ua, ub, precision=screen)
+    if absolute:
+        source = AbsoluteCosines(source)
+    opts = dict(k=k, block_rows=block_rows, max_rounds=max_rounds, timings=timings)
     if n_a == n_b:
-        blocks = _maybe_abs(matmul_blocks(ua, ub, block_rows), absolute)
-        return assign_sparse(blocks, n, k=k, depth=depth, block_rows=block_rows, max_rounds=max_rounds, timings=timings)
-    # Zero rows make the matmul as wide as the square; pad_to_square then sets every dummy cell.
-    ua = torch.cat([ua, ua.new_zeros((n - n_a, ua.shape[1]))])
-    ub = torch.cat([ub, ub.new_zeros((n - n_b, ub.shape[1]))])
-    blocks = pad_to_square(_maybe_abs(matmul_blocks(ua, ub, block_rows), absolute), n_a, n_b)
-    square = assign_sparse(
-        blocks, n, k=k, depth=min(depth, min(n_a, n_b)), block_rows=block_rows, max_rounds=max_rounds, timings=timings
-    )
+        return assign_sparse(source, depth=depth, **opts)
+    square = assign_sparse(PaddedCosines(source, n_a, n_b, PAD_COSINE), depth=min(depth, min(n_a, n_b)), **opts)
     return unpad(square, n_a, n_b)
-
-
-def _maybe_abs(block: BlockFn, absolute: bool) -> BlockFn:
-    """Returns `block`, or a BlockFn giving |cos| of the rows it gives cos of (same shapes, same determinism)."""
-    if not absolute:
-        return block
-
-    def abs_block(rows: np.ndarray, full: bool = False) -> torch.Tensor:
-        return block(rows, full=full).abs()
-
-    return abs_block
 
 
 def match_dictionaries(
@@ -114,9 +109,10 @@ def match_dictionaries(
     method: str = "auto",
     dense_max_n: int = DENSE_MAX_N,
     k: int = 32,
-    depth: int = 128,
+    depth: int = 64,
     block_rows: int = 1024,
     max_rounds: int = 100,
+    screen: str = "auto",
     timings: dict[str, float] | None = None,
 ) -> tuple[pd.DataFrame, dict]:
     """Returns (matches DataFrame, metadata) for SAE a against SAE b, one row per latent of a.
@@ -126,7 +122,8 @@ def match_dictionaries(
     smaller one gets a partner, the latents of a left over get partner -1 and cosine NaN, and the
     metadata adds `n_b` and the shared fractions of b's latents). `method` "auto" uses dense scipy up to `dense_max_n`
     latents and the certified sparse path above; `k` (candidates per row and column), `depth`
-    (reserve per row) and `block_rows` tune the sparse path's speed only, never its result's value;
+    (reserve per row), `block_rows` and `screen` (the screening pass's precision) tune the sparse
+    path's speed only, never its result's value;
     `max_rounds` caps the sparse path's repair rounds (an uncertified result says so in its metadata,
     and `write_matches` refuses it).
     `timings`, when given, collects seconds per phase (benchmarks); it never enters the metadata,
@@ -136,7 +133,7 @@ def match_dictionaries(
     dev = resolve_device(device)
     opts = dict(
         device=dev, method=method, dense_max_n=dense_max_n, k=k, depth=depth, block_rows=block_rows,
-        max_rounds=max_rounds, timings=timings,
+        max_rounds=max_rounds, screen=screen, timings=timings,
     )
     enc = match_rows(enc_a, enc_b, **opts)
     dec = match_rows(dec_a, dec_b, **opts)

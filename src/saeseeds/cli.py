@@ -40,6 +40,7 @@ def cmd_match(args: argparse.Namespace) -> int:
         device=args.device,
         method=args.method,
         max_rounds=args.max_rounds,
+        screen=args.screen,
     )
     meta["label"] = f"{args.a} vs {args.b}"
     write_matches(df, meta, args.output)  # an uncertified matching raises here: exit 2, nothing written
@@ -161,6 +162,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("auto", "dense", "sparse"),
         default="auto",
         help="auto: dense scipy up to 4096 latents, certified sparse above (default auto)",
+    )
+    match.add_argument(
+        "--screen",
+        choices=("auto", "bf16", "fp32"),
+        default="auto",
+        help="the sparse path's screening matmul, under a proven error bound: bf16 where the hardware multiplies it "
+        "natively (auto), else fp32; speed only, the optimum is over the exact cosines either way (default auto)",
     )
     match.add_argument(
         "--max-rounds", type=int, default=100,

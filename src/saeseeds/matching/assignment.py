@@ -112,8 +112,6 @@ def unpad(result: Assignment, n_a: int, n_b: int) -> Assignment:
 PREEMPT = 10
 """Per violating reserve pair, how many of the nearest-to-violating reserve pairs join the graph too."""
 
-DEEPEN = 4
-"""A re-computed row's reserve grows to this many times `depth`."""
 
 
 class EdgeSet:
@@ -254,8 +252,7 @@ def suspects(row_bound: np.ndarray, col_bound: np.ndarray, a: np.ndarray, b: np.
 class Reserve:
     """Per row, the best screened pairs with an upper bound on each exact cosine, and a bound on every other pair.
 
-    Starts as the pass's top-`depth` of every row. A row the certificate had to screen again in full
-    gets a deeper reserve from those values, so later rounds need not screen it again. `on_edge` says
+    The pass's top-`depth` of every row. `on_edge` says
     which reserve pairs are edges of the graph, kept up to date by `mark` (a lookup per new edge,
     instead of one per reserve pair every round).
     """
@@ -286,27 +283,6 @@ class Reserve:
         pos = np.minimum(np.searchsorted(self._sorted, key), len(self._sorted) - 1)
         hit = self._sorted[pos] == key
         self.on_edge[self._order[pos[hit]]] = True
-
-    def deepen(self, found: list[tuple[np.ndarray, np.ndarray, np.ndarray]], edges: "EdgeSet") -> None:
-        """Replaces the reserve of some rows by deeper ones: `found` holds (rows, top columns, top screened values)."""
-        if not found:
-            return
-        rows = np.concatenate([r for r, _, _ in found])
-        idx = np.concatenate([i for _, i, _ in found])
-        val = np.concatenate([v for _, _, v in found])
-        drop = np.zeros(len(self.bound), dtype=bool)
-        drop[rows] = True
-        keep = ~drop[self.rows]
-        new_rows, new_cols = np.repeat(rows, idx.shape[1]), idx.reshape(-1).astype(np.int64)
-        upper = self.error.pair_upper(new_rows, new_cols, val.reshape(-1))
-        self.rows = np.concatenate([self.rows[keep], new_rows])
-        self.cols = np.concatenate([self.cols[keep], new_cols])
-        self.upper = np.concatenate([self.upper[keep], upper])
-        self.q = np.concatenate([self.q[keep], ceil_quantize(upper, QUANTUM_BITS)])
-        self.on_edge = np.concatenate([self.on_edge[keep], edges.contains(new_rows, new_cols)])
-        self.row_upper[rows] = self.error.row_upper(rows, val[:, -1])
-        self.bound[rows] = ceil_quantize(self.row_upper[rows], QUANTUM_BITS)
-        self._index()
 
 
 class ExactPairs:
@@ -387,22 +363,14 @@ def assign_sparse(
             stats["edges_from_reserve"] += len(new[0][0])
             sus_rows, sus_cols = suspects(reserve.bound, s, a, b)
         if len(sus_rows) and len(sus_cols):
-            col_mask = np.zeros(n, dtype=bool)
-            col_mask[sus_cols] = True
-            deeper = []
             for c0 in range(0, len(sus_rows), block_rows):
                 r = sus_rows[c0 : c0 + block_rows]
                 with timed(timings, "rescreen"):
-                    found, top = _rescreen_violators(
-                        source, r, col_mask, a, b, edges, exact, violation, DEEPEN * depth
-                    )
+                    found = _rescreen_violators(source, r, sus_cols, a, b, edges, exact, violation)
                 new.append(found)
-                deeper.append(top)
                 stats["rows_rescreened"] += len(r)
                 stats["pairs_rescreened"] += len(r) * len(sus_cols)
                 stats["edges_from_rescreen"] += len(found[0])
-            with timed(timings, "rescreen"):
-                reserve.deepen(deeper, edges)
         n_new = sum(len(x[0]) for x in new)
         if n_new == 0:
             break
@@ -472,30 +440,29 @@ RESCREEN_MARGIN = 1e-5
 potentials' size); float32 rounds values below 8 by < 1e-6, so it drops no pair the exact bound would fail."""
 
 
-def _rescreen_violators(source, r, col_mask, a, b, edges, exact: ExactPairs, violation, deeper: int):
-    """Screens rows r again, bounds their pairs with the suspect columns one by one, and returns the violators.
+def _rescreen_violators(source, r, sus_cols, a, b, edges, exact: ExactPairs, violation):
+    """Screens the pairs of rows r with the suspect columns again and returns those that violate the duals.
 
-    A float32 prefilter on the whole screened block keeps the pairs whose bound may exceed A_i + B_j
-    (screen > R_i + C_j, with R and C lowered so that this holds whenever the bound does); those
-    get the bound in exact integer profits, and the ones it cannot clear get exact cosines. Also
-    returns each row's top `deeper` screened pairs, the deeper reserve that spares it the next rounds.
+    Only rows x suspect columns can hold a violator (`suspects`), so one matmul of that block is the
+    second look. A float32 prefilter keeps the pairs whose bound may exceed A_i + B_j (screen > R_i + C_j,
+    with R and C lowered so that this holds whenever the bound does); those get the bound in exact
+    integer profits, and the ones it cannot clear get exact cosines.
     """
-    screened = source.screen(r)
+    screened = source.screen_block(r, sus_cols)
     err = source.error
     scale = 2.0**-QUANTUM_BITS
-    # upper(v) = v + rel |v| + row_err > A + B implies v > t - rel |t| / (1 - rel) with t = A + B - row_err.
+    # upper(v) = v + rel |v| + row_err + col_err > A + B implies v > t - rel |t| / (1 - rel), t = A + B - errors.
     shrink = err.rel / (1 - err.rel) if err.rel else 0.0
     row_t = a[r] * scale - err.row_err[r]
-    col_t = b * scale - err.col_err
+    col_t = b[sus_cols] * scale - err.col_err[sus_cols]
     row_thr = row_t - shrink * np.abs(row_t) - RESCREEN_MARGIN - 1e-6 * np.abs(a[r] * scale)
-    # Columns that are not suspects can never fail: an infinite threshold.
-    col_thr = np.where(col_mask, col_t - shrink * np.abs(col_t) - 1e-6 * np.abs(b * scale), np.inf)
+    col_thr = col_t - shrink * np.abs(col_t) - 1e-6 * np.abs(b[sus_cols] * scale)
     dev = screened.device
     thr = torch.as_tensor(row_thr.astype(np.float32), device=dev)[:, None] + torch.as_tensor(
         col_thr.astype(np.float32), device=dev
     )[None, :]
     bi, bj = (x.cpu().numpy() for x in torch.nonzero(screened > thr, as_tuple=True))
-    gi, gj = r[bi], bj
+    gi, gj = r[bi], sus_cols[bj]
     vals = screened[torch.as_tensor(bi, device=dev), torch.as_tensor(bj, device=dev)].float().cpu().numpy()
     sure = ceil_quantize(err.pair_upper(gi, gj, vals), QUANTUM_BITS)
     keep = (sure > a[gi] + b[gj]) & ~edges.contains(gi, gj)
@@ -504,8 +471,7 @@ def _rescreen_violators(source, r, col_mask, a, b, edges, exact: ExactPairs, vio
     slack = a[gi] + b[gj] - quantize(cos)
     bad = slack < 0
     np.maximum.at(violation, gi[bad], -slack[bad])
-    v, i = torch.topk(screened, min(deeper, screened.shape[1]), dim=1)
-    return (gi[bad], gj[bad], cos[bad]), (r, i.cpu().numpy(), v.float().cpu().numpy())
+    return gi[bad], gj[bad], cos[bad]
 
 
 def _exact_row_max(source: CosineSource, reserve: Reserve, edges: EdgeSet, exact: ExactPairs) -> tuple[np.ndarray, int]:

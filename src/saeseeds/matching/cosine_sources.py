@@ -84,6 +84,10 @@ class CosineSource:
         """Screened cosines of those rows against every column, [len(rows), n] (bfloat16 or float32)."""
         raise NotImplementedError
 
+    def screen_block(self, rows: np.ndarray, cols: np.ndarray) -> torch.Tensor:
+        """Screened cosines of those rows against those columns, [len(rows), len(cols)]."""
+        return self.screen(rows)[:, torch.as_tensor(np.asarray(cols, dtype=np.int64))]
+
     def exact(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """Exact float32 cosines of the pairs (rows[p], cols[p])."""
         raise NotImplementedError
@@ -163,13 +167,13 @@ class ScreenedCosines(CosineSource):
         gamma = d * u32 / (1 - d * u32)
         # Every term scales with the row's norm, so a dead (zero) row has error 0: its screen is exact.
         if precision == "fp32":
-            self.sa, self.sbt = a, b.T.contiguous()
+            self.sa, self.sb = a, b
             na, nb_max = _norms(a), _norms(b).max(initial=0.0)
             row_err = (gamma + u32 + _ABSOLUTE_MARGIN) * na * nb_max
             rel = 0.0
         else:
             a_hi, b_hi = a.bfloat16(), b.bfloat16()
-            self.sa, self.sbt = a_hi, b_hi.T.contiguous()
+            self.sa, self.sb = a_hi, b_hi
             alpha, beta_max = _norms(a_hi.float()), _norms(b_hi.float()).max(initial=0.0)
             eps, eta_max = _norms(a - a_hi.float()), _norms(b - b_hi.float()).max(initial=0.0)
             row_err = (
@@ -179,6 +183,7 @@ class ScreenedCosines(CosineSource):
             u16 = 2.0**-8
             rel = u16 / (1 - u16)
         self.error = ErrorModel(rel, row_err, np.zeros(len(b)))
+        self.sbt = self.sb.T.contiguous()
         self._buffer: torch.Tensor | None = None
 
     def screen(self, rows: np.ndarray) -> torch.Tensor:
@@ -236,6 +241,9 @@ class AbsoluteCosines(CosineSource):
     def screen(self, rows: np.ndarray) -> torch.Tensor:
         return self.inner.screen(rows).abs()
 
+    def screen_block(self, rows: np.ndarray, cols: np.ndarray) -> torch.Tensor:
+        return self.inner.screen_block(rows, cols).abs()
+
     def exact(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         return np.abs(self.inner.exact(rows, cols))
 
@@ -255,6 +263,16 @@ class PaddedCosines(CosineSource):
         out = self.inner.screen(rows)
         if self.n_b < out.shape[1]:
             out[:, self.n_b :] = self.pad
+        dummy = np.flatnonzero(np.asarray(rows) >= self.n_a)
+        if len(dummy):
+            out[torch.as_tensor(dummy, device=out.device)] = self.pad
+        return out
+
+    def screen_block(self, rows: np.ndarray, cols: np.ndarray) -> torch.Tensor:
+        out = self.inner.screen_block(rows, cols)
+        dummy_cols = np.flatnonzero(np.asarray(cols) >= self.n_b)
+        if len(dummy_cols):
+            out[:, torch.as_tensor(dummy_cols, device=out.device)] = self.pad
         dummy = np.flatnonzero(np.asarray(rows) >= self.n_a)
         if len(dummy):
             out[torch.as_tensor(dummy, device=out.device)] = self.pad

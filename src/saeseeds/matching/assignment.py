@@ -252,9 +252,8 @@ def suspects(row_bound: np.ndarray, col_bound: np.ndarray, a: np.ndarray, b: np.
 class Reserve:
     """Per row, the best screened pairs with an upper bound on each exact cosine, and a bound on every other pair.
 
-    The pass's top-`depth` of every row. `on_edge` says
-    which reserve pairs are edges of the graph, kept up to date by `mark` (a lookup per new edge,
-    instead of one per reserve pair every round).
+    The pass's top-`depth` of every row. `on_edge` says which reserve pairs are edges of the graph,
+    kept up to date by `mark` (a lookup per new edge, instead of one per reserve pair every round).
     """
 
     def __init__(self, idx: np.ndarray, val: np.ndarray, source: CosineSource):

@@ -158,7 +158,7 @@ class ScreenedCosines(CosineSource):
         self.n, d = a.shape[0], a.shape[1]
         if precision == "bf16" and not _check_accumulation(a.device, d):
             warnings.warn(
-                "bfloat16 matmul on this device does not accumulate in float32; screening in float32 instead",
+                "bfloat16 matmul on this device does not sum in float32 or round to nearest; screening in float32 instead",
                 stacklevel=2,
             )
             precision = "fp32"
@@ -222,14 +222,22 @@ class _full_precision_reductions:
 
 
 def _check_accumulation(device: torch.device, d: int) -> bool:
-    """True when a bf16 matmul of depth d sums in float32: 1 + (d - 1) * 2**-9 would stay 1 summed in bfloat16."""
-    x = torch.full((16, d), 2.0**-9, device=device)
+    """True when a bf16 matmul of depth d sums in float32 and rounds its output to nearest, as the error model needs.
+
+    Summed in bfloat16, 1 + (d - 1) * 2**-9 would stay 1; 1 + 3 * 2**-9 rounds to 1 + 2**-7 to nearest but to 1
+    if the output were truncated (an error of 2**-7 instead of 2**-8).
+    """
+    depth = max(d, 4)
+    x = torch.zeros((16, depth), device=device)
+    x[:8] = 2.0**-9
+    x[8:, 1:4] = 2.0**-9
     x[:, 0] = 1.0
-    y = torch.ones((64, d), device=device)
+    y = torch.ones((64, depth), device=device)
     with _full_precision_reductions():
         got = (x.bfloat16() @ y.bfloat16().T).float()
-    want = 1.0 + (d - 1) * 2.0**-9
-    return bool(((got - want).abs() <= 2.0**-8 * want + d * 2.0**-24 * want).all())
+    want = 1.0 + (depth - 1) * 2.0**-9
+    summed = bool(((got[:8] - want).abs() <= 2.0**-8 * want + depth * 2.0**-24 * want).all())
+    return summed and bool((got[8:] == 1.0 + 2.0**-7).all())
 
 
 class AbsoluteCosines(CosineSource):
@@ -260,19 +268,15 @@ class PaddedCosines(CosineSource):
         self.n_a, self.n_b, self.pad = n_a, n_b, pad
 
     def screen(self, rows: np.ndarray) -> torch.Tensor:
-        out = self.inner.screen(rows)
-        if self.n_b < out.shape[1]:
-            out[:, self.n_b :] = self.pad
-        dummy = np.flatnonzero(np.asarray(rows) >= self.n_a)
-        if len(dummy):
-            out[torch.as_tensor(dummy, device=out.device)] = self.pad
-        return out
+        return self._pad(self.inner.screen(rows), rows, slice(self.n_b, None))
 
     def screen_block(self, rows: np.ndarray, cols: np.ndarray) -> torch.Tensor:
-        out = self.inner.screen_block(rows, cols)
         dummy_cols = np.flatnonzero(np.asarray(cols) >= self.n_b)
-        if len(dummy_cols):
-            out[:, torch.as_tensor(dummy_cols, device=out.device)] = self.pad
+        return self._pad(self.inner.screen_block(rows, cols), rows, torch.as_tensor(dummy_cols))
+
+    def _pad(self, out: torch.Tensor, rows: np.ndarray, dummy_cols: slice | torch.Tensor) -> torch.Tensor:
+        """Sets the dummy columns and the dummy rows of a screened block to the pad value."""
+        out[:, dummy_cols] = self.pad
         dummy = np.flatnonzero(np.asarray(rows) >= self.n_a)
         if len(dummy):
             out[torch.as_tensor(dummy, device=out.device)] = self.pad

@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.numpy import save_file
 
-from saeseeds.matching.assignment import assign_dense, assign_sparse, column_prices, solve_edges, suspects
+from saeseeds.matching.assignment import _prefilter, assign_dense, assign_sparse, column_prices, solve_edges, suspects
 from saeseeds.matching.checkpoints import CheckpointError, load_dictionaries
 from saeseeds.matching.match import match_dictionaries
 from saeseeds.matching.matches_file import COLUMNS, MatchesError, read_matches, write_matches
@@ -124,12 +124,15 @@ def test_sparse_equals_scipy_optimum_on_hundreds_of_random_and_adversarial_insta
         assert cert["objective_quantised"] == dense.certificate["objective_quantised"]
         np.testing.assert_array_equal(sparse.cos, sim[np.arange(n), sparse.partner])
         np.testing.assert_array_equal(sparse.row_max, sim.max(axis=1))
-        seen.append((trial % 2, cert["rounds"], cert["edges_from_reserve"], cert["rows_rescreened"]))
-    # The adversarial kinds must really have exercised the repair loop and both sources of edges, with
+        seen.append((trial % 2, cert["rounds"], cert["edges_from_reserve"], cert["rows_rescreened"],
+                     cert["solves"] - cert["rounds"], cert["rows_kept_clear"]))
+    # The adversarial kinds must really have exercised the repair loop, both sources of edges, re-solves
+    # after matched bounds fell to their exact values, and rows a watch kept from a second rescreen, with
     # exact and with noisy screens.
     for noisy in (0, 1):
-        _, rounds, from_reserve, rescreened = np.array([x for x in seen if x[0] == noisy]).T
+        _, rounds, from_reserve, rescreened, resolves, kept_clear = np.array([x for x in seen if x[0] == noisy]).T
         assert rounds.max() >= 2 and from_reserve.max() > 0 and rescreened.max() > 0
+        assert resolves.max() > 0 and kept_clear.max() > 0, (resolves.max(), kept_clear.max())
 
 
 def test_a_screen_that_understates_its_error_can_give_a_wrong_matching():
@@ -439,3 +442,32 @@ def test_load_dictionaries_rejects_broken_checkpoints_naming_file_and_tensor(tmp
     save_file({"W_dec": enc}, str(tmp_path / "miss" / "sae.safetensors"))
     with pytest.raises(CheckpointError, match="'encoder.weight' missing"):
         load_dictionaries(tmp_path / "miss")
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_rescreen_prefilter_keeps_every_pair_over_its_threshold(dtype):
+    # Grouped column thresholds and the screen's own dtype must only ever add pairs, never drop one.
+    rng = np.random.default_rng(3)
+    screened = torch.as_tensor(rng.uniform(-1, 1, (70, 500)).astype(np.float32)).to(dtype)
+    row_thr = rng.uniform(-0.5, 0.5, 70)
+    col_thr = np.sort(rng.uniform(-0.5, 0.5, 500))
+    # Thresholds at exactly a screened value (ties) too.
+    row_thr[:5] = screened[:5, 0].double().numpy() - col_thr[0]
+    bi, bj = _prefilter(screened, row_thr, col_thr)
+    got = set(zip(bi.tolist(), bj.tolist()))
+    want = np.argwhere(screened.double().numpy() > row_thr[:, None] + col_thr[None, :])
+    assert len(want) > 1000 and {tuple(x) for x in want.tolist()} <= got
+    assert len(got) < 1.5 * len(want)  # a prefilter, not everything
+
+
+def test_screen_thresholds_invert_the_error_bound():
+    # Whenever a screened value's upper bound exceeds a target, the value exceeds the split thresholds.
+    rng = np.random.default_rng(4)
+    n = 400
+    model = ErrorModel(2.0**-8 / (1 - 2.0**-8), rng.uniform(0, 4e-3, n), rng.uniform(0, 1e-3, n))
+    rows, cols = rng.integers(0, n, 20000), rng.integers(0, n, 20000)
+    v = rng.uniform(-1, 1, 20000)
+    row_target, col_target = rng.uniform(-1, 1, n), rng.uniform(-0.5, 0.5, n)
+    over = model.pair_upper(rows, cols, v) > row_target[rows] + col_target[cols]
+    r_thr, c_thr = model.screen_thresholds(np.arange(n), row_target, np.arange(n), col_target)
+    assert over.sum() > 5000 and (v[over] > r_thr[rows[over]] + c_thr[cols[over]]).all()

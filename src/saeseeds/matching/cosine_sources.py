@@ -15,6 +15,7 @@ holds for the exact cosines whatever the screen's rounding.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass
 
@@ -65,6 +66,17 @@ class ErrorModel:
         """Per column, an upper bound on every pair of that column screened at most `screen[col]`."""
         v = np.asarray(screen, dtype=np.float64)
         return v + self.rel * np.abs(v) + self.row_err.max(initial=0.0) + self.col_err[cols]
+
+    def screen_thresholds(self, rows, row_target, cols, col_target) -> tuple[np.ndarray, np.ndarray]:
+        """Returns (R, C) with: pair_upper(i, j, v) > row_target[i] + col_target[j] implies v > R[i] + C[j].
+
+        The inverse of the bound, split into a row and a column part (each side's relative term taken
+        on its own part, which only lowers the sum), for screening a block against per-pair targets.
+        """
+        shrink = self.rel / (1 - self.rel) if self.rel else 0.0
+        row_t = np.asarray(row_target, dtype=np.float64) - self.row_err[rows]
+        col_t = np.asarray(col_target, dtype=np.float64) - self.col_err[cols]
+        return row_t - shrink * np.abs(row_t), col_t - shrink * np.abs(col_t)
 
     @property
     def largest(self) -> float:
@@ -201,6 +213,14 @@ class ScreenedCosines(CosineSource):
             torch.mm(x, self.sbt, out=out)
         return out
 
+    def screen_block(self, rows: np.ndarray, cols: np.ndarray) -> torch.Tensor:
+        """Multiplies only the given columns (a third of them in a typical rescreen), so the cost follows the block."""
+        dev = self.a.device
+        x = self.sa[torch.as_tensor(np.asarray(rows, dtype=np.int64), device=dev)]
+        y = self.sb[torch.as_tensor(np.asarray(cols, dtype=np.int64), device=dev)]
+        with _full_precision_reductions():
+            return x @ y.T
+
     def exact(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         return exact_cosines(self.a, self.b, rows, cols)
 
@@ -221,6 +241,7 @@ class _full_precision_reductions:
         torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction = self.saved
 
 
+@functools.lru_cache(maxsize=None)
 def _check_accumulation(device: torch.device, d: int) -> bool:
     """True when a bf16 matmul of depth d sums in float32 and rounds its output to nearest, as the error model needs.
 

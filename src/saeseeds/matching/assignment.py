@@ -653,17 +653,16 @@ def _prefilter(screened: torch.Tensor, row_thr: np.ndarray, col_thr: np.ndarray)
     """
     m = screened.shape[1]
     bounds = np.linspace(0, m, min(PREFILTER_GROUPS, m) + 1).astype(np.int64)
-    found_i, found_j = [], []
+    over = torch.empty(screened.shape, dtype=torch.bool, device=screened.device)
     for lo, hi in zip(bounds[:-1], bounds[1:]):
         if lo == hi:
             continue
         t = row_thr + col_thr[lo:hi].min()
         t = t - np.abs(t) * 2.0**-7 - 1e-6
         t_low = torch.as_tensor(t.astype(np.float32), device=screened.device).to(screened.dtype)[:, None]
-        bi, bj = torch.nonzero(screened[:, lo:hi] > t_low, as_tuple=True)
-        found_i.append(bi.cpu().numpy())
-        found_j.append(bj.cpu().numpy() + lo)
-    return np.concatenate(found_i), np.concatenate(found_j)
+        torch.gt(screened[:, lo:hi], t_low, out=over[:, lo:hi])
+    bi, bj = torch.nonzero(over, as_tuple=True)
+    return bi.cpu().numpy(), bj.cpu().numpy()
 
 
 def _exact_row_max(source: CosineSource, reserve: Reserve, edges: EdgeSet, exact: ExactPairs) -> tuple[np.ndarray, int]:

@@ -12,11 +12,13 @@ import pytest
 import torch
 from safetensors.numpy import save_file
 
-from saeseeds.matching.assignment import _prefilter, assign_dense, assign_sparse, column_prices, solve_edges, suspects
+from saeseeds.matching.assignment import assign_dense, assign_sparse
+from saeseeds.matching.duals import column_prices, solve_edges, suspects
 from saeseeds.matching.checkpoints import CheckpointError, load_dictionaries
 from saeseeds.matching.match import match_dictionaries
 from saeseeds.matching.matches_file import COLUMNS, MatchesError, read_matches, write_matches
 from saeseeds.matching.cosine_sources import DenseCosines, ErrorModel, ScreenedCosines, exact_cosines
+from saeseeds.matching.violators import prefilter
 from saeseeds.matching.similarity import candidate_pass, column_candidates, dense_cosines, quantize, unit_rows
 
 
@@ -453,7 +455,7 @@ def test_rescreen_prefilter_keeps_every_pair_over_its_threshold(dtype):
     col_thr = np.sort(rng.uniform(-0.5, 0.5, 500))
     # Thresholds at exactly a screened value (ties) too.
     row_thr[:5] = screened[:5, 0].double().numpy() - col_thr[0]
-    bi, bj = _prefilter(screened, row_thr, col_thr)
+    bi, bj = prefilter(screened, row_thr, col_thr)
     got = set(zip(bi.tolist(), bj.tolist()))
     want = np.argwhere(screened.double().numpy() > row_thr[:, None] + col_thr[None, :])
     assert len(want) > 1000 and {tuple(x) for x in want.tolist()} <= got

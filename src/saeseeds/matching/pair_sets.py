@@ -1,0 +1,177 @@
+"""The sets of pairs the sparse assignment keeps: the candidate graph, the reserve, the watched pairs, exact values.
+
+Each holds pairs (row, col) of the n x n cosine matrix with a proven integer bound or an exact profit;
+`assignment.assign_sparse` grows and checks them round by round.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from saeseeds.matching.cosine_sources import CosineSource, ceil_quantize
+from saeseeds.matching.similarity import QUANTUM_BITS, quantize, stable_argsort, timed
+
+
+class EdgeSet:
+    """The candidate graph: unique (row, col) pairs, kept sorted by row * n + col, with an integer profit each.
+
+    An edge's profit is its quantised exact cosine once that is known (`cos` holds it), and until
+    then a proven upper bound on it (`cos` is NaN): edges enter the graph on their screened bound,
+    and only the ones a matching uses are ever computed exactly (`settle`).
+    """
+
+    def __init__(self, n: int):
+        self.n = n
+        self.key = np.empty(0, dtype=np.int64)
+        self.cos = np.empty(0, dtype=np.float32)
+        self.profit = np.empty(0, dtype=np.int64)
+
+    def add(self, rows: np.ndarray, cols: np.ndarray, cos: np.ndarray) -> int:
+        """Adds pairs with their exact cosines (pairs already present are left as they are); returns how many were new."""
+        cos = np.asarray(cos, dtype=np.float32)
+        return self._add(rows, cols, cos, quantize(cos))
+
+    def add_bounded(self, rows: np.ndarray, cols: np.ndarray, upper: np.ndarray) -> int:
+        """Adds pairs whose exact cosine is not known yet, at integer profit bounds `upper` (>= their quantised cosine)."""
+        return self._add(rows, cols, np.full(len(rows), np.nan, dtype=np.float32), np.asarray(upper, dtype=np.int64))
+
+    def _add(self, rows, cols, cos, profit) -> int:
+        key = np.concatenate([self.key, rows.astype(np.int64) * self.n + cols.astype(np.int64)])
+        before = len(self.key)
+        # First occurrence wins: an edge keeps its value (bound or exact) until `settle` replaces it.
+        self.key, first = unique_first(key)
+        self.cos = np.concatenate([self.cos, cos])[first]
+        self.profit = np.concatenate([self.profit, profit])[first]
+        return len(self.key) - before
+
+    def find(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Returns the positions of pairs that are edges (every one must be)."""
+        return np.searchsorted(self.key, rows.astype(np.int64) * self.n + cols.astype(np.int64))
+
+    def settle(self, pos: np.ndarray, cos: np.ndarray) -> int:
+        """Replaces the bounds of the edges at `pos` by their exact cosines; returns how many profits fell."""
+        cos = np.asarray(cos, dtype=np.float32)
+        q = quantize(cos)
+        fell = int((q < self.profit[pos]).sum())
+        self.cos[pos], self.profit[pos] = cos, q
+        return fell
+
+    @property
+    def known(self) -> np.ndarray:
+        return ~np.isnan(self.cos)
+
+    def new_pairs(self, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Returns the distinct pairs among (rows, cols) that are not edges yet."""
+        key, _ = unique_first(rows.astype(np.int64) * self.n + cols.astype(np.int64))
+        key = key[~self._has(key)]
+        return key // self.n, key % self.n
+
+    @property
+    def rows(self) -> np.ndarray:
+        return self.key // self.n
+
+    @property
+    def cols(self) -> np.ndarray:
+        return self.key % self.n
+
+    def contains(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Returns a bool array: which of the given pairs are edges."""
+        return self._has(rows.astype(np.int64) * self.n + cols.astype(np.int64))
+
+    def _has(self, key: np.ndarray) -> np.ndarray:
+        if len(self.key) == 0:
+            return np.zeros(len(key), dtype=bool)
+        pos = np.minimum(np.searchsorted(self.key, key), len(self.key) - 1)
+        return self.key[pos] == key
+
+
+def unique_first(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Returns (sorted distinct keys, index of each one's first occurrence): np.unique(return_index=True), faster."""
+    order = stable_argsort(key)
+    ordered = key[order]
+    first = np.ones(len(key), dtype=bool)
+    first[1:] = ordered[1:] != ordered[:-1]
+    return ordered[first], order[first]
+
+
+class Reserve:
+    """Per row, the best screened pairs with an upper bound on each exact cosine, and a bound on every other pair.
+
+    The pass's top-`depth` of every row. `on_edge` says which reserve pairs are edges of the graph,
+    kept up to date by `mark` (a lookup per new edge, instead of one per reserve pair every round).
+    """
+
+    def __init__(self, idx: np.ndarray, val: np.ndarray, source: CosineSource):
+        n, depth = idx.shape
+        self.n = n
+        self.error = source.error
+        self.rows = np.repeat(np.arange(n), depth)
+        self.cols = idx.reshape(-1).astype(np.int64)
+        self.upper = self.error.pair_upper(self.rows, self.cols, val.reshape(-1))
+        """Upper bound on each reserve pair's exact cosine (float64)."""
+        self.q = ceil_quantize(self.upper, QUANTUM_BITS)
+        self.row_upper = self.error.row_upper(np.arange(n), val[:, -1])
+        """[n] float64: every pair of row i outside the reserve has exact cosine <= row_upper[i]."""
+        self.bound = ceil_quantize(self.row_upper, QUANTUM_BITS)
+        """[n] int64: the same as a profit."""
+        self.on_edge = np.zeros(len(self.rows), dtype=bool)
+        self._index()
+
+    def _index(self) -> None:
+        self._order = stable_argsort(self.rows * self.n + self.cols)
+        self._sorted = (self.rows * self.n + self.cols)[self._order]
+
+    def mark(self, rows: np.ndarray, cols: np.ndarray) -> None:
+        """Records that these pairs are now edges (pairs outside the reserve are ignored)."""
+        key = rows.astype(np.int64) * self.n + cols.astype(np.int64)
+        pos = np.minimum(np.searchsorted(self._sorted, key), len(self._sorted) - 1)
+        hit = self._sorted[pos] == key
+        self.on_edge[self._order[pos[hit]]] = True
+
+
+class ExactPairs:
+    """Asks the source for exact cosines and counts them (each costs a d-long float64 dot product)."""
+
+    def __init__(self, source: CosineSource, timings: dict[str, float] | None):
+        self.source, self.timings, self.count = source, timings, 0
+
+    def __call__(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        self.count += len(rows)
+        with timed(self.timings, "exact"):
+            return self.source.exact(rows, cols)
+
+
+class Watch:
+    """Pairs a rescreen found near violating, with an upper bound (or exact profit) each, checked every round.
+
+    A rescreened row's other pairs were shown to sit at least `RESCREEN_REACH` below the duals of that
+    round; while its row potential stays within that reach (column prices only rise), they cannot violate,
+    so the row is not screened again (`cleared_until`), and only its watched pairs need a look.
+    """
+
+    def __init__(self, n: int):
+        self.rows = np.empty(0, dtype=np.int64)
+        self.cols = np.empty(0, dtype=np.int64)
+        self.q = np.empty(0, dtype=np.int64)
+        self.cleared_until = np.full(n, np.iinfo(np.int64).max)
+        """[n]: row i needs no rescreen while A_i >= cleared_until[i]."""
+
+    def extend(self, rows: np.ndarray, cols: np.ndarray, q: np.ndarray) -> None:
+        self.rows = np.concatenate([self.rows, rows])
+        self.cols = np.concatenate([self.cols, cols])
+        self.q = np.concatenate([self.q, q])
+
+    def violators(self, a, b, edges: "EdgeSet", exact: ExactPairs, violation: np.ndarray):
+        """Returns the watched pairs, not yet edges, that violate A_i + B_j >= q_ij (exact cosines)."""
+        maybe = np.flatnonzero(self.q > a[self.rows] + b[self.cols])
+        r, c = self.rows[maybe], self.cols[maybe]
+        fresh = ~edges.contains(r, c)
+        r, c = r[fresh], c[fresh]
+        cos = exact(r, c)
+        slack = a[r] + b[c] - quantize(cos)
+        bad = slack < 0
+        np.maximum.at(violation, r[bad], -slack[bad])
+        return r[bad], c[bad], cos[bad]
+
+
+__all__ = ["EdgeSet", "ExactPairs", "Reserve", "Watch", "unique_first"]

@@ -1,0 +1,118 @@
+"""Where the certificate looks for pairs that violate the duals: the reserve, and rows screened again.
+
+A pair outside the candidate graph violates the duals A, B when its exact profit exceeds A_i + B_j. Every
+pair has an upper bound (screen plus proven error); these functions clear what the bounds clear and compute
+exact cosines only for the rest, returning the true violators for `assignment.assign_sparse` to add.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from saeseeds.matching.cosine_sources import ceil_quantize
+from saeseeds.matching.pair_sets import ExactPairs, Reserve, Watch
+from saeseeds.matching.similarity import QUANTUM_BITS, quantize
+
+
+PREEMPT = 10
+"""Per violating reserve pair, how many of the nearest-to-violating reserve pairs join the graph too."""
+
+
+def reserve_violators(reserve: Reserve, a, b, exact: ExactPairs, violation: np.ndarray):
+    """Returns the reserve pairs that join the graph: violators of A_i + B_j >= q_ij and the nearest to violating.
+
+    A pair whose upper bound already satisfies the duals is cleared without an exact cosine. The
+    next duals will move a little, so the nearly tight pairs are the likely next violators: adding
+    the closest few now saves whole re-solves.
+    """
+    bound_slack = a[reserve.rows] + b[reserve.cols] - reserve.q
+    bound_slack[reserve.on_edge] = np.iinfo(np.int64).max
+    maybe = np.flatnonzero(bound_slack < 0)
+    if len(maybe) == 0:
+        return reserve.rows[maybe], reserve.cols[maybe], np.empty(0, dtype=np.float32)
+    cos = exact(reserve.rows[maybe], reserve.cols[maybe])
+    slack = a[reserve.rows[maybe]] + b[reserve.cols[maybe]] - quantize(cos)
+    bad = slack < 0
+    np.maximum.at(violation, reserve.rows[maybe[bad]], -slack[bad])
+    if not bad.any():
+        return reserve.rows[maybe[bad]], reserve.cols[maybe[bad]], cos[bad]
+    extra = min(len(bound_slack) - 1, (1 + PREEMPT) * int(bad.sum()))
+    near = np.flatnonzero(bound_slack < min(np.partition(bound_slack, extra)[extra], np.iinfo(np.int64).max))
+    near = np.setdiff1d(near, maybe, assume_unique=True)
+    take_r = np.concatenate([reserve.rows[maybe[bad]], reserve.rows[near]])
+    take_c = np.concatenate([reserve.cols[maybe[bad]], reserve.cols[near]])
+    return take_r, take_c, np.concatenate([cos[bad], exact(reserve.rows[near], reserve.cols[near])])
+
+
+RESCREEN_REACH = 2.0**-8
+"""How far below the duals a rescreen looks (in cosine): rows stay cleared while their potential falls less."""
+
+
+RESCREEN_MARGIN = 1e-5
+"""The float32 prefilter of a rescreen keeps every pair within this much of failing (plus 1e-6 of the
+potentials' size); float32 rounds values below 8 by < 1e-6, so it drops no pair the exact bound would fail."""
+
+
+def rescreen_violators(source, r, sus_cols, a, b, reach: int, edges, exact: ExactPairs, violation, watch: Watch):
+    """Screens the pairs of rows r with the suspect columns again and returns those that violate the duals.
+
+    Only rows x suspect columns can hold a violator or a pair within `reach` of one (`suspects` with the
+    row potentials lowered by `reach`), so one matmul of that block is the second look. A prefilter keeps
+    the pairs whose bound may exceed A_i - reach + B_j (screen > R_i + C_j, with R and C lowered so that
+    this holds whenever the bound does); those get the bound in exact integer profits. Pairs whose bound
+    exceeds A_i + B_j get exact cosines and join the graph if they violate; the rest of the kept pairs are
+    watched (`Watch`), and the rows are cleared while A_i >= (its value now) - reach.
+    """
+    screened = source.screen_block(r, sus_cols)
+    err = source.error
+    scale = 2.0**-QUANTUM_BITS
+    row_thr, col_thr = err.screen_thresholds(r, (a[r] - reach) * scale, sus_cols, b[sus_cols] * scale)
+    row_thr -= RESCREEN_MARGIN + 1e-6 * np.abs(a[r] * scale)
+    col_thr -= 1e-6 * np.abs(b[sus_cols] * scale)
+    bi, bj = prefilter(screened, row_thr, col_thr)
+    gi, gj = r[bi], sus_cols[bj]
+    dev = screened.device
+    vals = screened[torch.as_tensor(bi, device=dev), torch.as_tensor(bj, device=dev)].float().cpu().numpy()
+    sure = ceil_quantize(err.pair_upper(gi, gj, vals), QUANTUM_BITS)
+    near = (sure > a[gi] - reach + b[gj]) & ~edges.contains(gi, gj)
+    gi, gj, sure = gi[near], gj[near], sure[near]
+    over = sure > a[gi] + b[gj]
+    cos = exact(gi[over], gj[over])
+    q = sure.copy()
+    q[over] = quantize(cos)
+    slack = a[gi] + b[gj] - q
+    bad = slack < 0
+    np.maximum.at(violation, gi[bad], -slack[bad])
+    watch.extend(gi[~bad], gj[~bad], q[~bad])
+    watch.cleared_until[r] = a[r] - reach
+    return gi[bad], gj[bad], cos[bad[over]]  # only pairs over A_i + B_j can violate
+
+
+PREFILTER_GROUPS = 16
+"""Column groups of a rescreen's prefilter: one threshold per row and group, so no [rows, cols] threshold matrix."""
+
+
+def prefilter(screened: torch.Tensor, row_thr: np.ndarray, col_thr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Returns the (row, col) positions where screened may exceed row_thr[i] + col_thr[j], and a few more.
+
+    The columns come sorted by threshold, so each of `PREFILTER_GROUPS` contiguous groups is compared
+    against its smallest column threshold, lowered to the screen's own dtype (rounded down by more than
+    its half ulp): a compare in the screen's dtype per group instead of a float32 sum of two matrices
+    and a compare against it. Whatever passes is checked pair by pair with the exact bound afterwards.
+    """
+    m = screened.shape[1]
+    bounds = np.linspace(0, m, min(PREFILTER_GROUPS, m) + 1).astype(np.int64)
+    over = torch.empty(screened.shape, dtype=torch.bool, device=screened.device)
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        if lo == hi:
+            continue
+        t = row_thr + col_thr[lo:hi].min()
+        t = t - np.abs(t) * 2.0**-7 - 1e-6
+        t_low = torch.as_tensor(t.astype(np.float32), device=screened.device).to(screened.dtype)[:, None]
+        torch.gt(screened[:, lo:hi], t_low, out=over[:, lo:hi])
+    bi, bj = torch.nonzero(over, as_tuple=True)
+    return bi.cpu().numpy(), bj.cpu().numpy()
+
+
+__all__ = ["RESCREEN_REACH", "prefilter", "reserve_violators", "rescreen_violators"]

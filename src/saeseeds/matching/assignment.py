@@ -166,6 +166,9 @@ def assign_sparse(
         # feasible everywhere, so its sum bounds how far this matching can be from the optimum.
         violation = np.zeros(n, dtype=np.int64)
         partner, (a, b) = _solve_settled(edges, duals, exact, timings, stats)
+        if duals is not None and (b < duals[1]).any():
+            # The watch's cleared rows rest on column prices that never fall (prices start from the last ones).
+            raise RuntimeError("column prices fell between rounds; this is a bug")
         duals = (a, b)
         rows, cols, q = edges.rows, edges.cols, edges.profit
         if (a[rows] + b[cols] < q).any():

@@ -40,7 +40,7 @@ from saeseeds.matching.cosine_sources import CosineSource, ceil_quantize
 from saeseeds.matching.duals import column_prices, profit_of, solve_edges, suspects
 from saeseeds.matching.pair_sets import EdgeSet, ExactPairs, Reserve, Watch
 from saeseeds.matching.similarity import QUANTUM_BITS, candidate_pass, column_candidates, quantize, stable_argsort, timed
-from saeseeds.matching.violators import RESCREEN_REACH, reserve_violators, rescreen_violators
+from saeseeds.matching.violators import RESCREEN_REACH, reserve_violators, rescreen_violators, watch_violators
 
 QUANTUM = 2.0**-QUANTUM_BITS
 TOLERANCE_NOTE = (
@@ -161,6 +161,7 @@ def assign_sparse(
     stats = {"edges_from_reserve": 0, "edges_from_rescreen": 0, "rows_rescreened": 0, "pairs_rescreened": 0, "rows_kept_clear": 0, "solves": 0}
     duals = None
     watch = Watch(n)
+    reach = int(RESCREEN_REACH * 2**QUANTUM_BITS)
     for rounds in range(1, max_rounds + 1):
         # Per row, the largest amount by which a pair exceeds A_i + B_j: raising A_i by it makes the duals
         # feasible everywhere, so its sum bounds how far this matching can be from the optimum.
@@ -174,13 +175,12 @@ def assign_sparse(
         if (a[rows] + b[cols] < q).any():
             raise RuntimeError("dual potentials infeasible on the candidate graph; this is a bug")
         with timed(timings, "check"):
-            new = [reserve_violators(reserve, a, b, exact, violation), watch.violators(a, b, edges, exact, violation)]
+            new = [reserve_violators(reserve, a, b, exact, violation), watch_violators(watch, a, b, edges, exact, violation)]
             stats["edges_from_reserve"] += len(new[0][0])
             sus_rows, _ = suspects(reserve.bound, s, a, b)
             kept_clear = a[sus_rows] >= watch.cleared_until[sus_rows]
             stats["rows_kept_clear"] += int(kept_clear.sum())
             sus_rows = sus_rows[~kept_clear]
-            reach = int(RESCREEN_REACH * 2**QUANTUM_BITS)
             if len(sus_rows):
                 # Columns where these rows may come within `reach` of violating: after the rescreen, each
                 # row is cleared for every column until its potential falls by more than that.
@@ -261,36 +261,35 @@ def _solve_settled(edges: EdgeSet, duals, exact: ExactPairs, timings, stats: dic
     edges compete (`_settle_matching`); later solves keep them as a warm start (settling only lowers
     profits, so they stay feasible), and fresh duals are computed once, for the final matching.
     """
-    n = edges.n
-    first = True
-    while True:
-        rows, cols, q = edges.rows, edges.cols, edges.profit
-        with timed(timings, "solve"):
-            if duals is None:
-                # Row maxima and zero column prices are feasible duals of any graph: a warm start too.
-                row_best = np.full(n, np.iinfo(np.int64).min)
-                np.maximum.at(row_best, rows, q)
-                duals = (row_best, np.zeros(n, dtype=np.int64))
-            partner = solve_edges(n, rows, cols, q, duals=duals)
-        stats["solves"] += 1
-        tight = first
-        if first:
-            duals = _tight_duals(n, rows, cols, q, partner, duals[1], timings)
-            first = False
-        with timed(timings, "settle"):
-            fell = _settle_matching(edges, partner, duals, exact)
-        if not fell:
-            break
-    if not tight:
-        duals = _tight_duals(n, rows, cols, q, partner, duals[1], timings)
+    if duals is None:
+        # Row maxima and zero column prices are feasible duals of any graph: a warm start too.
+        row_best = np.full(edges.n, np.iinfo(np.int64).min)
+        np.maximum.at(row_best, edges.rows, edges.profit)
+        duals = (row_best, np.zeros(edges.n, dtype=np.int64))
+    partner = _solve(edges, duals, timings, stats)
+    duals = _tight_duals(edges, partner, duals[1], timings)
+    stale = False
+    while _settle_matching(edges, partner, duals, exact):
+        partner = _solve(edges, duals, timings, stats)
+        stale = True
+    if stale:
+        duals = _tight_duals(edges, partner, duals[1], timings)
     return partner, duals
 
 
-def _tight_duals(n, rows, cols, q, partner, start, timings) -> tuple[np.ndarray, np.ndarray]:
+def _solve(edges: EdgeSet, duals, timings, stats: dict) -> np.ndarray:
+    """Returns the optimal matching of the graph's current profits, warm-started from feasible `duals`."""
+    stats["solves"] += 1
+    with timed(timings, "solve"):
+        return solve_edges(edges.n, edges.rows, edges.cols, edges.profit, duals=duals)
+
+
+def _tight_duals(edges: EdgeSet, partner: np.ndarray, start: np.ndarray, timings) -> tuple[np.ndarray, np.ndarray]:
     """Returns duals (A, B) of an optimal `partner` on the graph: least column prices >= start, A tight on the matching."""
+    rows, cols, q = edges.rows, edges.cols, edges.profit
     with timed(timings, "duals"):
-        b = column_prices(n, rows, cols, q, partner, start=start)
-    return profit_of(n, rows, cols, q, partner) - b[partner], b
+        b = column_prices(edges.n, rows, cols, q, partner, start=start)
+    return profit_of(edges.n, rows, cols, q, partner) - b[partner], b
 
 
 SETTLE_REACH = 2
@@ -310,10 +309,9 @@ def _settle_matching(edges: EdgeSet, partner: np.ndarray, duals, exact: ExactPai
     pos = pos[~edges.known[pos]]
     if len(pos) == 0:
         return 0
-    before = edges.profit[pos].copy()
-    fell = edges.settle(pos, exact(edges.key[pos] // n, edges.key[pos] % n))
+    drop = edges.settle(pos, exact(edges.key[pos] // n, edges.key[pos] % n))
+    fell = int((drop > 0).sum())
     if fell:
-        drop = before - edges.profit[pos]
         e_rows, e_cols = edges.rows, edges.cols
         a, b = duals
         near = np.flatnonzero(~edges.known & (a[e_rows] + b[e_cols] - edges.profit < SETTLE_REACH * drop.max()))
@@ -333,14 +331,13 @@ def _exact_row_max(source: CosineSource, reserve: Reserve, edges: EdgeSet, exact
     known = edges.known
     np.maximum.at(best, edges.rows[known], edges.cos[known].astype(np.float64))
     # Each row's top screened pair first: its exact value usually clears the rest of the reserve.
-    top = np.arange(n) * (len(reserve.rows) // n)
+    top = np.arange(n) * reserve.depth
     top = top[reserve.upper[top] > best]
     np.maximum.at(best, reserve.rows[top], exact(reserve.rows[top], reserve.cols[top]).astype(np.float64))
     open_ = reserve.upper > best[reserve.rows]
     open_[top] = False
     r, c = reserve.rows[open_], reserve.cols[open_]
-    pos = np.minimum(edges.find(r, c), len(edges.key) - 1)
-    todo = ~((edges.key[pos] == r * n + c) & known[pos])
+    todo = ~edges.known_at(r, c)
     r, c = r[todo], c[todo]
     if len(r):
         np.maximum.at(best, r, exact(r, c).astype(np.float64))

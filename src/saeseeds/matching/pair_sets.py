@@ -48,23 +48,17 @@ class EdgeSet:
         """Returns the positions of pairs that are edges (every one must be)."""
         return np.searchsorted(self.key, rows.astype(np.int64) * self.n + cols.astype(np.int64))
 
-    def settle(self, pos: np.ndarray, cos: np.ndarray) -> int:
-        """Replaces the bounds of the edges at `pos` by their exact cosines; returns how many profits fell."""
+    def settle(self, pos: np.ndarray, cos: np.ndarray) -> np.ndarray:
+        """Replaces the bounds of the edges at `pos` by their exact cosines; returns how far each profit fell (>= 0)."""
         cos = np.asarray(cos, dtype=np.float32)
         q = quantize(cos)
-        fell = int((q < self.profit[pos]).sum())
+        drop = self.profit[pos] - q
         self.cos[pos], self.profit[pos] = cos, q
-        return fell
+        return drop
 
     @property
     def known(self) -> np.ndarray:
         return ~np.isnan(self.cos)
-
-    def new_pairs(self, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Returns the distinct pairs among (rows, cols) that are not edges yet."""
-        key, _ = unique_first(rows.astype(np.int64) * self.n + cols.astype(np.int64))
-        key = key[~self._has(key)]
-        return key // self.n, key % self.n
 
     @property
     def rows(self) -> np.ndarray:
@@ -76,13 +70,20 @@ class EdgeSet:
 
     def contains(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """Returns a bool array: which of the given pairs are edges."""
-        return self._has(rows.astype(np.int64) * self.n + cols.astype(np.int64))
+        return self._lookup(rows, cols)[1]
 
-    def _has(self, key: np.ndarray) -> np.ndarray:
+    def known_at(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Returns a bool array: which of the given pairs are edges with an exact cosine."""
+        pos, hit = self._lookup(rows, cols)
+        return hit & self.known[pos] if len(self.key) else hit
+
+    def _lookup(self, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Returns (a valid position for each pair, whether the pair is the edge at that position)."""
+        key = rows.astype(np.int64) * self.n + cols.astype(np.int64)
         if len(self.key) == 0:
-            return np.zeros(len(key), dtype=bool)
+            return np.zeros(len(key), dtype=np.int64), np.zeros(len(key), dtype=bool)
         pos = np.minimum(np.searchsorted(self.key, key), len(self.key) - 1)
-        return self.key[pos] == key
+        return pos, self.key[pos] == key
 
 
 def unique_first(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -103,7 +104,7 @@ class Reserve:
 
     def __init__(self, idx: np.ndarray, val: np.ndarray, source: CosineSource):
         n, depth = idx.shape
-        self.n = n
+        self.n, self.depth = n, depth
         self.error = source.error
         self.rows = np.repeat(np.arange(n), depth)
         self.cols = idx.reshape(-1).astype(np.int64)
@@ -142,7 +143,7 @@ class ExactPairs:
 
 
 class Watch:
-    """Pairs a rescreen found near violating, with an upper bound (or exact profit) each, checked every round.
+    """Pairs a rescreen found near violating, each with an upper bound or exact profit (`violators.watch_violators`).
 
     A rescreened row's other pairs were shown to sit at least `RESCREEN_REACH` below the duals of that
     round; while its row potential stays within that reach (column prices only rise), they cannot violate,
@@ -160,18 +161,6 @@ class Watch:
         self.rows = np.concatenate([self.rows, rows])
         self.cols = np.concatenate([self.cols, cols])
         self.q = np.concatenate([self.q, q])
-
-    def violators(self, a, b, edges: "EdgeSet", exact: ExactPairs, violation: np.ndarray):
-        """Returns the watched pairs, not yet edges, that violate A_i + B_j >= q_ij (exact cosines)."""
-        maybe = np.flatnonzero(self.q > a[self.rows] + b[self.cols])
-        r, c = self.rows[maybe], self.cols[maybe]
-        fresh = ~edges.contains(r, c)
-        r, c = r[fresh], c[fresh]
-        cos = exact(r, c)
-        slack = a[r] + b[c] - quantize(cos)
-        bad = slack < 0
-        np.maximum.at(violation, r[bad], -slack[bad])
-        return r[bad], c[bad], cos[bad]
 
 
 __all__ = ["EdgeSet", "ExactPairs", "Reserve", "Watch", "unique_first"]

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from saeseeds.matching.cosine_sources import ceil_quantize
-from saeseeds.matching.pair_sets import ExactPairs, Reserve, Watch
+from saeseeds.matching.pair_sets import EdgeSet, ExactPairs, Reserve, Watch
 from saeseeds.matching.similarity import QUANTUM_BITS, quantize
 
 
@@ -32,9 +32,7 @@ def reserve_violators(reserve: Reserve, a, b, exact: ExactPairs, violation: np.n
     if len(maybe) == 0:
         return reserve.rows[maybe], reserve.cols[maybe], np.empty(0, dtype=np.float32)
     cos = exact(reserve.rows[maybe], reserve.cols[maybe])
-    slack = a[reserve.rows[maybe]] + b[reserve.cols[maybe]] - quantize(cos)
-    bad = slack < 0
-    np.maximum.at(violation, reserve.rows[maybe[bad]], -slack[bad])
+    bad = _violating(reserve.rows[maybe], reserve.cols[maybe], quantize(cos), a, b, violation)
     if not bad.any():
         return reserve.rows[maybe[bad]], reserve.cols[maybe[bad]], cos[bad]
     extra = min(len(bound_slack) - 1, (1 + PREEMPT) * int(bad.sum()))
@@ -45,13 +43,33 @@ def reserve_violators(reserve: Reserve, a, b, exact: ExactPairs, violation: np.n
     return take_r, take_c, np.concatenate([cos[bad], exact(reserve.rows[near], reserve.cols[near])])
 
 
+def watch_violators(watch: Watch, a, b, edges: EdgeSet, exact: ExactPairs, violation: np.ndarray):
+    """Returns the watched pairs, not yet edges, that violate A_i + B_j >= q_ij (exact cosines)."""
+    maybe = np.flatnonzero(watch.q > a[watch.rows] + b[watch.cols])
+    r, c = watch.rows[maybe], watch.cols[maybe]
+    fresh = ~edges.contains(r, c)
+    r, c = r[fresh], c[fresh]
+    cos = exact(r, c)
+    bad = _violating(r, c, quantize(cos), a, b, violation)
+    return r[bad], c[bad], cos[bad]
+
+
+def _violating(rows: np.ndarray, cols: np.ndarray, q: np.ndarray, a, b, violation: np.ndarray) -> np.ndarray:
+    """Returns which pairs violate A_i + B_j >= q_ij, and raises each row's `violation` to its largest excess."""
+    slack = a[rows] + b[cols] - q
+    bad = slack < 0
+    np.maximum.at(violation, rows[bad], -slack[bad])
+    return bad
+
+
 RESCREEN_REACH = 2.0**-8
 """How far below the duals a rescreen looks (in cosine): rows stay cleared while their potential falls less."""
 
 
 RESCREEN_MARGIN = 1e-5
-"""The float32 prefilter of a rescreen keeps every pair within this much of failing (plus 1e-6 of the
-potentials' size); float32 rounds values below 8 by < 1e-6, so it drops no pair the exact bound would fail."""
+"""A rescreen's row thresholds are lowered by this much (plus 1e-6 of the potentials' size) before `prefilter`
+rounds them to float32 and the screen's dtype; float32 rounds values below 8 by < 1e-6, so the prefilter drops
+no pair the exact bound would fail."""
 
 
 def rescreen_violators(source, r, sus_cols, a, b, reach: int, edges, exact: ExactPairs, violation, watch: Watch):
@@ -81,9 +99,7 @@ def rescreen_violators(source, r, sus_cols, a, b, reach: int, edges, exact: Exac
     cos = exact(gi[over], gj[over])
     q = sure.copy()
     q[over] = quantize(cos)
-    slack = a[gi] + b[gj] - q
-    bad = slack < 0
-    np.maximum.at(violation, gi[bad], -slack[bad])
+    bad = _violating(gi, gj, q, a, b, violation)
     watch.extend(gi[~bad], gj[~bad], q[~bad])
     watch.cleared_until[r] = a[r] - reach
     return gi[bad], gj[bad], cos[bad[over]]  # only pairs over A_i + B_j can violate
@@ -115,4 +131,4 @@ def prefilter(screened: torch.Tensor, row_thr: np.ndarray, col_thr: np.ndarray) 
     return bi.cpu().numpy(), bj.cpu().numpy()
 
 
-__all__ = ["RESCREEN_REACH", "prefilter", "reserve_violators", "rescreen_violators"]
+__all__ = ["RESCREEN_REACH", "prefilter", "reserve_violators", "rescreen_violators", "watch_violators"]

@@ -30,7 +30,9 @@ import tempfile
 import time
 from pathlib import Path
 
-RUNS = ("saeseeds-adam", "saeseeds-signum", "saeseeds-adam-x9", "sparsify-signum", "sparsify-adam", "saelens-adam")
+RUNS = ("saeseeds-adam", "saeseeds-signum", "saeseeds-adam-x9", "saeseeds-adam-fp32", "saeseeds-signum-fp32", "sparsify-signum",
+        "sparsify-adam", "saelens-adam")
+"""saeseeds runs screen the encoder's top-k in bf16 where it is native (`encoder_screen` "auto"); "-fp32" runs never do."""
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 
@@ -104,7 +106,7 @@ def child(run: str, args) -> dict:
         from saeseeds.sae.train import default_lr, lr_factor
 
         cfg = TrainConfig(batch_size=bs, max_tokens=tokens, optimizer=optimizer, warmup_steps=args.warmup, state_every_steps=0,
-                          b_dec_init="mean", grad_clip=args.grad_clip)
+                          b_dec_init="mean", grad_clip=args.grad_clip, encoder_screen="fp32" if run.endswith("fp32") else "auto")
         with tempfile.TemporaryDirectory() as tmp:
             metrics = train_saes(args.store, [Path(tmp) / f"seed{s}" for s in seeds], SaeConfig(num_latents=n, k=k), cfg, seeds=seeds, data_seed=args.data_seed)
             import pandas as pd

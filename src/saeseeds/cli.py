@@ -9,6 +9,7 @@ from pathlib import Path
 
 from saeseeds import __version__
 from saeseeds.errors import CalibrationError, CheckpointError, MatchesError, OrphansError, PlanError
+from saeseeds.matching.precisions import PRECISIONS
 
 NAMED_ERRORS = (CalibrationError, CheckpointError, MatchesError, OrphansError, PlanError)
 """The errors whose message names the culprit: a bad input exits 2 with that one line. They live in
@@ -165,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     match.add_argument(
         "--screen",
-        choices=("auto", "bf16", "fp32"),
+        choices=PRECISIONS,
         default="auto",
         help="the sparse path's screening matmul, under a proven error bound: bf16 where the hardware multiplies it "
         "natively (auto), else fp32; speed only, the optimum is over the exact cosines either way (default auto)",

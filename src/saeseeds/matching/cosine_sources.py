@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-PRECISIONS = ("auto", "bf16", "fp32")
-"""How the screening pass multiplies: bfloat16 inputs with float32 accumulation, float32, or the faster on this device."""
+from saeseeds.common.hardware import native_bf16
+from saeseeds.matching.precisions import PRECISIONS
 
 PAIR_CHUNK = 1024
 """Exact cosines are computed this many pairs at a time: two [chunk, d] float64 gathers that stay in cache
@@ -136,13 +136,6 @@ def exact_cosines(a: torch.Tensor, b: torch.Tensor, rows: np.ndarray, cols: np.n
         y = torch.index_select(b, 0, cols_t[p0 : p0 + PAIR_CHUNK]).double()
         out[p0 : p0 + PAIR_CHUNK] = x.mul_(y).sum(dim=1).float()
     return out.cpu().numpy()
-
-
-def native_bf16(device: torch.device) -> bool:
-    """True where a bfloat16 matmul is faster than float32: CUDA, and CPUs with AVX512-BF16 or AMX."""
-    if device.type == "cuda":
-        return True
-    return device.type == "cpu" and bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 
 class ScreenedCosines(CosineSource):

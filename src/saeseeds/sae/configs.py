@@ -18,6 +18,7 @@ B_DEC_INITS = ("geometric_median", "mean")
 """How b_dec starts (`train.b_dec_init`): the first batch's geometric median or its mean."""
 BATCH_ORDERS = ("tokens", "sequences")
 OPTIMIZERS = ("adam", "signum")
+ENCODER_SCREENS = ("auto", "bf16", "fp32")
 DEVICE = re.compile(r"(cpu|cuda|mps|xpu|meta|hpu|mtia)(:\d+)?")
 """Device strings torch.device accepts for the backends a trainer can run on (checked without importing torch)."""
 
@@ -121,6 +122,13 @@ class TrainConfig:
     tf32: bool = False
     """CUDA only: allow TF32 matmuls (faster, ~1e-3 relative error, not bitwise)."""
 
+    encoder_screen: str = "auto"
+    """topk without AuxK: how the encoder finds each token's k largest pre-activations. "bf16" screens all of
+    them in bfloat16 under a proven error bound and computes float32 values only for the candidates
+    (`saeseeds.sae.screened_topk`: the same latents as float32, up to float32 rounding); "fp32" computes all
+    in float32; "auto" screens where bfloat16 is native (AMX, AVX512-BF16, CUDA). On CPU the choice changes
+    checkpoint bytes (never the maths), so results are reproducible per setting and machine kind."""
+
     b_dec_init: str = "geometric_median"
     """How b_dec starts: "geometric_median" of the first batch (EleutherAI `sae` from June to 22 Nov 2024,
     Bricken et al. 2023) or its "mean" (`sae` from 22 Nov 2024, including the Dec 2024 version that trains
@@ -173,6 +181,8 @@ class TrainConfig:
         number("grad_clip", positive=True, allow_none=True)
         for key in ("auxk_alpha", "l1_coefficient", "l0_coefficient"):
             number(key, positive=False)
+        if self.encoder_screen not in ENCODER_SCREENS:
+            raise TrainConfigError(f"train encoder_screen={self.encoder_screen!r}: expected one of {ENCODER_SCREENS}")
         if self.b_dec_init not in B_DEC_INITS:
             raise TrainConfigError(f"train b_dec_init={self.b_dec_init!r}: expected one of {B_DEC_INITS}")
         if self.batch_order not in BATCH_ORDERS:

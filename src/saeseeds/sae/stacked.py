@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from saeseeds.sae.geometric_median import geometric_median
+from saeseeds.sae.screened_topk import screened_topk, usable
 from saeseeds.sae.coder import SaeConfig, SparseCoder, init_encoder_weight
 from saeseeds.sae.configs import B_DEC_INITS, SPARSE_ARCHS
 
@@ -225,6 +226,8 @@ class StackedSae(nn.Module):
         if len(set(seeds)) != len(seeds):
             raise ValueError(f"seeds={seeds}: duplicates")
         self.cfg, self.d_in, self.seeds = cfg, d_in, [int(s) for s in seeds]
+        self.screen_topk = False
+        """Train topk's encoder through `screened_topk` (set by the trainer from `TrainConfig.encoder_screen`)."""
         S, n = len(seeds), cfg.num_latents
         weight = torch.stack([init_encoder_weight(n, d_in, s) for s in self.seeds])
         self.W_enc = nn.Parameter(weight.to(device))
@@ -336,9 +339,16 @@ class StackedSae(nn.Module):
             use_aux = dead_mask is not None and coef.get("auxk_alpha", 0.0) > 0 and bool(dead_mask.any())
             k_aux = min(d // 2, int(dead_mask.sum(1).max())) if use_aux else 0
             toks, lats, vals_l, aux_sel = [], [], [], []
+            # topk without AuxK needs only the top k, which a bf16 screen finds exactly (screened_topk)
+            screen = self.screen_topk and arch == "topk" and not use_aux and usable(n, self.cfg.k)
             with torch.no_grad():
                 # One seed at a time: only one [B, n] pre-activation matrix is alive at once
                 for s in range(S):
+                    if screen:
+                        v, i = screened_topk(xc[s], self.W_enc[s], self.b_enc[s], self.cfg.k)
+                        lats.append(i.reshape(-1))
+                        vals_l.append(v.reshape(-1))
+                        continue
                     pre = torch.addmm(self.b_enc[s], xc[s], self.W_enc[s].T)
                     if arch == "topk":
                         v, i = pre.topk(self.cfg.k, dim=-1, sorted=False)

@@ -42,6 +42,7 @@ from saeseeds.sae.stacked import StackedSae
 from saeseeds.common.atomic import as_output_error, remove_stale_temps
 from saeseeds.sae.batches import BatchPlan, BatchReader, NonFiniteBatch
 from saeseeds.common.progress import ProgressBar
+from saeseeds.common.hardware import native_bf16
 from saeseeds.sae.coder import SaeConfig, SparseCoder
 from saeseeds.sae import snapshots as snap
 from saeseeds.activations.store import ActivationStore, open_store
@@ -247,6 +248,8 @@ class TrainingRun:
         self.store, self.sae_cfg, self.cfg = store, sae_cfg, train_cfg
         self.seeds, self.data_seed, self.num_steps, self.lr, self.device = seeds, data_seed, num_steps, lr, device
         self.model = StackedSae(store.d_in, sae_cfg, seeds, device=device)
+        screen = train_cfg.encoder_screen
+        self.model.screen_topk = screen == "bf16" or (screen == "auto" and native_bf16(torch.device(device)))
         params = list(self.model.parameters())
         if train_cfg.optimizer == "adam":
             # fused: one pass over each tensor instead of a dozen elementwise kernels (~3x faster step)

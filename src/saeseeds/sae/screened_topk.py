@@ -1,0 +1,141 @@
+"""The exact top-k of an encoder's pre-activations through a bfloat16 screen with a proven error bound.
+
+A TopK SAE's forward needs, per token, the k largest of n pre-activations x . w_i + b_i; a float32
+matmul computes all n of them and is most of a CPU training step. Where bfloat16 matmuls are native
+(AMX, AVX512-BF16, CUDA) they run 4-5x faster, but their values are off by up to ~1% of |x| |w|, so
+taking their top-k would train a different model. This module takes the same top-k as float32:
+
+1. screen: S = bf16([x, 1]) @ bf16([w_i, b_i])^T, float32 accumulation, bfloat16 output. Every screened
+   value is within `rel |S| + E_t` of the true pre-activation, with E_t from the norms of the hi/lo
+   split of the inputs (as `saeseeds.matching.cosine_sources.ScreenedCosines` proves for cosines).
+2. a lower bound L_t on the k-th largest float32 value of row t: the k-th largest of the row's group
+   maxima is at most its k-th largest screened value, and each of those k entries is worth at least its
+   screen minus the bound.
+3. candidates: the entries whose screen plus the bound reaches L_t (about 2k of n on real activations);
+   every other entry is provably below L_t, so below the k-th largest candidate.
+4. float32 dot products of the candidates only, and their top k.
+
+The kept latents are therefore a top-k of float32 dot products over all n latents (the float32
+path's selection, up to float32 rounding), and their values are float32. A row whose inputs are not
+finite, or whose bound cannot be formed, takes the float32 path.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+BLOCK_ROWS = 1024
+"""Tokens screened at a time: a [1024, n] bf16 block (9.4 MB at n = 4608) stays in cache for the passes after the matmul."""
+
+GROUP = 32
+"""Columns per group whose maximum bounds the k-th largest screen from below (n must be a multiple; else no screen)."""
+
+_U32 = 2.0**-24
+_REL16 = 2.0**-8 / (1 - 2.0**-8)
+"""Relative error of rounding the float32 accumulator to the bfloat16 output."""
+
+
+def usable(n: int, k: int) -> bool:
+    """True when the screen applies: whole groups, and at least k groups to take the k-th maximum from."""
+    return n % GROUP == 0 and n // GROUP >= k
+
+
+def _norms(x: Tensor) -> Tensor:
+    """Row norms as float64 upper bounds: a float32 norm of d terms is within (d / 2 + 2) 2^-24 of the true one
+    (rounding of the squares, the sum and the root), far below the 2^-10 it is scaled up by here; coordinates
+    whose squares underflow (below 2^-63) add at most sqrt(d) 2^-63, covered by the absolute term."""
+    if x.shape[1] > 2**12:
+        raise ValueError("the float32 norm bound assumes at most 4096 coordinates")
+    return torch.linalg.vector_norm(x, dim=1, dtype=torch.float32).double() * (1 + 2.0**-10) + x.shape[1] ** 0.5 * 2.0**-60
+
+
+def _split(x: Tensor, extra: Tensor, width: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Returns (hi, |hi|, |lo|): hi = bf16([x, extra, 0...]) of `width` columns (the bias rides in the matmul
+    as one more coordinate), and upper bounds on the row norms of hi and of lo = [x, extra] - hi (exact in
+    float32), computed without a float32 copy of the augmented rows."""
+    d = x.shape[1]
+    hi = x.new_zeros((len(x), width), dtype=torch.bfloat16)
+    hi[:, :d] = x
+    hi[:, d] = extra
+    lo_norm = _norms(x - hi[:, :d]) + (extra - hi[:, d].float()).abs().double()
+    return hi, _norms(hi), lo_norm
+
+
+def screened_topk(x: Tensor, weight: Tensor, bias: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """Returns (values, indices) [B, k] of the k largest x . weight_i + bias_i per row, unsorted.
+
+    Values are float32 dot products of the kept pairs plus the bias; indices are a top-k of those over
+    all n latents (proof in the module docstring). Same shapes and meaning as `torch.addmm(bias, x,
+    weight.T).topk(k, sorted=False)`.
+    """
+    B, d = x.shape
+    n = weight.shape[0]
+    width = (d + 1 + 31) // 32 * 32
+    xh, alpha, eps = _split(x, torch.ones((), dtype=x.dtype, device=x.device), width)
+    wh, beta, eta = _split(weight, bias, width)
+    beta, eta = beta.max(), eta.max()
+    # The error bound of the screen (ScreenedCosines' derivation with the bias as a coordinate; the
+    # column side at its largest norm), plus gamma for the float32 dot product of the kept pairs.
+    gamma = width * _U32 / (1 - width * _U32)
+    err = eps * (beta + eta) + alpha * eta + 2 * gamma * (alpha + eps) * (beta + eta) + 2.0**-40
+    whT = wh.T
+    values = x.new_empty(B, k)
+    indices = torch.empty(B, k, dtype=torch.long, device=x.device)
+    for r0 in range(0, B, BLOCK_ROWS):
+        rows = slice(r0, min(r0 + BLOCK_ROWS, B))
+        e = err[rows]
+        ok = torch.isfinite(e) & (alpha[rows] * beta < 1e30)
+        if not bool(ok.all()) or not bool(torch.isfinite(beta)):
+            pre = torch.addmm(bias, x[rows], weight.T)
+            values[rows], indices[rows] = pre.topk(k, dim=-1, sorted=False)
+            continue
+        s = xh[rows] @ whT  # [R, n] bf16
+        # groups are strided (columns j, j + n/GROUP, ...), so the max runs along contiguous memory
+        group_max = s.view(len(s), GROUP, n // GROUP).amax(1)
+        g = group_max.topk(k, dim=-1, sorted=False).values.amin(-1).double()
+        # L: every one of the k group-maximum entries has a float32 value >= L (screen minus bound)
+        low = g - _REL16 * g.abs() - e
+        # an entry j can be dropped when S_j + rel |S_j| + e < low, i.e. S_j below tau
+        m = low - e
+        tau = torch.where(m >= 0, m / (1 + _REL16), m / (1 - _REL16))
+        # onto the bf16 grid without rising: nearest rounding (even through float32) moves a value by
+        # less than 2^-8 (1 + 2^-8) of itself, and the shift below is 2^-7 of tau
+        tau_b = (tau - 2.0**-7 * tau.abs() - 2.0**-100).to(torch.bfloat16)
+        if bool((tau_b > 0).all()):
+            # positive thresholds: a bf16's bits read as int16 order like the value (negatives fall below), and
+            # integers compare ~1.7x faster than bf16 here
+            keep = s.view(torch.int16) >= tau_b.view(torch.int16)[:, None]
+        else:
+            keep = s >= tau_b[:, None]
+        cand_rows, cand_cols = keep.nonzero(as_tuple=True)
+        counts = torch.bincount(cand_rows, minlength=len(s))
+        starts = torch.zeros(len(s) + 1, dtype=torch.long, device=x.device)
+        starts[1:] = counts.cumsum(0)
+        # float32 dot products of the candidates (no [P, d] temporary), then the bias
+        exact = _pair_dots(x[rows], weight, cand_rows, cand_cols, starts[:-1]) + bias[cand_cols]
+        width_c = int(counts.max())
+        pos = torch.arange(len(cand_rows), device=x.device) - starts[cand_rows]
+        padded = x.new_full((len(s), width_c), -torch.inf)
+        padded[cand_rows, pos] = exact
+        padded_idx = torch.zeros((len(s), width_c), dtype=torch.long, device=x.device)
+        padded_idx[cand_rows, pos] = cand_cols
+        v, p = padded.topk(k, dim=-1, sorted=False)
+        values[rows], indices[rows] = v, padded_idx.gather(1, p)
+    return values, indices
+
+
+def _pair_dots(x: Tensor, weight: Tensor, rows: Tensor, cols: Tensor, offsets: Tensor) -> Tensor:
+    """x[rows[p]] . weight[cols[p]] for every pair, float32, through the embedding-bag backward kernel."""
+    try:
+        return torch.ops.aten._embedding_bag_per_sample_weights_backward(x, weight, cols, offsets, rows, 0, -1)
+    except (AttributeError, RuntimeError, NotImplementedError):  # private op: a gather per chunk instead
+        out = torch.empty(len(rows), dtype=x.dtype, device=x.device)
+        step = 1 << 15
+        for p0 in range(0, len(rows), step):
+            sl = slice(p0, p0 + step)
+            out[sl] = (x[rows[sl]] * weight[cols[sl]]).sum(-1)
+        return out
+
+
+__all__ = ["BLOCK_ROWS", "GROUP", "screened_topk", "usable"]

@@ -1,0 +1,117 @@
+"""The bf16-screened top-k keeps a float32 top-k over all latents, whatever the screen's rounding.
+
+Checked against float64 ground truth: every latent left out is no larger than the smallest kept one
+(up to the float32 rounding any float32 trainer has), and kept values are float32 dot products.
+"""
+
+import pytest
+import torch
+
+from saeseeds.sae.screened_topk import GROUP, screened_topk, usable
+
+
+def _check_top_k(x, w, b, k, values, indices):
+    exact = x.double() @ w.double().T + b.double()  # [B, n]
+    # float32 rounding of a dot product of d terms plus the bias: the slack any float32 top-k has
+    slack = (x.shape[1] + 2) * 2.0**-24 * (x.double().norm(dim=1)[:, None] * w.double().norm(dim=1)[None, :] + b.double().abs())
+    kept = torch.zeros_like(exact, dtype=torch.bool).scatter_(1, indices, True)
+    assert (kept.sum(1) == k).all(), "indices must be k distinct latents per row"
+    # a left-out latent's float32 value (>= exact - slack) never beats a kept one's (<= exact + slack)
+    min_kept = torch.where(kept, exact + slack, torch.inf).amin(1)
+    max_left = torch.where(kept, -torch.inf, exact - slack).amax(1)
+    assert (max_left <= min_kept).all(), "a left-out latent beats a kept one"
+    got = exact.gather(1, indices)
+    assert ((values.double() - got).abs() <= slack.gather(1, indices)).all(), "kept values are not the float32 dot products"
+
+
+def _heavy_tailed(B, d, generator):
+    """Activations like a transformer's: a few outlier coordinates, a shared mean, varied norms."""
+    x = torch.randn(B, d, generator=generator) * torch.rand(B, 1, generator=generator) * 3
+    x[:, :4] *= 40
+    return x + torch.randn(d, generator=generator)
+
+
+def _no_float32_path(*args, **kwargs):
+    raise AssertionError("finite inputs must be screened, not computed by the float32 path")
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_screened_topk_is_a_float32_top_k(seed, monkeypatch):
+    g = torch.Generator().manual_seed(seed)
+    B, d, n, k = 700, 96, 64 * GROUP // 8, 8  # 700 rows: a whole block and a partial one
+    x = _heavy_tailed(B, d, g)
+    w = torch.randn(n, d, generator=g) / d**0.5
+    b = torch.randn(n, generator=g) * 0.5
+    with monkeypatch.context() as m:
+        m.setattr(torch, "addmm", _no_float32_path)
+        values, indices = screened_topk(x, w, b, k)
+    _check_top_k(x, w, b, k, values, indices)
+    ref_v, ref_i = torch.addmm(b, x, w.T).topk(k, dim=-1, sorted=False)
+    # same latents as the float32 path on all but near-tied rows
+    same = (indices.sort(1).values == ref_i.sort(1).values).all(1).float().mean()
+    assert same > 0.99
+
+
+def test_near_duplicate_latents_still_exact():
+    """Blocks of latents within the screen's error of each other: the candidates widen, the answer stays exact."""
+    g = torch.Generator().manual_seed(7)
+    B, d, k = 300, 64, 16
+    base = torch.randn(128, d, generator=g)
+    w = (base.repeat_interleave(4, 0) + 1e-4 * torch.randn(512, d, generator=g))
+    b = torch.zeros(512)
+    x = torch.randn(B, d, generator=g)
+    values, indices = screened_topk(x, w, b, k)
+    _check_top_k(x, w, b, k, values, indices)
+
+
+def test_negative_pre_activations_compare_as_floats():
+    """All pre-activations below zero (a large negative bias): thresholds are negative, the bf16 compare is used."""
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(200, 48, generator=g)
+    w = torch.randn(256, 48, generator=g)
+    b = torch.full((256,), -100.0) + torch.randn(256, generator=g)
+    values, indices = screened_topk(x, w, b, 8)
+    assert (values < 0).all()
+    _check_top_k(x, w, b, 8, values, indices)
+
+
+def test_a_block_with_non_finite_inputs_takes_the_float32_path():
+    """NaN or inf has no error bound: that block is computed as the float32 path computes it, NaN included."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(40, 32, generator=g)
+    x[5, 3] = float("nan")
+    x[9, 0] = float("inf")
+    w = torch.randn(256, 32, generator=g)
+    b = torch.zeros(256)
+    values, indices = screened_topk(x, w, b, 4)
+    ref_v, ref_i = torch.addmm(b, x, w.T).topk(4, dim=-1, sorted=False)
+    torch.testing.assert_close(values, ref_v, equal_nan=True)
+    assert torch.equal(indices[:5], ref_i[:5])
+
+
+def test_usable_needs_whole_groups_and_k_of_them():
+    assert usable(4608, 32)
+    assert not usable(4608 + 1, 32)
+    assert not usable(GROUP * 8, 16)
+
+
+def test_training_step_with_the_screen_keeps_the_float32_latents():
+    """StackedSae's topk loss through the screen: the same latents and, to float32 rounding, the same loss and gradients."""
+    from saeseeds.sae.coder import SaeConfig
+    from saeseeds.sae.stacked import StackedSae
+
+    g = torch.Generator().manual_seed(11)
+    x = _heavy_tailed(512, 64, g)
+    results = []
+    for screen in (False, True):
+        model = StackedSae(64, SaeConfig(num_latents=512, k=16), [0, 1])
+        model.init_from_first_batch(x, "mean")
+        model.screen_topk = screen
+        out = model.training_losses(x, dead_mask=None, coef={"auxk_alpha": 0.0})
+        out["loss"].sum().backward()
+        results.append((out, {name: p.grad.clone() for name, p in model.named_parameters()}))
+    (plain, plain_grads), (screened, screened_grads) = results
+    assert torch.equal(plain["fired"], screened["fired"])
+    torch.testing.assert_close(screened["loss"], plain["loss"], rtol=1e-5, atol=1e-6)
+    for name, grad in plain_grads.items():
+        torch.testing.assert_close(screened_grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)

@@ -115,3 +115,11 @@ def test_training_step_with_the_screen_keeps_the_float32_latents():
     torch.testing.assert_close(screened["loss"], plain["loss"], rtol=1e-5, atol=1e-6)
     for name, grad in plain_grads.items():
         torch.testing.assert_close(screened_grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_bf16_is_not_native_when_onednn_is_held_to_avx2(monkeypatch):
+    """Emulating an AVX2-only CPU on an AVX-512 one must also emulate its choice of screen (float32)."""
+    from saeseeds.common.hardware import native_bf16
+
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert not native_bf16(torch.device("cpu"))

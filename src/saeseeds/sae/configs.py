@@ -126,7 +126,8 @@ class TrainConfig:
     """topk without AuxK: how the encoder finds each token's k largest pre-activations. "bf16" screens all of
     them in bfloat16 under a proven error bound and computes float32 values only for the candidates
     (`saeseeds.sae.screened_topk`: the same latents as float32, up to float32 rounding); "fp32" computes all
-    in float32; "auto" screens where bfloat16 is native (AMX, AVX512-BF16, CUDA). On CPU the choice changes
+    in float32; "auto" screens where bfloat16 is native (AMX, AVX512-BF16, CUDA) and the SAE has at least 1024
+    latents (smaller ones are faster in float32). On CPU the choice changes
     checkpoint bytes (never the maths), so results are reproducible per setting and machine kind."""
 
     b_dec_init: str = "geometric_median"

@@ -31,6 +31,11 @@ BLOCK_ROWS = 1024
 GROUP = 32
 """Columns per group whose maximum bounds the k-th largest screen from below (n must be a multiple; else no screen)."""
 
+AUTO_MIN_LATENTS = 1024
+"""`encoder_screen: auto` screens dictionaries at least this large: the screen's fixed work per token (group maxima,
+candidates, their dot products) outweighs the matmul it saves below (one 4096-token batch, 1-2 threads, Xeon with AMX:
+4608 latents 1.6x faster, 2304 1.4x, 1152 1.16x, 576 0.75-0.90x; `benchmarks/screened_topk.py`)."""
+
 _U32 = 2.0**-24
 _REL16 = 2.0**-8 / (1 - 2.0**-8)
 """Relative error of rounding the float32 accumulator to the bfloat16 output."""
@@ -138,4 +143,4 @@ def _pair_dots(x: Tensor, weight: Tensor, rows: Tensor, cols: Tensor, offsets: T
         return out
 
 
-__all__ = ["BLOCK_ROWS", "GROUP", "screened_topk", "usable"]
+__all__ = ["AUTO_MIN_LATENTS", "BLOCK_ROWS", "GROUP", "screened_topk", "usable"]

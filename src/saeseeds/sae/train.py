@@ -44,6 +44,7 @@ from saeseeds.sae.batches import BatchPlan, BatchReader, NonFiniteBatch
 from saeseeds.common.progress import ProgressBar
 from saeseeds.common.hardware import native_bf16
 from saeseeds.sae.coder import SaeConfig, SparseCoder
+from saeseeds.sae.screened_topk import AUTO_MIN_LATENTS
 from saeseeds.sae import snapshots as snap
 from saeseeds.activations.store import ActivationStore, open_store
 from saeseeds.errors import TrainConfigError, TrainingDiverged  # noqa: F401 (raised here; importable from here too)
@@ -249,7 +250,8 @@ class TrainingRun:
         self.seeds, self.data_seed, self.num_steps, self.lr, self.device = seeds, data_seed, num_steps, lr, device
         self.model = StackedSae(store.d_in, sae_cfg, seeds, device=device)
         screen = train_cfg.encoder_screen
-        self.model.screen_topk = screen == "bf16" or (screen == "auto" and native_bf16(torch.device(device)))
+        large = sae_cfg.num_latents >= AUTO_MIN_LATENTS
+        self.model.screen_topk = screen == "bf16" or (screen == "auto" and large and native_bf16(torch.device(device)))
         params = list(self.model.parameters())
         if train_cfg.optimizer == "adam":
             # fused: one pass over each tensor instead of a dozen elementwise kernels (~3x faster step)

@@ -60,9 +60,10 @@ def _split(x: Tensor, extra: Tensor, width: int) -> tuple[Tensor, Tensor, Tensor
     as one more coordinate), and upper bounds on the row norms of hi and of lo = [x, extra] - hi (exact in
     float32), computed without a float32 copy of the augmented rows."""
     d = x.shape[1]
-    hi = x.new_zeros((len(x), width), dtype=torch.bfloat16)
+    hi = x.new_empty((len(x), width), dtype=torch.bfloat16)
     hi[:, :d] = x
     hi[:, d] = extra
+    hi[:, d + 1 :] = 0
     lo_norm = _norms(x - hi[:, :d]) + (extra - hi[:, d].float()).abs().double()
     return hi, _norms(hi), lo_norm
 
@@ -118,7 +119,7 @@ def screened_topk(x: Tensor, weight: Tensor, bias: Tensor, k: int) -> tuple[Tens
         starts = torch.zeros(len(s) + 1, dtype=torch.long, device=x.device)
         starts[1:] = counts.cumsum(0)
         # float32 dot products of the candidates (no [P, d] temporary), then the bias
-        exact = _pair_dots(x[rows], weight, cand_rows, cand_cols, starts[:-1]) + bias[cand_cols]
+        exact = pair_dots(x[rows], weight, cand_rows, cand_cols, starts[:-1]) + bias[cand_cols]
         width_c = int(counts.max())
         pos = torch.arange(len(cand_rows), device=x.device) - starts[cand_rows]
         padded = x.new_full((len(s), width_c), -torch.inf)
@@ -130,17 +131,18 @@ def screened_topk(x: Tensor, weight: Tensor, bias: Tensor, k: int) -> tuple[Tens
     return values, indices
 
 
-def _pair_dots(x: Tensor, weight: Tensor, rows: Tensor, cols: Tensor, offsets: Tensor) -> Tensor:
-    """x[rows[p]] . weight[cols[p]] for every pair, float32, through the embedding-bag backward kernel."""
+def pair_dots(x: Tensor, weight: Tensor, rows: Tensor, cols: Tensor, offsets: Tensor) -> Tensor:
+    """x[rows[p]] . weight[cols[p]] for every pair, without a [P, d] temporary where torch allows: the embedding-bag
+    backward kernel, which wants the pairs grouped by row (`offsets`: where each row's pairs start)."""
     try:
         return torch.ops.aten._embedding_bag_per_sample_weights_backward(x, weight, cols, offsets, rows, 0, -1)
     except (AttributeError, RuntimeError, NotImplementedError):  # private op: a gather per chunk instead
         out = torch.empty(len(rows), dtype=x.dtype, device=x.device)
-        step = 1 << 15
+        step = 1 << 16
         for p0 in range(0, len(rows), step):
             sl = slice(p0, p0 + step)
             out[sl] = (x[rows[sl]] * weight[cols[sl]]).sum(-1)
         return out
 
 
-__all__ = ["AUTO_MIN_LATENTS", "BLOCK_ROWS", "GROUP", "screened_topk", "usable"]
+__all__ = ["AUTO_MIN_LATENTS", "BLOCK_ROWS", "GROUP", "pair_dots", "screened_topk", "usable"]

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from saeseeds.sae.geometric_median import geometric_median
-from saeseeds.sae.screened_topk import screened_topk, usable
+from saeseeds.sae.screened_topk import pair_dots, screened_topk, usable
 from saeseeds.sae.coder import SaeConfig, SparseCoder, init_encoder_weight
 from saeseeds.sae.configs import B_DEC_INITS, SPARSE_ARCHS
 
@@ -128,24 +128,10 @@ class _SparseDecode(torch.autograd.Function):
         for s in range(S):
             seg = p.seg(s)
             if grad_values is not None:
-                grad_values[seg] = _pair_dots(grad[s], weight[s], p, s)
+                grad_values[seg] = pair_dots(grad[s], weight[s], p.tok[s], p.lat[s], p.offsets(s))
             if grad_weight is not None:
                 grad_weight[s] = p.transpose_matmul(s, values[seg], grad[s], n)
         return grad_values, grad_weight, None
-
-
-def _pair_dots(grad: Tensor, weight: Tensor, p: Pattern, s: int) -> Tensor:
-    """Returns grad[tok] . weight[lat] for seed s's pairs, without a [P, d] temporary where torch allows."""
-    tok, lat = p.tok[s], p.lat[s]
-    try:
-        return torch.ops.aten._embedding_bag_per_sample_weights_backward(grad, weight, lat, p.offsets(s), tok, 0, -1)
-    except (AttributeError, RuntimeError, NotImplementedError):  # private op: fall back to chunked gathers
-        out = torch.empty(len(lat), dtype=grad.dtype, device=grad.device)
-        step = 1 << 16
-        for start in range(0, len(lat), step):
-            sl = slice(start, start + step)
-            out[sl] = (grad[tok[sl]] * weight[lat[sl]]).sum(-1)
-        return out
 
 
 class _SparseRows(torch.autograd.Function):

@@ -94,13 +94,16 @@ class Pattern:
             self._csr[s] = (order, crow, self.tok[s][order])
         return self._csr[s]
 
-    def transpose_matmul(self, s: int, values: Tensor, dense: Tensor, num_latents: int) -> Tensor:
-        """Returns A_s^T @ dense [n, d], A_s seed s's sparse [B, n] matrix holding `values` (its segment)."""
+    def transpose_matmul(self, s: int, values: Tensor, dense: Tensor, num_latents: int, out: Tensor) -> Tensor:
+        """Writes A_s^T @ dense [n, d] into `out`, A_s seed s's sparse [B, n] matrix holding `values` (its segment).
+
+        Written in place (addmm with beta 0, which ignores what `out` held): a fresh result copied into the
+        gradient buffer cost a zero fill and a copy of [n, d], 1.5 of 5.7 ms at 4608 x 576."""
         order, crow, col = self.csr(s, num_latents)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
             a_t = torch.sparse_csr_tensor(crow, col, values[order].contiguous(), size=(num_latents, self.num_tokens), check_invariants=False)
-            return a_t @ dense
+            return torch.addmm(out, a_t, dense, beta=0, out=out)
 
 
 class _SparseDecode(torch.autograd.Function):
@@ -130,7 +133,7 @@ class _SparseDecode(torch.autograd.Function):
             if grad_values is not None:
                 grad_values[seg] = pair_dots(grad[s], weight[s], p.tok[s], p.lat[s], p.offsets(s))
             if grad_weight is not None:
-                grad_weight[s] = p.transpose_matmul(s, values[seg], grad[s], n)
+                p.transpose_matmul(s, values[seg], grad[s], n, out=grad_weight[s])
         return grad_values, grad_weight, None
 
 
@@ -160,7 +163,7 @@ class _SparseRows(torch.autograd.Function):
         for s in range(S):
             g = grad[p.seg(s)]
             if grad_w is not None:
-                grad_w[s] = p.transpose_matmul(s, g, xc[s], n)
+                p.transpose_matmul(s, g, xc[s], n, out=grad_w[s])
             if need_b:
                 grad_b[s].index_add_(0, p.lat[s], g)
         grad_b_dec = -torch.bmm(grad_b[:, None, :], weight)[:, 0, :] if ctx.needs_input_grad[4] else None

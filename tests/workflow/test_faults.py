@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -281,8 +282,9 @@ def test_store_that_cannot_fit_fails_before_any_row(tmp_path):
 
 
 def can_mount_tmpfs():
-    probe = Path("/tmp/saeseeds-tmpfs-probe")
-    probe.mkdir(exist_ok=True)
+    # a folder of its own: each xdist worker runs this at collection, and a shared fixed path raced (one worker's
+    # rmdir under the other's mount), so the workers collected different tests and the run failed
+    probe = Path(tempfile.mkdtemp(prefix="saeseeds-tmpfs-probe-"))
     ok = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(probe)], capture_output=True).returncode == 0
     if ok:
         subprocess.run(["umount", str(probe)], check=True)

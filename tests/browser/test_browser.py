@@ -161,7 +161,9 @@ def test_scan_matches_brute_force():
             start = scan.ctx_start[i]
             assert start // context == (start + 3) // context  # a context never crosses into the next one
             np.testing.assert_allclose(scan.ctx_acts[i], col[start : start + 4], rtol=1e-6)
-            assert scan.ctx_peak[i] in col[start : start + 4]
+            # one of the window's activations (to float32 rounding: the scan multiplies 7-row batches, and MKL's
+            # result for a row can differ in the last bit with the batch size on Intel CPUs)
+            assert np.isclose(col[start : start + 4], scan.ctx_peak[i], rtol=1e-6, atol=0).any()
 
 
 def test_build_writes_blocks_and_escapes_nothing_it_should_not(small_browser):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 
 import torch
@@ -21,4 +22,35 @@ def native_bf16(device: torch.device) -> bool:
     return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 
-__all__ = ["native_bf16"]
+class full_precision_reductions:
+    """On CUDA, forbids cuBLAS from reducing bf16 products in reduced precision (the error model needs float32)."""
+
+    def __enter__(self):
+        self.saved = torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction
+        torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction = False
+
+    def __exit__(self, *exc):
+        torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction = self.saved
+
+
+@functools.lru_cache(maxsize=None)
+def bf16_sums_in_float32(device: torch.device, d: int) -> bool:
+    """True when a bf16 matmul of depth d sums in float32 and rounds its output to nearest, as the error model needs.
+
+    Summed in bfloat16, 1 + (d - 1) * 2**-9 would stay 1; 1 + 3 * 2**-9 rounds to 1 + 2**-7 to nearest but to 1
+    if the output were truncated (an error of 2**-7 instead of 2**-8).
+    """
+    depth = max(d, 4)
+    x = torch.zeros((16, depth), device=device)
+    x[:8] = 2.0**-9
+    x[8:, 1:4] = 2.0**-9
+    x[:, 0] = 1.0
+    y = torch.ones((64, depth), device=device)
+    with full_precision_reductions():
+        got = (x.bfloat16() @ y.bfloat16().T).float()
+    want = 1.0 + (depth - 1) * 2.0**-9
+    summed = bool(((got[:8] - want).abs() <= 2.0**-8 * want + depth * 2.0**-24 * want).all())
+    return summed and bool((got[8:] == 1.0 + 2.0**-7).all())
+
+
+__all__ = ["bf16_sums_in_float32", "full_precision_reductions", "native_bf16"]

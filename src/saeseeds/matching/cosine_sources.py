@@ -15,14 +15,13 @@ holds for the exact cosines whatever the screen's rounding.
 
 from __future__ import annotations
 
-import functools
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from saeseeds.common.hardware import native_bf16
+from saeseeds.common.hardware import bf16_sums_in_float32, full_precision_reductions, native_bf16
 from saeseeds.matching.precisions import PRECISIONS
 
 PAIR_CHUNK = 1024
@@ -142,7 +141,7 @@ class ScreenedCosines(CosineSource):
     """Cosines of unit rows a [n, d] and b [n, d]: a blockwise bf16 or fp32 matmul screen, float64 exact values.
 
     Error of the screen (rounding to nearest throughout; float32 accumulation of the products, as the
-    BLAS libraries torch calls document for bfloat16 inputs, checked at start by `_check_accumulation`):
+    BLAS libraries torch calls document for bfloat16 inputs, checked at start by `bf16_sums_in_float32`):
 
     - fp32: |screen - a.b| <= gamma_d |a| |b|, gamma_d = d u / (1 - d u), u = 2**-24.
     - bf16: a = a_hi + a_lo with a_hi = bf16(a) (a_lo exact in float32); the matmul computes a_hi.b_hi
@@ -161,7 +160,7 @@ class ScreenedCosines(CosineSource):
             precision = "bf16" if native_bf16(a.device) else "fp32"
         self.a, self.b = a, b
         self.n, d = a.shape[0], a.shape[1]
-        if precision == "bf16" and not _check_accumulation(a.device, d):
+        if precision == "bf16" and not bf16_sums_in_float32(a.device, d):
             warnings.warn(
                 "bfloat16 matmul on this device does not sum in float32 or round to nearest; screening in float32 instead",
                 stacklevel=2,
@@ -202,7 +201,7 @@ class ScreenedCosines(CosineSource):
             # One reused buffer: a fresh 0.3-0.5 GB output per block costs page faults every time.
             self._buffer = x.new_empty((len(rows), self.n))
         out = self._buffer[: len(rows)]
-        with _full_precision_reductions():
+        with full_precision_reductions():
             torch.mm(x, self.sbt, out=out)
         return out
 
@@ -211,7 +210,7 @@ class ScreenedCosines(CosineSource):
         dev = self.a.device
         x = self.sa[torch.as_tensor(np.asarray(rows, dtype=np.int64), device=dev)]
         y = self.sb[torch.as_tensor(np.asarray(cols, dtype=np.int64), device=dev)]
-        with _full_precision_reductions():
+        with full_precision_reductions():
             return x @ y.T
 
     def exact(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -221,37 +220,6 @@ class ScreenedCosines(CosineSource):
 def _norms(x: torch.Tensor) -> np.ndarray:
     """Euclidean norms of the rows in float64, rounded up by a relative 1e-12 (a bound, not an estimate)."""
     return torch.linalg.vector_norm(x.double(), dim=1).cpu().numpy() * (1 + 1e-12)
-
-
-class _full_precision_reductions:
-    """On CUDA, forbids cuBLAS from reducing bf16 products in reduced precision (the error model needs float32)."""
-
-    def __enter__(self):
-        self.saved = torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction
-        torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction = False
-
-    def __exit__(self, *exc):
-        torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction = self.saved
-
-
-@functools.lru_cache(maxsize=None)
-def _check_accumulation(device: torch.device, d: int) -> bool:
-    """True when a bf16 matmul of depth d sums in float32 and rounds its output to nearest, as the error model needs.
-
-    Summed in bfloat16, 1 + (d - 1) * 2**-9 would stay 1; 1 + 3 * 2**-9 rounds to 1 + 2**-7 to nearest but to 1
-    if the output were truncated (an error of 2**-7 instead of 2**-8).
-    """
-    depth = max(d, 4)
-    x = torch.zeros((16, depth), device=device)
-    x[:8] = 2.0**-9
-    x[8:, 1:4] = 2.0**-9
-    x[:, 0] = 1.0
-    y = torch.ones((64, depth), device=device)
-    with _full_precision_reductions():
-        got = (x.bfloat16() @ y.bfloat16().T).float()
-    want = 1.0 + (depth - 1) * 2.0**-9
-    summed = bool(((got[:8] - want).abs() <= 2.0**-8 * want + depth * 2.0**-24 * want).all())
-    return summed and bool((got[8:] == 1.0 + 2.0**-7).all())
 
 
 class AbsoluteCosines(CosineSource):

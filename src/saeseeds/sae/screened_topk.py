@@ -11,19 +11,23 @@ taking their top-k would train a different model. This module takes the same top
 2. a lower bound L_t on the k-th largest float32 value of row t: the k-th largest of the row's group
    maxima is at most its k-th largest screened value, and each of those k entries is worth at least its
    screen minus the bound.
-3. candidates: the entries whose screen plus the bound reaches L_t (about 2k of n on real activations);
+3. candidates: the entries whose screen plus the bound reaches L_t (about 1.5k of n, k = 32 of 4608);
    every other entry is provably below L_t, so below the k-th largest candidate.
 4. float32 dot products of the candidates only, and their top k.
 
 The kept latents are therefore a top-k of float32 dot products over all n latents (the float32
-path's selection, up to float32 rounding), and their values are float32. A row whose inputs are not
-finite, or whose bound cannot be formed, takes the float32 path.
+path's selection, up to float32 rounding), and their values are float32. A block of rows with inputs
+that are not finite, or so large that the bound cannot be formed, takes the float32 path. The error
+model needs a matmul that sums in float32 and rounds to nearest: the trainer checks that once
+(`saeseeds.common.hardware.bf16_sums_in_float32`), and cuBLAS is kept from reducing in bf16.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
+
+from saeseeds.common.hardware import full_precision_reductions
 
 BLOCK_ROWS = 1024
 """Tokens screened at a time: a [1024, n] bf16 block (9.4 MB at n = 4608) stays in cache for the passes after the matmul."""
@@ -96,7 +100,8 @@ def screened_topk(x: Tensor, weight: Tensor, bias: Tensor, k: int) -> tuple[Tens
             pre = torch.addmm(bias, x[rows], weight.T)
             values[rows], indices[rows] = pre.topk(k, dim=-1, sorted=False)
             continue
-        s = xh[rows] @ whT  # [R, n] bf16
+        with full_precision_reductions():
+            s = xh[rows] @ whT  # [R, n] bf16
         # groups are strided (columns j, j + n/GROUP, ...), so the max runs along contiguous memory
         group_max = s.view(len(s), GROUP, n // GROUP).amax(1)
         g = group_max.topk(k, dim=-1, sorted=False).values.amin(-1).double()

@@ -28,6 +28,7 @@ import math
 import os
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -42,7 +43,7 @@ from saeseeds.sae.stacked import StackedSae
 from saeseeds.common.atomic import as_output_error, remove_stale_temps
 from saeseeds.sae.batches import BatchPlan, BatchReader, NonFiniteBatch
 from saeseeds.common.progress import ProgressBar
-from saeseeds.common.hardware import native_bf16
+from saeseeds.common.hardware import bf16_sums_in_float32, native_bf16
 from saeseeds.sae.coder import SaeConfig, SparseCoder
 from saeseeds.sae.screened_topk import AUTO_MIN_LATENTS
 from saeseeds.sae import snapshots as snap
@@ -251,7 +252,13 @@ class TrainingRun:
         self.model = StackedSae(store.d_in, sae_cfg, seeds, device=device)
         screen = train_cfg.encoder_screen
         large = sae_cfg.num_latents >= AUTO_MIN_LATENTS
-        self.model.screen_topk = screen == "bf16" or (screen == "auto" and large and native_bf16(torch.device(device)))
+        dev = torch.device(device)
+        want = screen == "bf16" or (screen == "auto" and large and native_bf16(dev))
+        if want and not bf16_sums_in_float32(dev, store.d_in + 1):
+            warnings.warn("bfloat16 matmul on this device does not sum in float32 or round to nearest; the encoder's "
+                          "top-k is computed in float32 instead", stacklevel=2)
+            want = False
+        self.model.screen_topk = want
         params = list(self.model.parameters())
         if train_cfg.optimizer == "adam":
             # fused: one pass over each tensor instead of a dozen elementwise kernels (~3x faster step)

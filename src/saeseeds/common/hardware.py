@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 
 import torch
 
@@ -53,4 +54,18 @@ def bf16_sums_in_float32(device: torch.device, d: int) -> bool:
     return summed and bool((got[8:] == 1.0 + 2.0**-7).all())
 
 
-__all__ = ["bf16_sums_in_float32", "full_precision_reductions", "native_bf16"]
+
+def use_bf16(choice: str, device: torch.device, depth: int, task: str, *, auto: bool = True) -> bool:
+    """Resolves a screen setting ("auto", "bf16" or "fp32") to True for bfloat16, False for float32.
+
+    "auto" takes bf16 where it is native (and `auto` allows it: the caller's own size rule); bf16 either way
+    only if its matmul of this depth sums in float32, else float32 with a warning naming the `task`.
+    """
+    want = choice == "bf16" or (choice == "auto" and auto and native_bf16(device))
+    if want and not bf16_sums_in_float32(device, depth):
+        warnings.warn(f"bfloat16 matmul on this device does not sum in float32 or round to nearest; {task} in float32 instead", stacklevel=3)
+        return False
+    return want
+
+
+__all__ = ["bf16_sums_in_float32", "full_precision_reductions", "native_bf16", "use_bf16"]

@@ -15,13 +15,12 @@ holds for the exact cosines whatever the screen's rounding.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from saeseeds.common.hardware import bf16_sums_in_float32, full_precision_reductions, native_bf16
+from saeseeds.common.hardware import full_precision_reductions, native_bf16, use_bf16
 from saeseeds.matching.precisions import PRECISIONS
 
 PAIR_CHUNK = 1024
@@ -156,16 +155,9 @@ class ScreenedCosines(CosineSource):
     def __init__(self, a: torch.Tensor, b: torch.Tensor, *, precision: str = "auto"):
         if precision not in PRECISIONS:
             raise ValueError(f"precision={precision!r}: must be one of {PRECISIONS}")
-        if precision == "auto":
-            precision = "bf16" if native_bf16(a.device) else "fp32"
         self.a, self.b = a, b
         self.n, d = a.shape[0], a.shape[1]
-        if precision == "bf16" and not bf16_sums_in_float32(a.device, d):
-            warnings.warn(
-                "bfloat16 matmul on this device does not sum in float32 or round to nearest; screening in float32 instead",
-                stacklevel=2,
-            )
-            precision = "fp32"
+        precision = "bf16" if use_bf16(precision, a.device, d, "screening") else "fp32"
         self.precision = precision
         u32 = 2.0**-24
         gamma = d * u32 / (1 - d * u32)

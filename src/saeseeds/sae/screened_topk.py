@@ -50,6 +50,11 @@ def usable(n: int, k: int) -> bool:
     return n % GROUP == 0 and n // GROUP >= k
 
 
+def screen_depth(d: int) -> int:
+    """The screen's matmul depth for inputs of d coordinates: d, the bias, zeros up to a multiple of 32."""
+    return (d + 1 + 31) // 32 * 32
+
+
 def _norms(x: Tensor) -> Tensor:
     """Row norms as float64 upper bounds: a float32 norm of d terms is within (d / 2 + 2) 2^-24 of the true one
     (rounding of the squares, the sum and the root), far below the 2^-10 it is scaled up by here; coordinates
@@ -81,7 +86,7 @@ def screened_topk(x: Tensor, weight: Tensor, bias: Tensor, k: int) -> tuple[Tens
     """
     B, d = x.shape
     n = weight.shape[0]
-    width = (d + 1 + 31) // 32 * 32
+    width = screen_depth(d)
     xh, alpha, eps = _split(x, torch.ones((), dtype=x.dtype, device=x.device), width)
     wh, beta, eta = _split(weight, bias, width)
     beta, eta = beta.max(), eta.max()
@@ -150,4 +155,4 @@ def pair_dots(x: Tensor, weight: Tensor, rows: Tensor, cols: Tensor, offsets: Te
         return out
 
 
-__all__ = ["AUTO_MIN_LATENTS", "BLOCK_ROWS", "GROUP", "pair_dots", "screened_topk", "usable"]
+__all__ = ["AUTO_MIN_LATENTS", "BLOCK_ROWS", "GROUP", "pair_dots", "screen_depth", "screened_topk", "usable"]

@@ -28,7 +28,6 @@ import math
 import os
 import shutil
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -43,9 +42,9 @@ from saeseeds.sae.stacked import StackedSae
 from saeseeds.common.atomic import as_output_error, remove_stale_temps
 from saeseeds.sae.batches import BatchPlan, BatchReader, NonFiniteBatch
 from saeseeds.common.progress import ProgressBar
-from saeseeds.common.hardware import bf16_sums_in_float32, native_bf16
+from saeseeds.common.hardware import use_bf16
 from saeseeds.sae.coder import SaeConfig, SparseCoder
-from saeseeds.sae.screened_topk import AUTO_MIN_LATENTS
+from saeseeds.sae.screened_topk import AUTO_MIN_LATENTS, screen_depth
 from saeseeds.sae import snapshots as snap
 from saeseeds.activations.store import ActivationStore, open_store
 from saeseeds.errors import TrainConfigError, TrainingDiverged  # noqa: F401 (raised here; importable from here too)
@@ -250,15 +249,8 @@ class TrainingRun:
         self.store, self.sae_cfg, self.cfg = store, sae_cfg, train_cfg
         self.seeds, self.data_seed, self.num_steps, self.lr, self.device = seeds, data_seed, num_steps, lr, device
         self.model = StackedSae(store.d_in, sae_cfg, seeds, device=device)
-        screen = train_cfg.encoder_screen
-        large = sae_cfg.num_latents >= AUTO_MIN_LATENTS
-        dev = torch.device(device)
-        want = screen == "bf16" or (screen == "auto" and large and native_bf16(dev))
-        if want and not bf16_sums_in_float32(dev, store.d_in + 1):
-            warnings.warn("bfloat16 matmul on this device does not sum in float32 or round to nearest; the encoder's "
-                          "top-k is computed in float32 instead", stacklevel=2)
-            want = False
-        self.model.screen_topk = want
+        self.model.screen_topk = use_bf16(train_cfg.encoder_screen, torch.device(device), screen_depth(store.d_in),
+                                          "the encoder's top-k", auto=sae_cfg.num_latents >= AUTO_MIN_LATENTS)
         params = list(self.model.parameters())
         if train_cfg.optimizer == "adam":
             # fused: one pass over each tensor instead of a dozen elementwise kernels (~3x faster step)

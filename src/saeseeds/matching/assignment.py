@@ -7,15 +7,16 @@ candidate graph E is the top-k of every row, the best few rows of every column a
 and the diagonal (so a perfect matching always exists). Its edges enter on their screened upper
 bounds; the assignment is solved on E, the pairs it matches get exact cosines, and it is solved
 again until the matching stands on exact values only (`_solve_settled`: a few hundred thousand
-float64 dot products saved per 16K matching). Then it is proved optimal over all n^2 pairs of
-exact cosines:
+float64 dot products saved per 16K matching). The solver (`augmenting`) keeps its matching and
+potentials from one solve to the next, so a solve costs what changed, not the graph. Then the
+matching is proved optimal over all n^2 pairs of exact cosines:
 
 1. Duals. On integer profits q (see `similarity.quantize`), a matching M is optimal over all n^2
    pairs iff there are row and column potentials A, B with A_i + B_j >= q_ij for every pair and
    equality on M (LP duality for the assignment polytope); feasibility against an upper bound of
-   q_ij implies it for q_ij, so only M's own profits must be exact. We get A, B from the sparse optimum by
-   longest paths in its residual graph (`column_prices`) and check both conditions on E in
-   exact int64 arithmetic, so the proof does not rely on the solver being right.
+   q_ij implies it for q_ij, so only M's own profits must be exact. The solver's potentials are
+   such A, B (column prices start at zero and only rise, which `Watch` relies on); both conditions
+   are checked on E in exact int64 arithmetic, so the proof does not rely on the solver being right.
 2. Reserve pairs have an upper bound (screen plus error, rounded up); a pair whose bound exceeds
    A_i + B_j gets its exact cosine and is checked with it.
 3. Every other pair is <= its row's bound beyond the reserve (t_i) and <= its column's bound
@@ -37,7 +38,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from saeseeds.matching.cosine_sources import CosineSource, ceil_quantize
-from saeseeds.matching.duals import column_prices, profit_of, solve_edges, suspects
+from saeseeds.matching.duals import profit_of, suspects
 from saeseeds.matching.pair_sets import EdgeSet, ExactPairs, Reserve, Watch
 from saeseeds.matching.similarity import QUANTUM_BITS, candidate_pass, column_candidates, quantize, stable_argsort, timed
 from saeseeds.matching.violators import RESCREEN_REACH, reserve_violators, rescreen_violators, watch_violators
@@ -160,20 +161,25 @@ def assign_sparse(
     first_edges = len(edges.key)
     stats = {"edges_from_reserve": 0, "edges_from_rescreen": 0, "rows_rescreened": 0, "pairs_rescreened": 0, "rows_kept_clear": 0, "solves": 0}
     duals = None
+    # Imported here: numba's start-up (about half a second) is paid only by matchings that take this path.
+    from saeseeds.matching.augmenting import AugmentingSolver
+
+    solver = AugmentingSolver(n)
+    touched = ar
     watch = Watch(n)
     reach = int(RESCREEN_REACH * 2**QUANTUM_BITS)
     for rounds in range(1, max_rounds + 1):
         # Per row, the largest amount by which a pair exceeds A_i + B_j: raising A_i by it makes the duals
         # feasible everywhere, so its sum bounds how far this matching can be from the optimum.
         violation = np.zeros(n, dtype=np.int64)
-        partner, (a, b) = _solve_settled(edges, duals, exact, timings, stats)
+        partner, (a, b) = _solve_settled(edges, solver, touched, exact, timings, stats)
         if duals is not None and (b < duals[1]).any():
             # The watch's cleared rows rest on column prices that never fall (prices start from the last ones).
             raise RuntimeError("column prices fell between rounds; this is a bug")
         duals = (a, b)
         rows, cols, q = edges.rows, edges.cols, edges.profit
-        if (a[rows] + b[cols] < q).any():
-            raise RuntimeError("dual potentials infeasible on the candidate graph; this is a bug")
+        if (a[rows] + b[cols] < q).any() or (a + b[partner] != profit_of(n, rows, cols, q, partner)).any():
+            raise RuntimeError("dual potentials infeasible on the candidate graph or loose on the matching; this is a bug")
         with timed(timings, "check"):
             new = [reserve_violators(reserve, a, b, exact, violation), watch_violators(watch, a, b, edges, exact, violation)]
             stats["edges_from_reserve"] += len(new[0][0])
@@ -202,6 +208,7 @@ def assign_sparse(
             break
         new_rows, new_cols, new_cos = (np.concatenate(x) for x in zip(*new))
         edges.add(new_rows, new_cols, new_cos)
+        touched = new_rows
         reserve.mark(new_rows, new_cols)
     certified = n_new == 0
     matched = edges.find(ar, partner)
@@ -244,8 +251,8 @@ def _tie_breaker(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """Returns a fixed pseudo-random offset in [0, 2**TIE_BITS) per pair, to add to upper bounds (still bounds).
 
     Screened values are coarse (bfloat16 keeps 8 bits), so the bounds of near-duplicate latents tie in
-    blocks, and LAPJVsp crawled through them: 5.6 s for a first solve that takes 0.27 s with the offsets
-    (the 6,048-latent stacked set of the default study).
+    blocks, and scipy's LAPJVsp (the solver then) crawled through them: 5.6 s for a first solve that
+    takes 0.27 s with the offsets (the 6,048-latent stacked set of the default study).
     """
     h = (rows.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) ^ (cols.astype(np.uint64) * np.uint64(0xC2B2AE3D27D4EB4F))
     h ^= h >> np.uint64(29)
@@ -253,43 +260,20 @@ def _tie_breaker(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     return (h >> np.uint64(64 - TIE_BITS)).astype(np.int64)
 
 
-def _solve_settled(edges: EdgeSet, duals, exact: ExactPairs, timings, stats: dict) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
-    """Returns the optimal matching of the graph whose own edges all have exact profits, and tight duals.
+def _solve_settled(edges: EdgeSet, solver, touched: np.ndarray, exact: ExactPairs, timings, stats: dict):
+    """Returns the optimal matching of the graph whose own edges all have exact profits, and its duals (A, B).
 
     Bounded edges are optimistic, so the solver tends to pick them; each pick gets its exact cosine and,
-    if that is lower, the problem is solved again. The duals of the first solve say which other bounded
-    edges compete (`_settle_matching`); later solves keep them as a warm start (settling only lowers
-    profits, so they stay feasible), and fresh duals are computed once, for the final matching.
+    if that is lower, its row is priced again and matched again (`_settle_matching`). `touched`: the rows
+    whose edges changed since the last call.
     """
-    if duals is None:
-        # Row maxima and zero column prices are feasible duals of any graph: a warm start too.
-        row_best = np.full(edges.n, np.iinfo(np.int64).min)
-        np.maximum.at(row_best, edges.rows, edges.profit)
-        duals = (row_best, np.zeros(edges.n, dtype=np.int64))
-    partner = _solve(edges, duals, timings, stats)
-    duals = _tight_duals(edges, partner, duals[1], timings)
-    stale = False
-    while _settle_matching(edges, partner, duals, exact):
-        partner = _solve(edges, duals, timings, stats)
-        stale = True
-    if stale:
-        duals = _tight_duals(edges, partner, duals[1], timings)
-    return partner, duals
-
-
-def _solve(edges: EdgeSet, duals, timings, stats: dict) -> np.ndarray:
-    """Returns the optimal matching of the graph's current profits, warm-started from feasible `duals`."""
-    stats["solves"] += 1
-    with timed(timings, "solve"):
-        return solve_edges(edges.n, edges.rows, edges.cols, edges.profit, duals=duals)
-
-
-def _tight_duals(edges: EdgeSet, partner: np.ndarray, start: np.ndarray, timings) -> tuple[np.ndarray, np.ndarray]:
-    """Returns duals (A, B) of an optimal `partner` on the graph: least column prices >= start, A tight on the matching."""
-    rows, cols, q = edges.rows, edges.cols, edges.profit
-    with timed(timings, "duals"):
-        b = column_prices(edges.n, rows, cols, q, partner, start=start)
-    return profit_of(edges.n, rows, cols, q, partner) - b[partner], b
+    while True:
+        stats["solves"] += 1
+        with timed(timings, "solve"):
+            partner = solver.solve(edges.rows, edges.cols, edges.profit, touched)
+        touched = _settle_matching(edges, partner, (solver.a, solver.b), exact)
+        if len(touched) == 0:
+            return partner.copy(), (solver.a.copy(), solver.b.copy())
 
 
 SETTLE_REACH = 2
@@ -297,26 +281,29 @@ SETTLE_REACH = 2
 displaced row's replacement may displace another, and reach 2 ended the chain in one re-solve where 1 took 2-4."""
 
 
-def _settle_matching(edges: EdgeSet, partner: np.ndarray, duals, exact: ExactPairs) -> int:
-    """Gives the matched edges that still stand on a bound their exact cosines; returns how many profits fell.
+def _settle_matching(edges: EdgeSet, partner: np.ndarray, duals, exact: ExactPairs) -> np.ndarray:
+    """Gives the matched edges that still stand on a bound their exact cosines; returns the rows whose profits moved.
 
-    When matched profits fall by up to f, the bounded edges within f of tight under the last feasible
+    When matched profits fall by up to f, the bounded edges within f of tight under the current
     `duals` (A_i + B_j - q_ij < f) are the ones that may take their places, so they are settled now too
-    (within `SETTLE_REACH` * f) instead of one re-solve each.
+    (within `SETTLE_REACH` * f) instead of one more search each.
     """
     n = len(partner)
     pos = edges.find(np.arange(n), partner)
     pos = pos[~edges.known[pos]]
     if len(pos) == 0:
-        return 0
+        return pos
     drop = edges.settle(pos, exact(edges.key[pos] // n, edges.key[pos] % n))
-    fell = int((drop > 0).sum())
-    if fell:
+    # A true bound never rises on settling; rows are priced again on any change, so a screen whose
+    # stated error is too small misleads the certificate (tests show it) but never the solver.
+    fell = pos[drop != 0]
+    if (drop > 0).any():
         e_rows, e_cols = edges.rows, edges.cols
         a, b = duals
         near = np.flatnonzero(~edges.known & (a[e_rows] + b[e_cols] - edges.profit < SETTLE_REACH * drop.max()))
-        edges.settle(near, exact(e_rows[near], e_cols[near]))
-    return fell
+        near_drop = edges.settle(near, exact(e_rows[near], e_cols[near]))
+        fell = np.concatenate([fell, near[near_drop != 0]])
+    return np.unique(edges.key[fell] // n)
 
 
 def _exact_row_max(source: CosineSource, reserve: Reserve, edges: EdgeSet, exact: ExactPairs) -> tuple[np.ndarray, int]:

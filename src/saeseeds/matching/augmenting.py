@@ -14,8 +14,8 @@ free column, the columns Dijkstra settled at distance d_j <= d gain d - d_j on B
 it on A: the path becomes tight, M stays tight, every edge stays feasible, and column prices only
 rise (which `pair_sets.Watch` relies on). Work per round is the few paths that changed, not the graph.
 
-The first solve starts from nothing: every row takes its best column if free, and the rest (a third
-of the rows on the benchmark's dictionaries) bid for columns first (LAPJV's augmenting row
+The first solve starts from nothing: every row takes its best column if free, and the rest (a third to
+a half of the rows on the benchmark's dictionaries) bid for columns first (LAPJV's augmenting row
 reduction, `_bid`), which leaves a few dozen rows for the shortest paths. On the first graphs of
 the 16K benchmark matchings that took 0.07 / 0.21 s (random / correlated) against 0.43 / 0.71 s
 with shortest paths alone, and 0.11 s against 0.16 s on the default study's stacked set.
@@ -38,9 +38,9 @@ _FAR = np.int64(2**62)
 class AugmentingSolver:
     """The matching and potentials of one growing graph (square, n rows and n columns).
 
-    Call `reprice(graph, rows)` after the edges of `rows` changed (added, or profits lowered), then
-    `augment(graph)` to match every free row again. `graph` is (row_ptr, cols, q): CSR with the
-    columns of a row in any order, int64 profits.
+    `solve(rows, cols, q, touched)` after the edges of the `touched` rows changed (added, or profits
+    moved): it re-prices those rows and matches every free row again. Its two steps, `reprice` and
+    `augment`, take `graph` = (row_ptr, cols, q): CSR with a row's columns in any order, int64 profits.
     """
 
     def __init__(self, n: int):

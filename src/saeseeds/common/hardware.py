@@ -54,7 +54,6 @@ def bf16_sums_in_float32(device: torch.device, d: int) -> bool:
     return summed and bool((got[8:] == 1.0 + 2.0**-7).all())
 
 
-
 def use_bf16(choice: str, device: torch.device, depth: int, task: str, *, auto: bool = True) -> bool:
     """Resolves a screen setting ("auto", "bf16" or "fp32") to True for bfloat16, False for float32.
 

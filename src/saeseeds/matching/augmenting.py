@@ -51,13 +51,11 @@ class AugmentingSolver:
         self.b = np.zeros(n, dtype=np.int64)
         self.paths = 0
         """How many augmenting paths were found so far."""
-        self.settled_columns = 0
-        """How many columns the searches settled in all (the work done)."""
 
     def solve(self, rows: np.ndarray, cols: np.ndarray, q: np.ndarray, touched: np.ndarray) -> np.ndarray:
         """Returns the optimal perfect matching of the edges (grouped by row) after the edges of `touched` rows changed."""
         graph = csr(self.n, rows, cols, q)
-        first = self.paths == 0 and (self.partner == UNMATCHED).all()
+        first = bool((self.partner == UNMATCHED).all())  # only before the first solve: a perfect matching stays perfect
         self.reprice(graph, touched)
         if not first:
             return self.augment(graph)
@@ -83,11 +81,10 @@ class AugmentingSolver:
         if bids and len(free):
             free = _bid(row_ptr, cols, q, self.partner, self.owner, self.a, self.b, free, bids * len(free))
         if len(free):
-            found, settled = _augment(row_ptr, cols, q, self.partner, self.owner, self.a, self.b, free)
+            found = _augment(row_ptr, cols, q, self.partner, self.owner, self.a, self.b, free)
             if found < len(free):
                 raise RuntimeError(f"row {free[found]} has no augmenting path: the candidate graph has no perfect matching")
             self.paths += found
-            self.settled_columns += settled
         return self.partner
 
 
@@ -219,7 +216,7 @@ def _heap_pop(keys, vals, size):  # pragma: no cover - compiled
 
 @njit(cache=True)
 def _augment(row_ptr, cols, q, partner, owner, a, b, free):  # pragma: no cover - compiled
-    """One Dijkstra per free row; returns (paths found, columns settled). Stops at the first row without a path."""
+    """One Dijkstra per free row; returns how many paths it found (it stops at the first row without one)."""
     n = len(owner)
     dist = np.full(n, _FAR, dtype=np.int64)
     via = np.empty(n, dtype=np.int64)  # the row a column was reached from
@@ -228,7 +225,6 @@ def _augment(row_ptr, cols, q, partner, owner, a, b, free):  # pragma: no cover 
     settled = np.empty(n, dtype=np.int64)
     heap_keys = np.empty(len(cols) + n, dtype=np.int64)
     heap_vals = np.empty(len(cols) + n, dtype=np.int64)
-    total_settled = 0
     for search in range(len(free)):
         f = free[search]
         n_touched = 0
@@ -269,8 +265,7 @@ def _augment(row_ptr, cols, q, partner, owner, a, b, free):  # pragma: no cover 
             i = owner[j]
             base = dist[j]
         if sink == UNMATCHED:
-            return search, total_settled
-        total_settled += n_settled
+            return search
         # Potentials: the settled columns rise by length - d_j, their rows fall by as much (M stays tight).
         for s in range(n_settled):
             j = settled[s]
@@ -291,7 +286,7 @@ def _augment(row_ptr, cols, q, partner, owner, a, b, free):  # pragma: no cover 
             j = previous
         for t in range(n_touched):
             dist[touched[t]] = _FAR
-    return len(free), total_settled
+    return len(free)
 
 
 __all__ = ["AugmentingSolver", "csr"]

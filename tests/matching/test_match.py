@@ -205,11 +205,12 @@ def test_suspects_cover_every_pair_that_breaks_the_bound():
         np.testing.assert_array_equal(sus_c, np.flatnonzero(fails.any(axis=0)))
 
 
-def test_exact_cosines_are_the_float64_products_rounded_however_the_pairs_are_batched():
+@pytest.mark.parametrize("d", [96, 99])
+def test_exact_cosines_are_the_float64_products_rounded_however_the_pairs_are_batched(d):
     # A pair has one exact value whichever call computes it: the certificate may meet a pair twice.
     rng = np.random.default_rng(6)
-    a = unit_rows(rng.standard_normal((300, 96)), torch.device("cpu"))
-    b = unit_rows(rng.standard_normal((300, 96)), torch.device("cpu"))
+    a = unit_rows(rng.standard_normal((300, d)), torch.device("cpu"))
+    b = unit_rows(rng.standard_normal((300, d)), torch.device("cpu"))
     rows, cols = rng.integers(0, 300, 5000), rng.integers(0, 300, 5000)
     together = exact_cosines(a, b, rows, cols)
     one_by_one = np.concatenate([exact_cosines(a, b, rows[p : p + 1], cols[p : p + 1]) for p in range(0, 5000, 97)])
@@ -217,6 +218,9 @@ def test_exact_cosines_are_the_float64_products_rounded_however_the_pairs_are_ba
     reference = (a.double().numpy()[rows] * b.double().numpy()[cols]).sum(axis=1)
     np.testing.assert_array_equal(together, reference.astype(np.float32))
     np.testing.assert_array_equal(dense_cosines(a, b)[rows, cols], together)
+    # Strided rows take torch's chunked path (as other devices do): the same values.
+    strided = exact_cosines(a.t().contiguous().t(), b, rows, cols)
+    np.testing.assert_array_equal(strided, together)
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp32"])

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from saeseeds.common.hardware import full_precision_reductions, native_bf16, use_bf16
+from saeseeds.common.hardware import full_precision_reductions, native_bf16, numba_threads_as_torch, use_bf16
 from saeseeds.matching.precisions import PRECISIONS
 
 PAIR_CHUNK = 1024
@@ -120,12 +120,19 @@ class DenseCosines(CosineSource):
 
 
 def exact_cosines(a: torch.Tensor, b: torch.Tensor, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """Returns float32(float64 dot(a[rows[p]], b[cols[p]])) for every pair p, `PAIR_CHUNK` pairs at a time.
+    """Returns float32(float64 dot(a[rows[p]], b[cols[p]])) for every pair p.
 
     The products of two float32 numbers are exact in float64 and the sum of d of them is off by
     less than d * 2**-53, so rounding to float32 gives the cosine of the float32 rows to half an ulp.
-    Each pair is one reduction over a contiguous row, so its value does not depend on the batch.
+    Each pair is one reduction over a contiguous row, so its value does not depend on the batch. On CPU
+    a compiled kernel computes each pair in one pass (`exact_dots`); elsewhere torch, `PAIR_CHUNK` pairs at a time.
     """
+    if a.device.type == "cpu" and a.is_contiguous() and b.is_contiguous() and a.dtype == b.dtype == torch.float32:
+        # Imported here: numba's start-up is paid only by the sparse path, which asks for exact pairs.
+        from saeseeds.matching.exact_dots import exact_dots
+
+        numba_threads_as_torch()
+        return exact_dots(a.numpy(), b.numpy(), np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64))
     rows_t = torch.as_tensor(np.asarray(rows, dtype=np.int64), device=a.device)
     cols_t = torch.as_tensor(np.asarray(cols, dtype=np.int64), device=a.device)
     out = torch.empty(len(rows_t), dtype=torch.float32, device=a.device)

@@ -45,6 +45,7 @@ from saeseeds.common.progress import ProgressBar
 from saeseeds.common.hardware import use_bf16
 from saeseeds.sae.coder import SaeConfig, SparseCoder
 from saeseeds.sae.screened_topk import AUTO_MIN_LATENTS, screen_depth
+from saeseeds.sae.signum import ScheduleFreeSignum
 from saeseeds.sae import snapshots as snap
 from saeseeds.activations.store import ActivationStore, open_store
 from saeseeds.errors import TrainConfigError, TrainingDiverged  # noqa: F401 (raised here; importable from here too)
@@ -68,50 +69,6 @@ def lr_factor(step: int, warmup_steps: int, num_steps: int) -> float:
     if step < warmup_steps:
         return step / max(1, warmup_steps)
     return max(0.0, (num_steps - step) / max(1, num_steps - warmup_steps))
-
-
-class ScheduleFreeSignum(torch.optim.Optimizer):
-    """Sign descent inside a schedule-free wrapper: sparsify's `ScheduleFreeWrapper(SignSGD(...),
-    momentum=0.95)` (Defazio et al. 2024), written out.
-
-    The parameters hold y (where gradients are taken); the state holds z (the sign-descent iterate).
-    The weights to evaluate and save are x, returned by `eval_params`.
-    """
-
-    def __init__(self, params, lr: float, momentum: float = 0.95, weight_lr_power: float = 2.0):
-        super().__init__(params, {"lr": lr, "momentum": momentum, "weight_lr_power": weight_lr_power, "weight_sum": 0.0, "lr_max": 0.0, "k": 0})
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        for group in self.param_groups:
-            lr, beta = group["lr"], group["momentum"]
-            group["lr_max"] = max(lr, group["lr_max"])
-            weight = group["lr_max"] ** group["weight_lr_power"]
-            group["weight_sum"] += weight
-            ckp1 = weight / group["weight_sum"]
-            params = [p for p in group["params"] if p.grad is not None]
-            for p in params:
-                if "z" not in self.state[p]:
-                    self.state[p]["z"] = p.detach().clone()
-            zs = [self.state[p]["z"] for p in params]
-            grads = [p.grad for p in params]
-            # In place, p goes y -> x -> averaged x -> new y; the gradient buffer is consumed by sign_
-            torch._foreach_lerp_(params, zs, 1 - 1 / beta)
-            torch._foreach_sign_(grads)
-            torch._foreach_add_(zs, grads, alpha=-lr)
-            torch._foreach_lerp_(params, zs, ckp1)
-            torch._foreach_lerp_(params, zs, 1 - beta)
-            group["k"] += 1
-
-    @torch.no_grad()
-    def eval_params(self) -> dict[torch.Tensor, torch.Tensor]:
-        """Returns {param: x}, the averaged weights the schedule-free method evaluates."""
-        out = {}
-        for group in self.param_groups:
-            for p in group["params"]:
-                z = self.state[p].get("z")
-                out[p] = p.detach().clone() if z is None else torch.lerp(p, z, 1 - 1 / group["momentum"])
-        return out
 
 
 def train_sae(store_path: str | Path | ActivationStore | OnTheFlyStore, out_dir: str | Path, sae_cfg: SaeConfig, train_cfg: TrainConfig, *, seed: int, data_seed: int, log: logging.Logger | None = None, state_dir: str | Path | None = None, on_step: Callable[[int], None] | None = None) -> dict:

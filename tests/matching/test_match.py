@@ -20,7 +20,7 @@ from saeseeds.matching.match import match_dictionaries
 from saeseeds.matching.matches_file import COLUMNS, MatchesError, read_matches, write_matches
 from saeseeds.matching.cosine_sources import DenseCosines, ErrorModel, ScreenedCosines, exact_cosines
 from saeseeds.matching.violators import prefilter
-from saeseeds.matching.similarity import candidate_pass, column_candidates, dense_cosines, quantize, unit_rows
+from saeseeds.matching.similarity import candidate_pass, column_candidates, column_max, dense_cosines, quantize, unit_rows
 
 
 
@@ -191,6 +191,15 @@ def test_candidate_pass_keeps_exact_row_reserves_and_column_maxima():
     for j in range(37):
         in_reserve = sorted((sim[i, j] for i in range(37) if j in cand.row_idx[i]), reverse=True)
         assert sorted(vals[cols == j], reverse=True) == in_reserve[:2]
+
+
+@pytest.mark.parametrize("rows", [1, 2, 7, 1024, 1023])
+def test_column_max_is_amax_for_every_block_height(rows):
+    block = torch.randn(rows, 333, generator=torch.Generator().manual_seed(rows)).bfloat16()
+    block[rows // 2, 5] = float("nan")
+    kept = block.clone()
+    np.testing.assert_array_equal(column_max(block).float().numpy(), block.amax(dim=0).float().numpy())
+    assert torch.equal(block.nan_to_num(), kept.nan_to_num())  # the block is left as it was
 
 
 def test_suspects_cover_every_pair_that_breaks_the_bound():

@@ -110,9 +110,25 @@ def candidate_pass(
                 torch.cuda.synchronize()
         v, i = torch.topk(s, depth, dim=1)
         row_val[rows], row_idx[rows] = v.float().cpu().numpy(), i.cpu().numpy()
-        block_max = s.amax(dim=0)
+        block_max = column_max(s)
         col_max = block_max if col_max is None else torch.maximum(col_max, block_max)
     return Candidates(row_idx=row_idx, row_val=row_val, col_max=col_max.float().cpu().numpy())
+
+
+def column_max(block: torch.Tensor) -> torch.Tensor:
+    """Returns the largest value of each column of a [rows, n] block (NaN if any is), by halving elementwise maxima.
+
+    torch's `amax` along the slow axis took as long as the row top-k (1024 x 16,384 bfloat16, 2 cores: 40 ms);
+    halving with `maximum` reads the block once and then half of it, contiguous rows at a time.
+    """
+    x = block
+    while len(x) > 1:
+        h = len(x) // 2
+        odd = x[2 * h :]
+        x = torch.maximum(x[:h], x[h : 2 * h]) if x is block else torch.maximum(x[:h], x[h : 2 * h], out=x[:h])
+        if len(odd):
+            torch.maximum(x[:1], odd, out=x[:1])
+    return x[0].clone() if x is block else x[0]
 
 
 def column_candidates(cand: Candidates, k_col: int) -> np.ndarray:

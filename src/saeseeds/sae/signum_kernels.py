@@ -17,7 +17,7 @@ from saeseeds.common.hardware import numba_threads_as_torch
 @njit(inline="always")
 def _lerp(a, b, w):
     """torch's scalar lerp: a + w (b - a) for |w| < 1/2, else b - (b - a)(1 - w) (exact at w = 1)."""
-    if abs(w) < 0.5:
+    if -0.5 < w < 0.5:  # not abs(w): numba once failed to lower fabs(float32) in the parallel kernel
         return a + w * (b - a)
     return b - (b - a) * (np.float32(1.0) - w)
 

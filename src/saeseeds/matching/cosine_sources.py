@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from saeseeds.common.bounds import row_norm_upper
 from saeseeds.common.hardware import full_precision_reductions, native_bf16, numba_threads_as_torch, use_bf16
 from saeseeds.matching.precisions import PRECISIONS
 
@@ -217,8 +218,8 @@ class ScreenedCosines(CosineSource):
 
 
 def _norms(x: torch.Tensor) -> np.ndarray:
-    """Euclidean norms of the rows in float64, rounded up by a relative 1e-12 (a bound, not an estimate)."""
-    return torch.linalg.vector_norm(x.double(), dim=1).cpu().numpy() * (1 + 1e-12)
+    """Upper bounds on the row norms, as numpy float64 (`common.bounds.row_norm_upper`)."""
+    return row_norm_upper(x).cpu().numpy()
 
 
 class AbsoluteCosines(CosineSource):

@@ -27,6 +27,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from saeseeds.common.bounds import row_norm_upper
 from saeseeds.common.hardware import full_precision_reductions
 
 BLOCK_ROWS = 1024
@@ -55,15 +56,6 @@ def screen_depth(d: int) -> int:
     return (d + 1 + 31) // 32 * 32
 
 
-def _norms(x: Tensor) -> Tensor:
-    """Row norms as float64 upper bounds: a float32 norm of d terms is within (d / 2 + 2) 2^-24 of the true one
-    (rounding of the squares, the sum and the root), far below the 2^-10 it is scaled up by here; coordinates
-    whose squares underflow (below 2^-63) add at most sqrt(d) 2^-63, covered by the absolute term."""
-    if x.shape[1] > 2**12:
-        raise ValueError("the float32 norm bound assumes at most 4096 coordinates")
-    return torch.linalg.vector_norm(x, dim=1, dtype=torch.float32).double() * (1 + 2.0**-10) + x.shape[1] ** 0.5 * 2.0**-60
-
-
 def _split(x: Tensor, extra: Tensor, width: int) -> tuple[Tensor, Tensor, Tensor]:
     """Returns (hi, |hi|, |lo|): hi = bf16([x, extra, 0...]) of `width` columns (the bias rides in the matmul
     as one more coordinate), and upper bounds on the row norms of hi and of lo = [x, extra] - hi (exact in
@@ -73,8 +65,8 @@ def _split(x: Tensor, extra: Tensor, width: int) -> tuple[Tensor, Tensor, Tensor
     hi[:, :d] = x
     hi[:, d] = extra
     hi[:, d + 1 :] = 0
-    lo_norm = _norms(x - hi[:, :d]) + (extra - hi[:, d].float()).abs().double()
-    return hi, _norms(hi), lo_norm
+    lo_norm = row_norm_upper(x - hi[:, :d]) + (extra - hi[:, d].float()).abs().double()
+    return hi, row_norm_upper(hi), lo_norm
 
 
 def screened_topk(x: Tensor, weight: Tensor, bias: Tensor, k: int) -> tuple[Tensor, Tensor]:

@@ -67,11 +67,11 @@ def use_bf16(choice: str, device: torch.device, depth: int, task: str, *, auto: 
     return want
 
 
-__all__ = ["bf16_sums_in_float32", "full_precision_reductions", "native_bf16", "use_bf16"]
-
-
 def numba_threads_as_torch() -> None:
     """Gives numba's parallel kernels the job's share of the cores: torch's thread count (set per job), not every core."""
     import numba
 
     numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+
+
+__all__ = ["bf16_sums_in_float32", "full_precision_reductions", "native_bf16", "numba_threads_as_torch", "use_bf16"]

@@ -218,8 +218,8 @@ class ScreenedCosines(CosineSource):
 
 
 def _norms(x: torch.Tensor) -> np.ndarray:
-    """Upper bounds on the row norms, as numpy float64 (`common.bounds.row_norm_upper`)."""
-    return row_norm_upper(x).cpu().numpy()
+    """Upper bounds on the row norms, as numpy float64 (`common.bounds.row_norm_upper`); 0 for a dead latent."""
+    return row_norm_upper(x, zero_rows_exact=True).cpu().numpy()
 
 
 class AbsoluteCosines(CosineSource):

@@ -27,6 +27,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from saeseeds.sae.geometric_median import geometric_median
+from saeseeds.sae import sparse_kernels
+from saeseeds.sae.fp32_topk import topk_with_bias
 from saeseeds.sae.screened_topk import pair_dots, screened_topk, usable
 from saeseeds.sae.coder import SaeConfig, SparseCoder, init_encoder_weight
 from saeseeds.sae.configs import B_DEC_INITS, SPARSE_ARCHS
@@ -100,6 +102,8 @@ class Pattern:
         Written in place (addmm with beta 0, which ignores what `out` held): a fresh result copied into the
         gradient buffer cost a zero fill and a copy of [n, d], 1.5 of 5.7 ms at 4608 x 576."""
         order, crow, col = self.csr(s, num_latents)
+        if sparse_kernels.supported(values, dense, out):
+            return sparse_kernels.csr_transpose_matmul(crow, col, order, values, dense, out)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
             a_t = torch.sparse_csr_tensor(crow, col, values[order].contiguous(), size=(num_latents, self.num_tokens), check_invariants=False)
@@ -244,13 +248,14 @@ class StackedSae(nn.Module):
     def num_seeds(self) -> int:
         return len(self.seeds)
 
-    def _selection_pre_acts(self, xc: Tensor, s: int) -> Tensor:
+    def _selection_pre_acts(self, xc: Tensor, s: int, *, with_bias: bool = True) -> Tensor:
         """Seed s's pre-activations [B, n] for choosing latents (no autograd), written into one reused buffer on CPU.
 
         A fresh [B, n] result per step cost page faults on every step, and `addmm`'s broadcast bias a copy
         of it (75 MB at 4096 x 4608): `mm` into the kept buffer, then the bias in place, took 100-220 ms
         where addmm took 126-245 ms (2 threads, emulated AVX2 and native). The buffer lives with the
         model (CUDA's caching allocator needs no such help) and is overwritten by the next seed.
+        `with_bias=False` leaves the bias out (CPU only), for `fp32_topk`, which adds it as it selects.
         """
         if xc.device.type != "cpu":
             return torch.addmm(self.b_enc[s], xc, self.W_enc[s].T)
@@ -258,7 +263,8 @@ class StackedSae(nn.Module):
         buf = self._pre_buffer
         if buf is None or buf.shape != shape or buf.dtype != xc.dtype:
             buf = self._pre_buffer = xc.new_empty(shape)
-        return torch.mm(xc, self.W_enc[s].T, out=buf).add_(self.b_enc[s])
+        pre = torch.mm(xc, self.W_enc[s].T, out=buf)
+        return pre.add_(self.b_enc[s]) if with_bias else pre
 
     @torch.no_grad()
     def init_from_first_batch(self, x: Tensor, b_dec_init: str = "geometric_median") -> None:
@@ -346,12 +352,20 @@ class StackedSae(nn.Module):
             k_aux = min(d // 2, int(dead_mask.sum(1).max())) if use_aux else 0
             toks, lats, vals_l, aux_sel = [], [], [], []
             # topk without AuxK needs only the top k, which a bf16 screen finds exactly (screened_topk)
-            screen = self.screen_topk and arch == "topk" and not use_aux and usable(n, self.cfg.k)
+            plain_topk = arch == "topk" and not use_aux and usable(n, self.cfg.k)
+            screen = self.screen_topk and plain_topk
+            # elsewhere on CPU, the float32 matmul and a compiled selection that adds the bias as it goes
+            fused = plain_topk and x.device.type == "cpu" and x.dtype == torch.float32
             with torch.no_grad():
                 # One seed at a time: only one [B, n] pre-activation matrix is alive at once
                 for s in range(S):
                     if screen:
                         v, i = screened_topk(xc[s], self.W_enc[s], self.b_enc[s], self.cfg.k)
+                        lats.append(i.reshape(-1))
+                        vals_l.append(v.reshape(-1))
+                        continue
+                    if fused:
+                        v, i = topk_with_bias(self._selection_pre_acts(xc[s], s, with_bias=False), self.b_enc[s], self.cfg.k)
                         lats.append(i.reshape(-1))
                         vals_l.append(v.reshape(-1))
                         continue

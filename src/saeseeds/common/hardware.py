@@ -68,10 +68,19 @@ def use_bf16(choice: str, device: torch.device, depth: int, task: str, *, auto: 
 
 
 def numba_threads_as_torch() -> None:
-    """Gives numba's parallel kernels the job's share of the cores: torch's thread count (set per job), not every core."""
+    """Gives numba's parallel kernels the job's share of the cores: torch's thread count (set per job), not every core.
+
+    numba's OpenMP pool shares torch's OpenMP runtime, and launching it (on the first call here) resets the
+    runtime's thread count to every core: a 1-thread job then ran torch on 2 threads from its first numba
+    kernel on, and a training resumed from a saved state ran its first step's matmul on 1 thread where the
+    uninterrupted run had used 2 (other bytes: MKL's sums depend on the thread count). torch's count is put back.
+    """
     import numba
 
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+    threads = torch.get_num_threads()
+    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
 
 
 __all__ = ["bf16_sums_in_float32", "full_precision_reductions", "native_bf16", "numba_threads_as_torch", "use_bf16"]

@@ -8,6 +8,7 @@ steps of the same model, round after round, so the medians compare within minute
 - `csr only`, `topk only`: one of the two
 
     python benchmarks/training_step.py --store <layers.6.mlp activations.zarr> --threads 1 --rounds 5
+    python benchmarks/training_step.py --store <layers.6.mlp activations.zarr> --profile old     # where a step's time goes
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--steps", type=int, default=6, help="steps per variant per round")
+    ap.add_argument("--profile", choices=["new", "old", "csr only", "topk only"], default=None,
+                    help="instead: torch.profiler's table of 5 steps of this variant (ops by self CPU time)")
     args = ap.parse_args()
 
     import saeseeds.sae.stacked as stacked
@@ -53,6 +56,16 @@ def main() -> None:
     for _ in range(3):  # warm-up: numba's compiled kernels load, buffers are allocated
         run.step(step, batches[step % 4])
         step += 1
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        stacked.sparse_kernels.supported, stacked.usable = variants[args.profile]
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(5):
+                run.step(step, batches[step % 4])
+                step += 1
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
+        return
     times: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(args.rounds):
         for name, (supported, topk_usable) in variants.items():

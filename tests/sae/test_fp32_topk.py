@@ -35,6 +35,8 @@ def test_kernel_keeps_the_k_largest_sums_in_column_order(n, k):
     pre[2, 7] = torch.inf
     pre[3, ::2] = -torch.inf
     pre[4] = -bias + torch.arange(n) % 2
+    pre[5] = 0.0  # the bias alone decides
+    pre[6] = -bias  # every sum exactly 0: n candidates, put in column order by argsort
     values, indices, has_nan = _kernel(pre, bias, k)
     full, want = _reference(pre, bias, k)
     assert not has_nan.any()

@@ -2,8 +2,9 @@
 
 The float32 path of a TopK SAE's step computes all n pre-activations of each token by a matmul (most
 of the step on a CPU without native bf16), then added the bias in place and called torch's `topk`: two
-more passes over the [B, n] matrix, 74 ms of a 236 ms matmul-and-select at 4096 x 4608 on an AVX2 CPU.
-Here one compiled pass per row reads the matmul's output once, from memory, and the rest from cache:
+more passes over the [B, n] matrix (`topk` alone 33 ms a step beside a 129 ms matmul at 4096 x 4608 on an
+AVX2 EPYC; `benchmarks/training_step.py --profile old`). Here one compiled pass per row reads the matmul's
+output once, from memory, and the rest from cache:
 
 1. the bias is added on the fly and the maxima of n / 32 strided groups (columns j, j + n/32, ...) kept,
    an elementwise running maximum that vectorizes with exact float semantics (no fast-math);
@@ -25,6 +26,8 @@ from numba import njit, prange
 from saeseeds.common.hardware import numba_threads_as_torch
 from saeseeds.sae.screened_topk import GROUP  # the same rule for the row length: `screened_topk.usable`
 
+SORT_BY_INSERTION = 64
+"""Up to this many candidates are put in column order by insertion; more (rows of many equal values) by argsort."""
 
 
 @njit(inline="always")
@@ -56,7 +59,13 @@ def _kth_largest(vals, count, k, work):  # pragma: no cover - compiled
 
 @njit(inline="always")
 def _sort_by_column(vals, cols, count):  # pragma: no cover - compiled
-    """Insertion sort of the candidates by column (they arrive group by group; a few dozen, nearly sorted per group)."""
+    """Puts the candidates in column order (they arrive group by group): a few dozen by insertion, many by argsort."""
+    if count > SORT_BY_INSERTION:
+        order = np.argsort(cols[:count])
+        sorted_vals, sorted_cols = vals[:count][order], cols[:count][order]
+        vals[:count] = sorted_vals
+        cols[:count] = sorted_cols
+        return
     for p in range(1, count):
         v, c = vals[p], cols[p]
         q = p - 1

@@ -132,7 +132,7 @@ def bias_topk(pre, bias, k, out_values, out_indices, has_nan):  # pragma: no cov
 
 
 def topk_with_bias(pre: torch.Tensor, bias: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Returns (values, indices) [B, k] of the k largest pre + bias per row (float32 CPU tensors, `usable(n, k)`).
+    """Returns (values, indices) [B, k] of the k largest pre + bias per row (float32 CPU tensors, `screened_topk.usable(n, k)`).
 
     The same selection and float32 values as `(pre + bias).topk(k, sorted=False)`, the k in column order
     and ties at the k-th value to the lowest columns; `pre` itself is left as it is.

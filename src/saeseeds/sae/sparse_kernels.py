@@ -2,8 +2,8 @@
 
 A TopK step's weight gradients are A^T @ dense, with A the [B, n] pattern of kept (token, latent) pairs:
 each latent's gradient row sums its few dozen pairs' dense rows. torch hands that to MKL's sparse
-routines (`addmm` of a CSR tensor), which took 68 ms per product at 4608 x 576 with 131K pairs on an
-AMD EPYC without AVX-512, where the product is 75 M multiply-adds, and 5.7 ms on a Xeon. Here each
+routines (`addmm` of a CSR tensor): 10.3 ms per product at 4608 x 576 with 131K pairs (75 M multiply-adds)
+on an AMD EPYC without AVX-512, 48-68 ms in an unsteady hour of that VM, 5.7 ms on a Xeon. Here each
 latent's row is summed in the CSR order (tokens ascending), float32 products then float32 sums, no
 FMA (numba contracts nothing without fast-math), so the bytes do not depend on the CPU or thread count.
 """

@@ -359,13 +359,11 @@ class StackedSae(nn.Module):
             with torch.no_grad():
                 # One seed at a time: only one [B, n] pre-activation matrix is alive at once
                 for s in range(S):
-                    if screen:
-                        v, i = screened_topk(xc[s], self.W_enc[s], self.b_enc[s], self.cfg.k)
-                        lats.append(i.reshape(-1))
-                        vals_l.append(v.reshape(-1))
-                        continue
-                    if fused:
-                        v, i = topk_with_bias(self._selection_pre_acts(xc[s], s, with_bias=False), self.b_enc[s], self.cfg.k)
+                    if screen or fused:
+                        if screen:
+                            v, i = screened_topk(xc[s], self.W_enc[s], self.b_enc[s], self.cfg.k)
+                        else:
+                            v, i = topk_with_bias(self._selection_pre_acts(xc[s], s, with_bias=False), self.b_enc[s], self.cfg.k)
                         lats.append(i.reshape(-1))
                         vals_l.append(v.reshape(-1))
                         continue

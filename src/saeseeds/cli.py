@@ -9,7 +9,7 @@ from pathlib import Path
 
 from saeseeds import __version__
 from saeseeds.errors import CalibrationError, CheckpointError, MatchesError, OrphansError, PlanError
-from saeseeds.matching.precisions import PRECISIONS
+from saeseeds.matching.screen_settings import PRECISIONS
 
 NAMED_ERRORS = (CalibrationError, CheckpointError, MatchesError, OrphansError, PlanError)
 """The errors whose message names the culprit: a bad input exits 2 with that one line. They live in

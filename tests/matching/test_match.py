@@ -19,7 +19,7 @@ from saeseeds.matching.checkpoints import CheckpointError, load_dictionaries
 from saeseeds.matching.match import match_dictionaries
 from saeseeds.matching.matches_file import COLUMNS, MatchesError, read_matches, write_matches
 from saeseeds.matching.cosine_sources import DenseCosines, ErrorModel, ScreenedCosines, exact_cosines
-from saeseeds.matching.violators import prefilter
+from saeseeds.matching.cosine_sources import prefilter
 from saeseeds.matching.similarity import candidate_pass, column_candidates, column_max, dense_cosines, quantize, unit_rows
 
 
@@ -117,8 +117,10 @@ def test_sparse_equals_scipy_optimum_on_hundreds_of_random_and_adversarial_insta
         depth = int(rng.integers(k, n + 1))
         # Every other instance screens through noise as large as a bf16 screen's error or larger.
         source = DenseCosines(sim) if trial % 2 else NoisyScreen(sim, float(rng.choice([4e-3, 3e-2])), rng)
+        # Rows screened again are read from the pass's 16-bit copy in half the instances, multiplied again in the rest.
         sparse = assign_sparse(
-            source, k=k, k_col=int(rng.integers(1, k + 1)), depth=depth, block_rows=int(rng.integers(k, n + 1))
+            source, k=k, k_col=int(rng.integers(1, k + 1)), depth=depth, block_rows=int(rng.integers(k, n + 1)),
+            keep_screen=trial % 4 < 2,
         )
         cert = sparse.certificate
         assert cert["certified"], (trial, kind, cert)
@@ -259,9 +261,12 @@ def test_screen_stays_within_its_error_model_on_every_pair(precision):
     assert (exact.max(axis=1) <= rows_bound).all()
 
 
+@pytest.mark.parametrize("keep", [True, False])
 @pytest.mark.parametrize("screen", ["bf16", "fp32"])
-def test_screened_sparse_path_equals_scipy_on_the_exact_cosines(screen):
-    # Correlated dictionaries (neighbours compete) and a small reserve force rescreens and repair rounds.
+def test_screened_sparse_path_equals_scipy_on_the_exact_cosines(screen, keep, monkeypatch):
+    # Correlated dictionaries (neighbours compete) and a small reserve force rescreens and repair rounds,
+    # read from the pass's stored screen or multiplied again.
+    monkeypatch.setattr("saeseeds.matching.assignment.KEEP_MAX_LATENTS", 10**6 if keep else 0)
     rng = np.random.default_rng(11)
     n, d = 400, 64
     basis = rng.standard_normal((24, d))
@@ -273,6 +278,8 @@ def test_screened_sparse_path_equals_scipy_on_the_exact_cosines(screen):
     df, meta = match_dictionaries(a, a, b, b, method="sparse", k=2, depth=4, block_rows=64, screen=screen)
     cert = meta["certificate"]["enc"]
     assert meta["certified"] and cert["screen"] == screen and cert["rows_rescreened"] > 0 and cert["rounds"] >= 2
+    # The compiled pass keeps float32 blocks on CPU; a bf16 block goes through torch and keeps none.
+    assert cert["screen_stored"] == (keep and screen == "fp32")
     assert cert["objective_quantised"] == dense.certificate["objective_quantised"]
     np.testing.assert_array_equal(df["enc_cos"], exact[np.arange(n), df["enc_partner"]])
     np.testing.assert_array_equal(df["enc_maxcos"], exact.max(axis=1))

@@ -40,6 +40,7 @@ from scipy.optimize import linear_sum_assignment
 from saeseeds.matching.cosine_sources import CosineSource, ceil_quantize
 from saeseeds.matching.duals import profit_of, suspects
 from saeseeds.matching.pair_sets import EdgeSet, ExactPairs, Reserve, Watch
+from saeseeds.matching.screen_settings import KEEP_MAX_LATENTS
 from saeseeds.matching.similarity import QUANTUM_BITS, candidate_pass, column_candidates, quantize, stable_argsort, timed
 from saeseeds.matching.violators import RESCREEN_REACH, reserve_violators, rescreen_violators, watch_violators
 
@@ -125,6 +126,7 @@ def assign_sparse(
     block_rows: int = 1024,
     max_rounds: int = 100,
     timings: dict[str, float] | None = None,
+    keep_screen: bool | None = None,
 ) -> Assignment:
     """Returns the exact maximum-cosine matching of a square problem, with a certificate of optimality.
 
@@ -132,7 +134,8 @@ def assign_sparse(
     candidate graph starts as the top-k of every row, for every column its k_col best rows among
     the row reserves (the top-`depth` of every row), and the diagonal. The reserve is also what the
     certificate reads first, so most omitted pairs that need a closer look cost no second screen.
-    `timings`, when given, collects seconds per phase.
+    `keep_screen`: keep the pass's screen at 16 bits per pair for the rows screened again
+    (`stored_screen`); None keeps it up to `KEEP_MAX_LATENTS`. `timings`, when given, collects seconds per phase.
     """
     n = source.n
     block_rows = min(block_rows, n)
@@ -140,7 +143,10 @@ def assign_sparse(
     depth = min(max(depth, k), n)
     exact = ExactPairs(source, timings)
     with timed(timings, "pass"):
-        cand = candidate_pass(source, depth=depth, block_rows=block_rows, timings=timings)
+        keep = n <= KEEP_MAX_LATENTS if keep_screen is None else keep_screen
+        cand = candidate_pass(source, depth=depth, block_rows=block_rows, timings=timings, keep_screen=keep)
+    # Rows screened again are read from the pass's stored copy where it kept one, else multiplied again.
+    second_look = cand.stored or source
     ar = np.arange(n)
     with timed(timings, "graph"):
         reserve = Reserve(cand.row_idx, cand.row_val, source)
@@ -198,7 +204,7 @@ def assign_sparse(
             for c0 in range(0, len(sus_rows), block_rows):
                 r = sus_rows[c0 : c0 + block_rows]
                 with timed(timings, "rescreen"):
-                    found = rescreen_violators(source, r, sus_cols, a, b, reach, edges, exact, violation, watch)
+                    found = rescreen_violators(second_look, r, sus_cols, a, b, reach, edges, exact, violation, watch)
                 new.append(found)
                 stats["rows_rescreened"] += len(r)
                 stats["pairs_rescreened"] += len(r) * len(sus_cols)
@@ -226,6 +232,7 @@ def assign_sparse(
             "basis": "LP duality: integer potentials feasible for all n^2 pairs, tight on the matching",
             "screen": source.precision,
             "screen_error_max": source.error.largest,
+            "screen_stored": cand.stored is not None,
             "rounds": rounds,
             "duality_gap": (objective - dual) * QUANTUM if certified else None,
             "gap_bound": float(violation.sum() * QUANTUM),

@@ -22,7 +22,7 @@ import torch
 
 from saeseeds.common.bounds import row_norm_upper
 from saeseeds.common.hardware import full_precision_reductions, native_bf16, numba_threads_as_torch, use_bf16
-from saeseeds.matching.precisions import PRECISIONS
+from saeseeds.matching.screen_settings import PRECISIONS
 
 PAIR_CHUNK = 1024
 """Exact cosines are computed this many pairs at a time: two [chunk, d] float64 gathers that stay in cache
@@ -98,6 +98,18 @@ class CosineSource:
     def screen_block(self, rows: np.ndarray, cols: np.ndarray) -> torch.Tensor:
         """Screened cosines of those rows against those columns, [len(rows), len(cols)]."""
         return self.screen(rows)[:, torch.as_tensor(np.asarray(cols, dtype=np.int64))]
+
+    def screen_over(self, rows, cols, row_thr, col_thr) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Returns (p, q, screened value) for the positions of rows x cols that may exceed row_thr[p] + col_thr[q].
+
+        A superset: each position is checked with the exact bound afterwards. Here one product of the
+        block and `prefilter`; a stored screen scans its copy instead (`stored_screen`).
+        """
+        screened = self.screen_block(rows, cols)
+        bi, bj = prefilter(screened, row_thr, col_thr)
+        dev = screened.device
+        vals = screened[torch.as_tensor(bi, device=dev), torch.as_tensor(bj, device=dev)].float().cpu().numpy()
+        return bi, bj, vals
 
     def exact(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """Exact float32 cosines of the pairs (rows[p], cols[p])."""
@@ -270,6 +282,32 @@ class PaddedCosines(CosineSource):
         return out
 
 
+PREFILTER_GROUPS = 16
+"""Column groups of a rescreen's prefilter: one threshold per row and group, so no [rows, cols] threshold matrix."""
+
+
+def prefilter(screened: torch.Tensor, row_thr: np.ndarray, col_thr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Returns the (row, col) positions where screened may exceed row_thr[i] + col_thr[j], and a few more.
+
+    The columns come sorted by threshold, so each of `PREFILTER_GROUPS` contiguous groups is compared
+    against its smallest column threshold, lowered to the screen's own dtype (rounded down by more than
+    its half ulp): a compare in the screen's dtype per group instead of a float32 sum of two matrices
+    and a compare against it. Whatever passes is checked pair by pair with the exact bound afterwards.
+    """
+    m = screened.shape[1]
+    bounds = np.linspace(0, m, min(PREFILTER_GROUPS, m) + 1).astype(np.int64)
+    over = torch.empty(screened.shape, dtype=torch.bool, device=screened.device)
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        if lo == hi:
+            continue
+        t = row_thr + col_thr[lo:hi].min()
+        t = t - np.abs(t) * 2.0**-7 - 1e-6
+        t_low = torch.as_tensor(t.astype(np.float32), device=screened.device).to(screened.dtype)[:, None]
+        torch.gt(screened[:, lo:hi], t_low, out=over[:, lo:hi])
+    bi, bj = torch.nonzero(over, as_tuple=True)
+    return bi.cpu().numpy(), bj.cpu().numpy()
+
+
 def ceil_quantize(x: np.ndarray, bits: int) -> np.ndarray:
     """Returns ceil(x * 2**bits) as int64: an integer profit bound that no rounding can leave below x."""
     return np.ceil(np.asarray(x, dtype=np.float64) * float(2**bits)).astype(np.int64)
@@ -277,5 +315,5 @@ def ceil_quantize(x: np.ndarray, bits: int) -> np.ndarray:
 
 __all__ = [
     "AbsoluteCosines", "CosineSource", "DenseCosines", "ErrorModel", "PRECISIONS", "PaddedCosines",
-    "ScreenedCosines", "ceil_quantize", "exact_cosines", "native_bf16",
+    "ScreenedCosines", "ceil_quantize", "prefilter", "exact_cosines", "native_bf16",
 ]

@@ -84,17 +84,26 @@ class Candidates:
     """[n, depth] float32: those screened cosines, descending. Every other pair of row i screens <= row_val[i, -1]."""
     col_max: np.ndarray
     """[n] float32: the largest screened cosine of each column."""
+    stored: CosineSource | None = None
+    """The screen kept at 16 bits per pair (`stored_screen.StoredScreen`), when the pass kept one."""
 
 
 def candidate_pass(
-    source: CosineSource, *, depth: int, block_rows: int, timings: dict[str, float] | None = None
+    source: CosineSource,
+    *,
+    depth: int,
+    block_rows: int,
+    timings: dict[str, float] | None = None,
+    keep_screen: bool = False,
 ) -> Candidates:
     """Returns the top-`depth` of every row and the maximum of every column of the screen, in one pass.
 
-    Per block of rows: one matmul, one top-k along the contiguous axis, one running column max.
-    A column top-k would need a top-k along the slow axis or a scan-and-sort per block, which
-    costs as much again as the row top-k; the column maxima give the certificate a bound for
-    every pair at a fifth of that, and column candidates are read off the row reserves instead.
+    Per block of rows: one matmul, then each row's top-`depth` and the running column maxima. On CPU
+    float32 blocks one compiled pass does both (`screen_kernels.reduce_block`) and, with `keep_screen`,
+    keeps a 16-bit copy of the block (`Candidates.stored`); elsewhere (GPU, bf16) torch's `topk` and
+    `column_max`. A column top-k would need a top-k along the slow axis, which costs as much again as
+    the row top-k; the column maxima give the certificate a bound for every pair at a fraction of that,
+    and column candidates are read off the row reserves instead.
     """
     n = source.n
     if not 1 <= depth <= n:
@@ -102,17 +111,60 @@ def candidate_pass(
     row_idx = np.empty((n, depth), dtype=np.int64)
     row_val = np.empty((n, depth), dtype=np.float32)
     col_max = None
+    reducer = None
     for r0 in range(0, n, block_rows):
         rows = np.arange(r0, min(r0 + block_rows, n))
         with timed(timings, "similarity"):
             s = source.screen(rows)
             if s.is_cuda:
                 torch.cuda.synchronize()
+        if reducer is None and BlockReducer.usable(s):
+            reducer = BlockReducer(source, keep_screen)
+        if reducer is not None:
+            reducer(rows, s, row_val, row_idx)
+            continue
         v, i = torch.topk(s, depth, dim=1)
         row_val[rows], row_idx[rows] = v.float().cpu().numpy(), i.cpu().numpy()
         block_max = column_max(s)
         col_max = block_max if col_max is None else torch.maximum(col_max, block_max)
+    if reducer is not None:
+        return Candidates(row_idx=row_idx, row_val=row_val, col_max=reducer.col_max(), stored=reducer.stored())
     return Candidates(row_idx=row_idx, row_val=row_val, col_max=col_max.float().cpu().numpy())
+
+
+class BlockReducer:
+    """The compiled reductions of the screening pass's blocks (CPU float32), and the 16-bit copy when one is kept."""
+
+    def __init__(self, source: CosineSource, keep_screen: bool):
+        from saeseeds.common.hardware import numba_threads_as_torch
+        from saeseeds.matching.stored_screen import StoredScreen
+
+        numba_threads_as_torch()
+        self.parts = np.full((torch.get_num_threads(), source.n), -np.inf, dtype=np.float32)
+        self.store = StoredScreen(source) if keep_screen else None
+        self.no_store = np.empty((1, 0), dtype=np.int16)
+
+    @staticmethod
+    def usable(block: torch.Tensor) -> bool:
+        return block.device.type == "cpu" and block.dtype == torch.float32 and block.is_contiguous()
+
+    def __call__(self, rows: np.ndarray, block: torch.Tensor, row_val: np.ndarray, row_idx: np.ndarray) -> None:
+        from saeseeds.matching.screen_kernels import NAN_ROW, OUT_OF_RANGE, reduce_block
+
+        r0, r1 = int(rows[0]), int(rows[-1]) + 1
+        store = self.store.values[r0:r1] if self.store is not None else self.no_store
+        flags = np.zeros(len(rows), dtype=np.int8)
+        reduce_block(block.numpy(), row_val.shape[1], row_val[r0:r1], row_idx[r0:r1], self.parts, store, flags)
+        if (flags & NAN_ROW).any():
+            raise ValueError(f"screened cosines of row {r0 + int(np.argmax(flags & NAN_ROW))} hold a NaN")
+        if (flags & OUT_OF_RANGE).any():
+            self.store = None  # a value outside [-2, 2): rescreens multiply again
+
+    def col_max(self) -> np.ndarray:
+        return self.parts.max(axis=0)
+
+    def stored(self):
+        return self.store
 
 
 def column_max(block: torch.Tensor) -> torch.Tensor:

@@ -8,7 +8,6 @@ exact cosines only for the rest, returning the true violators for `assignment.as
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from saeseeds.matching.cosine_sources import ceil_quantize
 from saeseeds.matching.pair_sets import EdgeSet, ExactPairs, Reserve, Watch
@@ -76,22 +75,20 @@ def rescreen_violators(source, r, sus_cols, a, b, reach: int, edges, exact: Exac
     """Screens the pairs of rows r with the suspect columns again and returns those that violate the duals.
 
     Only rows x suspect columns can hold a violator or a pair within `reach` of one (`suspects` with the
-    row potentials lowered by `reach`), so one matmul of that block is the second look. A prefilter keeps
-    the pairs whose bound may exceed A_i - reach + B_j (screen > R_i + C_j, with R and C lowered so that
-    this holds whenever the bound does); those get the bound in exact integer profits. Pairs whose bound
+    row potentials lowered by `reach`), so that block is the second look: a scan of the pass's stored
+    screen where it kept one, else one matmul (`CosineSource.screen_over`). It keeps the pairs whose bound
+    may exceed A_i - reach + B_j (screen > R_i + C_j, with R and C lowered so that this holds whenever the
+    bound does); those get the bound in exact integer profits. Pairs whose bound
     exceeds A_i + B_j get exact cosines and join the graph if they violate; the rest of the kept pairs are
     watched (`Watch`), and the rows are cleared while A_i >= (its value now) - reach.
     """
-    screened = source.screen_block(r, sus_cols)
     err = source.error
     scale = 2.0**-QUANTUM_BITS
     row_thr, col_thr = err.screen_thresholds(r, (a[r] - reach) * scale, sus_cols, b[sus_cols] * scale)
     row_thr -= RESCREEN_MARGIN + 1e-6 * np.abs(a[r] * scale)
     col_thr -= 1e-6 * np.abs(b[sus_cols] * scale)
-    bi, bj = prefilter(screened, row_thr, col_thr)
+    bi, bj, vals = source.screen_over(r, sus_cols, row_thr, col_thr)
     gi, gj = r[bi], sus_cols[bj]
-    dev = screened.device
-    vals = screened[torch.as_tensor(bi, device=dev), torch.as_tensor(bj, device=dev)].float().cpu().numpy()
     sure = ceil_quantize(err.pair_upper(gi, gj, vals), QUANTUM_BITS)
     near = (sure > a[gi] - reach + b[gj]) & ~edges.contains(gi, gj)
     gi, gj, sure = gi[near], gj[near], sure[near]
@@ -105,30 +102,4 @@ def rescreen_violators(source, r, sus_cols, a, b, reach: int, edges, exact: Exac
     return gi[bad], gj[bad], cos[bad[over]]  # only pairs over A_i + B_j can violate
 
 
-PREFILTER_GROUPS = 16
-"""Column groups of a rescreen's prefilter: one threshold per row and group, so no [rows, cols] threshold matrix."""
-
-
-def prefilter(screened: torch.Tensor, row_thr: np.ndarray, col_thr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Returns the (row, col) positions where screened may exceed row_thr[i] + col_thr[j], and a few more.
-
-    The columns come sorted by threshold, so each of `PREFILTER_GROUPS` contiguous groups is compared
-    against its smallest column threshold, lowered to the screen's own dtype (rounded down by more than
-    its half ulp): a compare in the screen's dtype per group instead of a float32 sum of two matrices
-    and a compare against it. Whatever passes is checked pair by pair with the exact bound afterwards.
-    """
-    m = screened.shape[1]
-    bounds = np.linspace(0, m, min(PREFILTER_GROUPS, m) + 1).astype(np.int64)
-    over = torch.empty(screened.shape, dtype=torch.bool, device=screened.device)
-    for lo, hi in zip(bounds[:-1], bounds[1:]):
-        if lo == hi:
-            continue
-        t = row_thr + col_thr[lo:hi].min()
-        t = t - np.abs(t) * 2.0**-7 - 1e-6
-        t_low = torch.as_tensor(t.astype(np.float32), device=screened.device).to(screened.dtype)[:, None]
-        torch.gt(screened[:, lo:hi], t_low, out=over[:, lo:hi])
-    bi, bj = torch.nonzero(over, as_tuple=True)
-    return bi.cpu().numpy(), bj.cpu().numpy()
-
-
-__all__ = ["RESCREEN_REACH", "prefilter", "reserve_violators", "rescreen_violators", "watch_violators"]
+__all__ = ["RESCREEN_REACH", "reserve_violators", "rescreen_violators", "watch_violators"]

@@ -13,6 +13,7 @@ from typing import Any
 
 from saeseeds.activations.layouts import KNOWN_MODELS
 from saeseeds.config.study import NO_SITE
+from saeseeds.matching.screen_settings import stored_screen_bytes
 
 # Sustained fp32/tf32 throughputs. CPU: the 2-core dev machine reaches ~100 GFLOP/s in matmuls, about
 # half of it in training; its truncated SmolLM2 forward (1889 tok/s to layer 6) is ~100 GFLOP/s.
@@ -179,10 +180,11 @@ def match_minutes(config: dict[str, Any], model: str, sae: str) -> int:
 
 
 def match_mem_mb(config: dict[str, Any], sae: str) -> int:
-    """Returns memory: the dense path holds n x n float64 below 4096 latents; the sparse path, blocks."""
+    """Returns memory: the dense path holds n x n float64 below 4096 latents; the sparse path, blocks
+    and, up to `stored_screen.KEEP_MAX_LATENTS`, the pass's screen at 2 bytes per pair."""
     n, _, _ = _sae(config, sae)
     dense = 3 * 8 * min(n, 4096) ** 2
-    sparse = 64 * 8 * n * 4
+    sparse = 64 * 8 * n * 4 + stored_screen_bytes(n)
     return 1500 + math.ceil((dense + sparse) / 2**20)
 
 

@@ -24,37 +24,11 @@ import torch
 from numba import njit, prange
 
 from saeseeds.common.hardware import numba_threads_as_torch
+from saeseeds.common.selection import kth_largest
 from saeseeds.sae.screened_topk import GROUP  # the same rule for the row length: `screened_topk.usable`
 
 SORT_BY_INSERTION = 64
 """Up to this many candidates are put in column order by insertion; more (rows of many equal values) by argsort."""
-
-
-@njit(inline="always")
-def _kth_largest(vals, count, k, work):  # pragma: no cover - compiled
-    """The k-th largest of vals[:count] (no NaN), by quickselect on a copy in `work`."""
-    for i in range(count):
-        work[i] = vals[i]
-    lo, hi, want = 0, count - 1, count - k
-    while lo < hi:
-        pivot = work[(lo + hi) >> 1]
-        i, j = lo, hi
-        while i <= j:
-            while work[i] < pivot:
-                i += 1
-            while work[j] > pivot:
-                j -= 1
-            if i <= j:
-                work[i], work[j] = work[j], work[i]
-                i += 1
-                j -= 1
-        if want <= j:
-            hi = j
-        elif want >= i:
-            lo = i
-        else:
-            break
-    return work[want]
 
 
 @njit(inline="always")
@@ -103,7 +77,7 @@ def bias_topk(pre, bias, k, out_values, out_indices, has_nan):  # pragma: no cov
             if nans:
                 has_nan[t] = True
                 continue
-            low = _kth_largest(group_max, groups, k, work)
+            low = kth_largest(group_max, groups, k, work)
             count = 0
             for j in range(groups):
                 if group_max[j] >= low:  # only groups that reach L hold candidates
@@ -115,7 +89,7 @@ def bias_topk(pre, bias, k, out_values, out_indices, has_nan):  # pragma: no cov
                             cand_i[count] = c
                             count += 1
             _sort_by_column(cand_v, cand_i, count)
-            kth = low if count == k else _kth_largest(cand_v, count, k, work)
+            kth = low if count == k else kth_largest(cand_v, count, k, work)
             above = 0
             for p in range(count):
                 above += cand_v[p] > kth

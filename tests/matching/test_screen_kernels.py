@@ -1,0 +1,94 @@
+"""The compiled screening pass and the stored screen: the same selection as a sort, every pair kept over its threshold."""
+
+import numpy as np
+import pytest
+import torch
+
+from saeseeds.matching.cosine_sources import ScreenedCosines, exact_cosines
+from saeseeds.matching.screen_kernels import NAN_ROW, OUT_OF_RANGE, STORE_BITS, over_thresholds, reduce_block
+from saeseeds.matching.similarity import candidate_pass, unit_rows
+from saeseeds.matching.stored_screen import StoredScreen
+
+
+def reference_top(block: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's depth largest values, best first, ties to the lowest columns (a stable sort)."""
+    order = np.argsort(-block, axis=1, kind="stable")[:, :depth]
+    return np.take_along_axis(block, order, axis=1), order
+
+
+def run(block: np.ndarray, depth: int, chunks: int = 2, store: bool = True):
+    rows, n = block.shape
+    val, idx = np.empty((rows, depth), np.float32), np.empty((rows, depth), np.int64)
+    parts = np.full((chunks, n), -np.inf, np.float32)
+    kept = np.empty((rows, n) if store else (1, 0), np.int16)
+    flags = np.zeros(rows, np.int8)
+    reduce_block(np.ascontiguousarray(block), depth, val, idx, parts, kept, flags)
+    return val, idx, parts.max(axis=0), kept, flags
+
+
+@pytest.mark.parametrize("n", [40, 999, 4096])
+@pytest.mark.parametrize("kind", ["uniform", "ties", "equal rows"])
+def test_reduce_block_selects_as_a_stable_sort_and_keeps_column_maxima(n, kind):
+    rng = np.random.default_rng(n)
+    rows, depth = 37, 20 if n == 40 else 64  # n = 40: fewer groups than depth, every entry a candidate
+    block = rng.uniform(-1, 1, (rows, n)).astype(np.float32)
+    if kind == "ties":
+        block = np.round(block * 4) / 4  # nine values: ties at every depth-th value
+    if kind == "equal rows":
+        block[::3] = -2.0  # a padded rectangle's dummy rows
+    val, idx, col_max, kept, flags = run(block, depth, chunks=3)
+    want_val, want_idx = reference_top(block, depth)
+    np.testing.assert_array_equal(val, want_val)
+    np.testing.assert_array_equal(idx, want_idx)
+    np.testing.assert_array_equal(col_max, block.max(axis=0))
+    np.testing.assert_array_equal(kept, np.rint(block.astype(np.float64) * 2**STORE_BITS).astype(np.int16))
+    assert not flags.any()
+
+
+def test_reduce_block_flags_nan_rows_and_values_the_store_cannot_hold():
+    block = np.zeros((4, 64), np.float32)
+    block[1, 7] = np.nan
+    block[2, 3] = 2.5
+    *_, flags = run(block, 8)
+    assert flags[1] & NAN_ROW and flags[2] & OUT_OF_RANGE and not flags[[0, 3]].any()
+    *_, flags = run(block, 8, store=False)
+    assert flags[1] & NAN_ROW and not flags[2]
+
+
+def test_candidate_pass_with_the_compiled_kernel_equals_torch_topk_and_amax():
+    rng = np.random.default_rng(3)
+    a, b = (unit_rows(rng.standard_normal((300, 48)).astype(np.float32), torch.device("cpu")) for _ in range(2))
+    source = ScreenedCosines(a, b, precision="fp32")
+    cand = candidate_pass(source, depth=16, block_rows=64, keep_screen=True)
+    full = (a @ b.T).numpy()
+    want_val, want_idx = reference_top(full, 16)
+    np.testing.assert_array_equal(cand.row_val, want_val)
+    np.testing.assert_array_equal(cand.row_idx, want_idx)
+    np.testing.assert_array_equal(cand.col_max, full.max(axis=0))
+    assert isinstance(cand.stored, StoredScreen)
+
+
+def test_stored_screen_bounds_every_exact_cosine_and_scans_like_a_brute_force():
+    rng = np.random.default_rng(4)
+    n, d = 256, 96
+    a, b = (unit_rows(rng.standard_normal((n, d)).astype(np.float32), torch.device("cpu")) for _ in range(2))
+    source = ScreenedCosines(a, b, precision="fp32")
+    stored = candidate_pass(source, depth=8, block_rows=100, keep_screen=True).stored
+    rows, cols = np.repeat(np.arange(n), n), np.tile(np.arange(n), n)
+    exact = exact_cosines(a, b, rows, cols).astype(np.float64)
+    value = stored.screen(np.arange(n)).numpy().reshape(-1)
+    upper = stored.error.pair_upper(rows, cols, value)
+    lower = 2 * value - stored.error.pair_upper(rows, cols, value)
+    assert (exact <= upper).all() and (exact >= lower).all()
+    assert np.abs(exact - value).max() > 2.0 ** -(STORE_BITS + 2)  # the quantum shows: the widening is needed
+    # The threshold scan: every position over row + column threshold, no other, in row-major order.
+    r, c = rng.choice(n, 60, replace=False), rng.choice(n, 90, replace=False)
+    row_thr, col_thr = rng.uniform(-0.1, 0.1, 60), rng.uniform(-0.05, 0.05, 90)
+    p, q, v = stored.screen_over(r, c, row_thr, col_thr)
+    block = stored.screen_block(r, c).numpy().astype(np.float64)
+    want_p, want_q = np.nonzero(block > row_thr[:, None] + col_thr[None, :])
+    np.testing.assert_array_equal(p, want_p)
+    np.testing.assert_array_equal(q, want_q)
+    np.testing.assert_array_equal(v, block[want_p, want_q].astype(np.float32))
+    p0, q0, v0 = over_thresholds(stored.values, r[:0], c, row_thr[:0], col_thr)
+    assert len(p0) == len(q0) == len(v0) == 0

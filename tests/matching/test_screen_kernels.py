@@ -1,12 +1,15 @@
 """The compiled screening pass and the stored screen: the same selection as a sort, every pair kept over its threshold."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from saeseeds.matching.cosine_sources import ScreenedCosines, exact_cosines
 from saeseeds.matching.screen_kernels import NAN_ROW, OUT_OF_RANGE, STORE_BITS, over_thresholds, reduce_block
 from saeseeds.matching.similarity import candidate_pass, unit_rows
+from saeseeds.matching.match import match_dictionaries
+from saeseeds.matching.screen_memory import reuse_screen_memory
 from saeseeds.matching.stored_screen import StoredScreen
 
 
@@ -92,3 +95,23 @@ def test_stored_screen_bounds_every_exact_cosine_and_scans_like_a_brute_force():
     np.testing.assert_array_equal(v, block[want_p, want_q].astype(np.float32))
     p0, q0, v0 = over_thresholds(stored.values, r[:0], c, row_thr[:0], col_thr)
     assert len(p0) == len(q0) == len(v0) == 0
+
+
+def test_matchings_in_one_block_share_the_stored_screens_memory_and_give_the_same_results():
+    rng = np.random.default_rng(6)
+    pairs = [rng.standard_normal((4, 300, 32)).astype(np.float32) for _ in range(2)]
+    alone = [match_dictionaries(*w, method="sparse", depth=8, k=4, screen="fp32") for w in pairs]
+    screens = []
+    keep = StoredScreen.__init__
+
+    def spy(self, inner):
+        keep(self, inner)
+        screens.append(self.values)
+
+    with pytest.MonkeyPatch.context() as mp, reuse_screen_memory():
+        mp.setattr(StoredScreen, "__init__", spy)
+        shared = [match_dictionaries(*w, method="sparse", depth=8, k=4, screen="fp32") for w in pairs]
+    assert len(screens) == 4 and all(np.shares_memory(screens[0], s) for s in screens[1:])
+    for (df_a, meta_a), (df_b, meta_b) in zip(alone, shared):
+        pd.testing.assert_frame_equal(df_a, df_b)
+        assert meta_a == meta_b

@@ -199,7 +199,9 @@ class ScreenedCosines(CosineSource):
             u16 = 2.0**-8
             rel = u16 / (1 - u16)
         self.error = ErrorModel(rel, row_err, np.zeros(len(b)))
-        self.sbt = self.sb.T.contiguous()
+        # float32: BLAS multiplies by the transposed view as fast as by a copy (196-209 ms a 1024 x 16,384 block
+        # either way), and the copy cost 52 ms; a bf16 product gets a contiguous copy as before.
+        self.sbt = self.sb.T if precision == "fp32" else self.sb.T.contiguous()
         self._buffer: torch.Tensor | None = None
 
     def screen(self, rows: np.ndarray) -> torch.Tensor:

@@ -15,6 +15,7 @@ import torch
 from saeseeds.matching.assignment import PAD_COSINE, Assignment, assign_dense, assign_sparse, unpad
 from saeseeds.matching.cosine_sources import PRECISIONS, AbsoluteCosines, PaddedCosines, ScreenedCosines
 from saeseeds.matching.matches_file import DEFINITIONS, MatchesError, shared_flags
+from saeseeds.matching.screen_memory import reuse_screen_memory
 from saeseeds.matching.similarity import dense_cosines, resolve_device, timed, unit_rows
 
 DENSE_MAX_N = 4096
@@ -135,8 +136,9 @@ def match_dictionaries(
         device=dev, method=method, dense_max_n=dense_max_n, k=k, depth=depth, block_rows=block_rows,
         max_rounds=max_rounds, screen=screen, timings=timings,
     )
-    enc = match_rows(enc_a, enc_b, **opts)
-    dec = match_rows(dec_a, dec_b, **opts)
+    with reuse_screen_memory():  # the decoder's matching reuses the encoder's stored screen's memory
+        enc = match_rows(enc_a, enc_b, **opts)
+        dec = match_rows(dec_a, dec_b, **opts)
     flags = {
         name: shared_flags(enc.partner, enc.cos, dec.partner, dec.cos, threshold, name) for name in DEFINITIONS
     }

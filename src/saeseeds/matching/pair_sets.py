@@ -36,13 +36,16 @@ class EdgeSet:
         return self._add(rows, cols, np.full(len(rows), np.nan, dtype=np.float32), np.asarray(upper, dtype=np.int64))
 
     def _add(self, rows, cols, cos, profit) -> int:
-        key = np.concatenate([self.key, rows.astype(np.int64) * self.n + cols.astype(np.int64)])
-        before = len(self.key)
-        # First occurrence wins: an edge keeps its value (bound or exact) until `settle` replaces it.
-        self.key, first = unique_first(key)
-        self.cos = np.concatenate([self.cos, cos])[first]
-        self.profit = np.concatenate([self.profit, profit])[first]
-        return len(self.key) - before
+        # First occurrence wins: an edge keeps its value (bound or exact) until `settle` replaces it. Only the
+        # new pairs are sorted; they are merged into the sorted edges by position (np.insert keeps the order).
+        key, first = unique_first(rows.astype(np.int64) * self.n + cols.astype(np.int64))
+        pos, present = self._lookup(key // self.n, key % self.n)
+        new = ~present
+        at = np.searchsorted(self.key, key[new])
+        self.key = np.insert(self.key, at, key[new])
+        self.cos = np.insert(self.cos, at, cos[first[new]])
+        self.profit = np.insert(self.profit, at, profit[first[new]])
+        return int(new.sum())
 
     def find(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """Returns the positions of pairs that are edges (every one must be)."""

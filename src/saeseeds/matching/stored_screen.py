@@ -19,6 +19,7 @@ import torch
 
 from saeseeds.matching.cosine_sources import CosineSource, ErrorModel
 from saeseeds.matching.screen_kernels import STORE_BITS, over_thresholds
+from saeseeds.matching.screen_memory import int16_square
 
 
 class StoredScreen(CosineSource):
@@ -26,7 +27,7 @@ class StoredScreen(CosineSource):
 
     def __init__(self, inner: CosineSource):
         self.inner, self.n, self.precision = inner, inner.n, inner.precision
-        self.values = np.empty((inner.n, inner.n), dtype=np.int16)
+        self.values = int16_square(inner.n)
         """[n, n] round(screen * 2**STORE_BITS)."""
         half = 2.0 ** -(STORE_BITS + 1)
         e = inner.error

@@ -10,7 +10,7 @@ from saeseeds.matching.screen_kernels import NAN_ROW, OUT_OF_RANGE, STORE_BITS, 
 from saeseeds.matching.similarity import candidate_pass, unit_rows
 from saeseeds.matching.match import match_dictionaries
 from saeseeds.matching.screen_memory import reuse_screen_memory
-from saeseeds.matching.stored_screen import StoredScreen
+from saeseeds.matching.stored_screen import StoredScreen, unrelated_tail
 
 
 def reference_top(block: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
@@ -115,3 +115,20 @@ def test_matchings_in_one_block_share_the_stored_screens_memory_and_give_the_sam
     for (df_a, meta_a), (df_b, meta_b) in zip(alone, shared):
         pd.testing.assert_frame_equal(df_a, df_b)
         assert meta_a == meta_b
+
+
+def test_the_pass_keeps_its_screen_where_neighbours_compete_and_not_for_unrelated_directions():
+    rng = np.random.default_rng(7)
+    n, d = 2048, 128
+    unrelated = [unit_rows(rng.standard_normal((n, d)).astype(np.float32), torch.device("cpu")) for _ in range(2)]
+    # The depth-th largest cosine with unrelated directions is where the normal approximation puts it.
+    tails = candidate_pass(ScreenedCosines(*unrelated, precision="fp32"), depth=32, block_rows=256).row_val[:, -1]
+    assert abs(np.median(tails) / unrelated_tail(n, d, 32) - 1) < 0.05
+    basis = rng.standard_normal((16, d))
+    competing = [unit_rows((rng.uniform(0, 1, (n, 16)) ** 4 @ basis + 0.3 * rng.standard_normal((n, d))).astype(np.float32),
+                           torch.device("cpu")) for _ in range(2)]
+    kept = {
+        name: candidate_pass(ScreenedCosines(*pair, precision="fp32"), depth=32, block_rows=256, keep_screen=None).stored
+        for name, pair in (("unrelated", unrelated), ("competing", competing))
+    }
+    assert kept["unrelated"] is None and isinstance(kept["competing"], StoredScreen)

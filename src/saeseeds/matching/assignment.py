@@ -135,7 +135,7 @@ def assign_sparse(
     the row reserves (the top-`depth` of every row), and the diagonal. The reserve is also what the
     certificate reads first, so most omitted pairs that need a closer look cost no second screen.
     `keep_screen`: keep the pass's screen at 16 bits per pair for the rows screened again
-    (`stored_screen`); None keeps it up to `KEEP_MAX_LATENTS`. `timings`, when given, collects seconds per phase.
+    (`stored_screen`); None keeps it up to `KEEP_MAX_LATENTS` where neighbours compete (`worth_keeping`). `timings`, when given, collects seconds per phase.
     """
     n = source.n
     block_rows = min(block_rows, n)
@@ -143,7 +143,7 @@ def assign_sparse(
     depth = min(max(depth, k), n)
     exact = ExactPairs(source, timings)
     with timed(timings, "pass"):
-        keep = n <= KEEP_MAX_LATENTS if keep_screen is None else keep_screen
+        keep = (None if n <= KEEP_MAX_LATENTS else False) if keep_screen is None else keep_screen
         cand = candidate_pass(source, depth=depth, block_rows=block_rows, timings=timings, keep_screen=keep)
     # Rows screened again are read from the pass's stored copy where it kept one, else multiplied again.
     second_look = cand.stored or source

@@ -90,6 +90,8 @@ class CosineSource:
     error: ErrorModel
     precision: str
     """What the screen is: "bf16", "fp32" or "exact"."""
+    dim: int | None = None
+    """The dimension of the dictionaries' rows (None for a given matrix): the scale of unrelated directions' cosines."""
 
     def screen(self, rows: np.ndarray) -> torch.Tensor:
         """Screened cosines of those rows against every column, [len(rows), n] (bfloat16 or float32)."""
@@ -177,6 +179,7 @@ class ScreenedCosines(CosineSource):
             raise ValueError(f"precision={precision!r}: must be one of {PRECISIONS}")
         self.a, self.b = a, b
         self.n, d = a.shape[0], a.shape[1]
+        self.dim = d
         precision = "bf16" if use_bf16(precision, a.device, d, "screening") else "fp32"
         self.precision = precision
         u32 = 2.0**-24
@@ -241,6 +244,7 @@ class AbsoluteCosines(CosineSource):
 
     def __init__(self, inner: CosineSource):
         self.inner, self.n, self.error, self.precision = inner, inner.n, inner.error, inner.precision
+        self.dim = inner.dim
 
     def screen(self, rows: np.ndarray) -> torch.Tensor:
         return self.inner.screen(rows).abs()
@@ -261,6 +265,7 @@ class PaddedCosines(CosineSource):
 
     def __init__(self, inner: CosineSource, n_a: int, n_b: int, pad: float):
         self.inner, self.n, self.error, self.precision = inner, inner.n, inner.error, inner.precision
+        self.dim = inner.dim
         self.n_a, self.n_b, self.pad = n_a, n_b, pad
 
     def screen(self, rows: np.ndarray) -> torch.Tensor:

@@ -32,18 +32,20 @@ def reuse_screen_memory() -> Iterator[None]:
             del _shared.buffer
 
 
-def int16_square(n: int) -> np.ndarray:
-    """Returns an [n, n] int16 array whose pages are touched already: the shared buffer's, else a new one."""
+def int16_square(n: int) -> tuple[np.ndarray, bool]:
+    """Returns an [n, n] int16 array and whether its pages are touched already (the shared buffer's are).
+
+    A new array is left untouched: `StoredScreen.block` touches a block's rows in one thread just before the
+    pass writes them (first touches by the pass's parallel writes cost more: 60 ms of faults against 11 ms
+    for a fill, 6,048 latents), and a pass that keeps no copy after its first block touches no more.
+    """
     buffer = getattr(_shared, "buffer", None)
     if buffer is not None and len(buffer) >= n * n:
-        return buffer[: n * n].reshape(n, n)
+        return buffer[: n * n].reshape(n, n), True
     values = np.empty(n * n, dtype=np.int16)
-    # Touch every page once here, in one thread: first touches by the pass's parallel writes cost more
-    # (a 6,048-latent pass: 60 ms of faults against 11 ms for this fill).
-    values.fill(0)
     if buffer is not None:
         _shared.buffer = values
-    return values.reshape(n, n)
+    return values.reshape(n, n), False
 
 
 __all__ = ["int16_square", "reuse_screen_memory"]

@@ -96,13 +96,13 @@ def candidate_pass(
     depth: int,
     block_rows: int,
     timings: dict[str, float] | None = None,
-    keep_screen: bool = False,
+    keep_screen: bool | None = False,
 ) -> Candidates:
     """Returns the top-`depth` of every row and the maximum of every column of the screen, in one pass.
 
     Per block of rows: one matmul, then each row's top-`depth` and the running column maxima. On CPU
     float32 blocks one compiled pass does both (`screen_kernels.reduce_block`) and, with `keep_screen`,
-    keeps a 16-bit copy of the block (`Candidates.stored`); elsewhere (GPU, bf16) torch's `topk` and
+    keeps a 16-bit copy of the block (`Candidates.stored`; None: if the first block shows it will pay); elsewhere (GPU, bf16) torch's `topk` and
     `column_max`. A column top-k would need a top-k along the slow axis, which costs as much again as
     the row top-k; the column maxima give the certificate a bound for every pair at a fraction of that,
     and column candidates are read off the row reserves instead.
@@ -135,15 +135,20 @@ def candidate_pass(
 
 
 class BlockReducer:
-    """The compiled reductions of the screening pass's blocks (CPU float32), and the 16-bit copy when one is kept."""
+    """The compiled reductions of the screening pass's blocks (CPU float32), and the 16-bit copy when one is kept.
 
-    def __init__(self, source: CosineSource, keep_screen: bool):
+    `keep_screen` None: keep the copy if the first block shows competing neighbours (`stored_screen.worth_keeping`).
+    """
+
+    def __init__(self, source: CosineSource, keep_screen: bool | None):
         from saeseeds.common.hardware import numba_threads_as_torch
         from saeseeds.matching.stored_screen import StoredScreen
 
         numba_threads_as_torch()
+        self.source = source
         self.parts = np.full((torch.get_num_threads(), source.n), -np.inf, dtype=np.float32)
-        self.store = StoredScreen(source) if keep_screen else None
+        self.store = StoredScreen(source) if keep_screen is not False else None
+        self.decide = keep_screen is None
         self.no_store = np.empty((1, 0), dtype=np.int16)
 
     @staticmethod
@@ -152,15 +157,20 @@ class BlockReducer:
 
     def __call__(self, rows: np.ndarray, block: torch.Tensor, row_val: np.ndarray, row_idx: np.ndarray) -> None:
         from saeseeds.matching.screen_kernels import NAN_ROW, OUT_OF_RANGE, reduce_block
+        from saeseeds.matching.stored_screen import worth_keeping
 
         r0, r1 = int(rows[0]), int(rows[-1]) + 1
-        store = self.store.values[r0:r1] if self.store is not None else self.no_store
+        store = self.store.block(r0, r1) if self.store is not None else self.no_store
         flags = np.zeros(len(rows), dtype=np.int8)
         reduce_block(block.numpy(), row_val.shape[1], row_val[r0:r1], row_idx[r0:r1], self.parts, store, flags)
         if (flags & NAN_ROW).any():
             raise ValueError(f"screened cosines of row {r0 + int(np.argmax(flags & NAN_ROW))} hold a NaN")
         if (flags & OUT_OF_RANGE).any():
             self.store = None  # a value outside [-2, 2): rescreens multiply again
+        if self.decide and self.store is not None:
+            self.decide = False
+            if not worth_keeping(row_val[r0:r1, -1], self.source.n, self.source.dim, row_val.shape[1]):
+                self.store = None
 
     def col_max(self) -> np.ndarray:
         return self.parts.max(axis=0)

@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from saeseeds.matching.cosine_sources import ScreenedCosines, exact_cosines
-from saeseeds.matching.screen_kernels import NAN_ROW, OUT_OF_RANGE, STORE_BITS, over_thresholds, reduce_block
+from saeseeds.matching.screen_kernels import (
+    NAN_ROW, OUT_OF_RANGE, STORE_BITS, merge_column_tops, new_column_tops, over_thresholds, reduce_block,
+)
 from saeseeds.matching.similarity import candidate_pass, unit_rows
 from saeseeds.matching.match import match_dictionaries
 from saeseeds.matching.screen_memory import reuse_screen_memory
@@ -19,14 +21,19 @@ def reference_top(block: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray
     return np.take_along_axis(block, order, axis=1), order
 
 
-def run(block: np.ndarray, depth: int, chunks: int = 2, store: bool = True):
+def run(block: np.ndarray, depth: int, chunks: int = 2, store: bool = True, col_depth: int = 3, block_rows: int = 16):
+    """Runs the pass over `block` in blocks of `block_rows` rows, as `candidate_pass` does."""
     rows, n = block.shape
     val, idx = np.empty((rows, depth), np.float32), np.empty((rows, depth), np.int64)
     parts = np.full((chunks, n), -np.inf, np.float32)
+    col_top = new_column_tops(chunks, n, col_depth)
     kept = np.empty((rows, n) if store else (1, 0), np.int16)
     flags = np.zeros(rows, np.int8)
-    reduce_block(np.ascontiguousarray(block), depth, val, idx, parts, kept, flags)
-    return val, idx, parts.max(axis=0), kept, flags
+    for r0 in range(0, rows, block_rows):
+        r1 = min(r0 + block_rows, rows)
+        reduce_block(np.ascontiguousarray(block[r0:r1]), r0, depth, val[r0:r1], idx[r0:r1], parts, col_top,
+                     kept[r0:r1] if store else kept, flags[r0:r1])
+    return val, idx, parts.max(axis=0), kept, flags, merge_column_tops(col_top)
 
 
 @pytest.mark.parametrize("n", [40, 999, 4096])
@@ -39,11 +46,15 @@ def test_reduce_block_selects_as_a_stable_sort_and_keeps_column_maxima(n, kind):
         block = np.round(block * 4) / 4  # nine values: ties at every depth-th value
     if kind == "equal rows":
         block[::3] = -2.0  # a padded rectangle's dummy rows
-    val, idx, col_max, kept, flags = run(block, depth, chunks=3)
+    val, idx, col_max, kept, flags, (col_rows, col_val) = run(block, depth, chunks=3)
     want_val, want_idx = reference_top(block, depth)
     np.testing.assert_array_equal(val, want_val)
     np.testing.assert_array_equal(idx, want_idx)
     np.testing.assert_array_equal(col_max, block.max(axis=0))
+    # Each column's best rows, over every chunk and block, ties to the lower row.
+    want_val, want_rows = reference_top(block.T, 3)
+    np.testing.assert_array_equal(col_val, want_val)
+    np.testing.assert_array_equal(col_rows, want_rows)
     np.testing.assert_array_equal(kept, np.rint(block.astype(np.float64) * 2**STORE_BITS).astype(np.int16))
     assert not flags.any()
 
@@ -52,9 +63,9 @@ def test_reduce_block_flags_nan_rows_and_values_the_store_cannot_hold():
     block = np.zeros((4, 64), np.float32)
     block[1, 7] = np.nan
     block[2, 3] = 2.5
-    *_, flags = run(block, 8)
+    *_, flags, _ = run(block, 8)
     assert flags[1] & NAN_ROW and flags[2] & OUT_OF_RANGE and not flags[[0, 3]].any()
-    *_, flags = run(block, 8, store=False)
+    *_, flags, _ = run(block, 8, store=False)
     assert flags[1] & NAN_ROW and not flags[2]
 
 
@@ -62,11 +73,14 @@ def test_candidate_pass_with_the_compiled_kernel_equals_torch_topk_and_amax():
     rng = np.random.default_rng(3)
     a, b = (unit_rows(rng.standard_normal((300, 48)).astype(np.float32), torch.device("cpu")) for _ in range(2))
     source = ScreenedCosines(a, b, precision="fp32")
-    cand = candidate_pass(source, depth=16, block_rows=64, keep_screen=True)
+    cand = candidate_pass(source, depth=16, block_rows=64, keep_screen=True, col_depth=5)
     full = (a @ b.T).numpy()
     want_val, want_idx = reference_top(full, 16)
     np.testing.assert_array_equal(cand.row_val, want_val)
     np.testing.assert_array_equal(cand.row_idx, want_idx)
+    want_val, want_rows = reference_top(full.T, 5)
+    np.testing.assert_array_equal(cand.col_val, want_val)
+    np.testing.assert_array_equal(cand.col_rows, want_rows)
     np.testing.assert_array_equal(cand.col_max, full.max(axis=0))
     assert isinstance(cand.stored, StoredScreen)
 

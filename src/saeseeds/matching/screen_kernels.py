@@ -45,12 +45,15 @@ def _insert_descending(vals, cols, count, v, c):  # pragma: no cover - compiled
 
 
 @njit(cache=True, parallel=True)
-def reduce_block(block, depth, row_val, row_idx, col_max_parts, store, flags):  # pragma: no cover - compiled
+def reduce_block(block, row0, depth, row_val, row_idx, col_max_parts, col_top, store, flags):  # pragma: no cover - compiled
     """Writes each row's `depth` largest values (descending) and columns, raises each column's maximum, fills `store`.
 
     `col_max_parts` is [chunks, n]: one running maximum per chunk of rows, kept across blocks (the caller
-    takes the maximum over chunks at the end). `store` is [rows, n] int16, or [1, 0] to keep no copy.
-    `flags[t]` gets NAN_ROW or OUT_OF_RANGE bits; a flagged row's selection is not to be used.
+    takes the maximum over chunks at the end). `col_top` = (kth [chunks, n], values and rows [chunks, n, m]):
+    per chunk and column its m best rows so far (block row t is row row0 + t), descending, the m-th value
+    in `kth` for a contiguous test (m = 0: none kept; `merge_column_tops` merges the chunks). `store` is
+    [rows, n] int16, or [1, 0] to keep no copy. `flags[t]` gets NAN_ROW or OUT_OF_RANGE bits; a flagged row's
+    selection is not to be used.
     """
     rows, n = block.shape
     groups = n // GROUP
@@ -58,6 +61,8 @@ def reduce_block(block, depth, row_val, row_idx, col_max_parts, store, flags):  
     n_groups = groups + (n - tail0)
     storing = store.shape[1] == n
     scale = np.float32(2.0**STORE_BITS)
+    col_kth, top_v, top_r = col_top
+    m_top = top_v.shape[2]
     chunks = col_max_parts.shape[0]
     per = (rows + chunks - 1) // chunks
     for chunk in prange(chunks):
@@ -111,6 +116,18 @@ def reduce_block(block, depth, row_val, row_idx, col_max_parts, store, flags):  
             if bad:
                 flags[t] |= NAN_ROW
                 continue
+            if m_top:
+                # Rows come in increasing order within a chunk, so a tie never displaces an earlier row.
+                kth_c, vals_c, rows_c = col_kth[chunk], top_v[chunk], top_r[chunk]
+                for c in range(n):
+                    v = row[c]
+                    if v > kth_c[c]:
+                        q = m_top - 1
+                        while q > 0 and vals_c[c, q - 1] < v:
+                            vals_c[c, q], rows_c[c, q] = vals_c[c, q - 1], rows_c[c, q - 1]
+                            q -= 1
+                        vals_c[c, q], rows_c[c, q] = v, row0 + t
+                        kth_c[c] = vals_c[c, m_top - 1]
             low = kth_largest(group_max, n_groups, depth, work) if n_groups > depth else -np.inf
             count = 0
             for j in range(n_groups):
@@ -180,6 +197,25 @@ def _fill_over(store, rows, cols, row_thr, col_thr, start, out_p, out_q, out_v):
                 o += 1
 
 
+def new_column_tops(chunks: int, n: int, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Returns empty per-chunk column tops for `reduce_block` (m = 0: none kept)."""
+    return (
+        np.full((chunks, n), -np.inf, dtype=np.float32),
+        np.full((chunks, n, m), -np.inf, dtype=np.float32),
+        np.full((chunks, n, m), -1, dtype=np.int64),
+    )
+
+
+def merge_column_tops(col_top) -> tuple[np.ndarray, np.ndarray]:
+    """Returns (rows, values) [n, m]: each column's m best rows over all chunks, by value descending, then row."""
+    _, vals, rows = col_top
+    chunks, n, m = vals.shape
+    vals = vals.transpose(1, 0, 2).reshape(n, chunks * m)
+    rows = rows.transpose(1, 0, 2).reshape(n, chunks * m)
+    order = np.lexsort((rows, -vals.astype(np.float64)), axis=-1)[:, :m]
+    return np.take_along_axis(rows, order, axis=1), np.take_along_axis(vals, order, axis=1)
+
+
 def over_thresholds(store, rows, cols, row_thr, col_thr) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Returns (p, q, value): every position of rows x cols whose stored value exceeds row_thr[p] + col_thr[q].
 
@@ -200,4 +236,6 @@ def over_thresholds(store, rows, cols, row_thr, col_thr) -> tuple[np.ndarray, np
     return out_p, out_q, out_v
 
 
-__all__ = ["GROUP", "NAN_ROW", "OUT_OF_RANGE", "STORE_BITS", "over_thresholds", "reduce_block"]
+__all__ = [
+    "GROUP", "NAN_ROW", "OUT_OF_RANGE", "STORE_BITS", "merge_column_tops", "new_column_tops", "over_thresholds", "reduce_block",
+]

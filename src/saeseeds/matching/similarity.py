@@ -88,6 +88,10 @@ class Candidates:
     """[n] float32: the largest screened cosine of each column."""
     stored: CosineSource | None = None
     """The screen kept at 16 bits per pair (`stored_screen.StoredScreen`), when the pass kept one."""
+    col_rows: np.ndarray | None = None
+    """[n, col_depth] int64: each column's best rows by screened value (ties to the lower row), when the pass kept them."""
+    col_val: np.ndarray | None = None
+    """[n, col_depth] float32: their screened values, descending."""
 
 
 def candidate_pass(
@@ -97,12 +101,14 @@ def candidate_pass(
     block_rows: int,
     timings: dict[str, float] | None = None,
     keep_screen: bool | None = False,
+    col_depth: int = 0,
 ) -> Candidates:
     """Returns the top-`depth` of every row and the maximum of every column of the screen, in one pass.
 
     Per block of rows: one matmul, then each row's top-`depth` and the running column maxima. On CPU
     float32 blocks one compiled pass does both (`screen_kernels.reduce_block`) and, with `keep_screen`,
-    keeps a 16-bit copy of the block (`Candidates.stored`; None: if the first block shows it will pay); elsewhere (GPU, bf16) torch's `topk` and
+    keeps a 16-bit copy of the block (`Candidates.stored`; None: if the first block shows it will pay) and
+    each column's best `col_depth` rows (`Candidates.col_rows`); elsewhere (GPU, bf16) torch's `topk` and
     `column_max`. A column top-k would need a top-k along the slow axis, which costs as much again as
     the row top-k; the column maxima give the certificate a bound for every pair at a fraction of that,
     and column candidates are read off the row reserves instead.
@@ -121,7 +127,7 @@ def candidate_pass(
             if s.is_cuda:
                 torch.cuda.synchronize()
         if reducer is None and BlockReducer.usable(s):
-            reducer = BlockReducer(source, keep_screen)
+            reducer = BlockReducer(source, keep_screen, min(col_depth, n))
         if reducer is not None:
             reducer(rows, s, row_val, row_idx)
             continue
@@ -130,7 +136,11 @@ def candidate_pass(
         block_max = column_max(s)
         col_max = block_max if col_max is None else torch.maximum(col_max, block_max)
     if reducer is not None:
-        return Candidates(row_idx=row_idx, row_val=row_val, col_max=reducer.col_max(), stored=reducer.stored())
+        col_rows, col_val = reducer.column_tops()
+        return Candidates(
+            row_idx=row_idx, row_val=row_val, col_max=reducer.col_max(), stored=reducer.stored(),
+            col_rows=col_rows, col_val=col_val,
+        )
     return Candidates(row_idx=row_idx, row_val=row_val, col_max=col_max.float().cpu().numpy())
 
 
@@ -140,13 +150,15 @@ class BlockReducer:
     `keep_screen` None: keep the copy if the first block shows competing neighbours (`stored_screen.worth_keeping`).
     """
 
-    def __init__(self, source: CosineSource, keep_screen: bool | None):
+    def __init__(self, source: CosineSource, keep_screen: bool | None, col_depth: int):
         from saeseeds.common.hardware import numba_threads_as_torch
+        from saeseeds.matching.screen_kernels import new_column_tops
         from saeseeds.matching.stored_screen import StoredScreen
 
         numba_threads_as_torch()
         self.source = source
         self.parts = np.full((torch.get_num_threads(), source.n), -np.inf, dtype=np.float32)
+        self.col_top = new_column_tops(torch.get_num_threads(), source.n, col_depth)
         self.store = StoredScreen(source) if keep_screen is not False else None
         self.decide = keep_screen is None
         self.no_store = np.empty((1, 0), dtype=np.int16)
@@ -162,7 +174,9 @@ class BlockReducer:
         r0, r1 = int(rows[0]), int(rows[-1]) + 1
         store = self.store.block(r0, r1) if self.store is not None else self.no_store
         flags = np.zeros(len(rows), dtype=np.int8)
-        reduce_block(block.numpy(), row_val.shape[1], row_val[r0:r1], row_idx[r0:r1], self.parts, store, flags)
+        reduce_block(
+            block.numpy(), r0, row_val.shape[1], row_val[r0:r1], row_idx[r0:r1], self.parts, self.col_top, store, flags
+        )
         if (flags & NAN_ROW).any():
             raise ValueError(f"screened cosines of row {r0 + int(np.argmax(flags & NAN_ROW))} hold a NaN")
         if (flags & OUT_OF_RANGE).any():
@@ -174,6 +188,11 @@ class BlockReducer:
 
     def col_max(self) -> np.ndarray:
         return self.parts.max(axis=0)
+
+    def column_tops(self) -> tuple[np.ndarray | None, np.ndarray | None]:
+        from saeseeds.matching.screen_kernels import merge_column_tops
+
+        return merge_column_tops(self.col_top) if self.col_top[1].shape[2] else (None, None)
 
     def stored(self):
         return self.store

@@ -141,8 +141,10 @@ def test_the_pass_keeps_its_screen_where_neighbours_compete_and_not_for_unrelate
     basis = rng.standard_normal((16, d))
     competing = [unit_rows((rng.uniform(0, 1, (n, 16)) ** 4 @ basis + 0.3 * rng.standard_normal((n, d))).astype(np.float32),
                            torch.device("cpu")) for _ in range(2)]
-    kept = {
-        name: candidate_pass(ScreenedCosines(*pair, precision="fp32"), depth=32, block_rows=256, keep_screen=None).stored
+    cand = {
+        name: candidate_pass(ScreenedCosines(*pair, precision="fp32"), depth=32, block_rows=256, keep_screen=None, col_depth=4)
         for name, pair in (("unrelated", unrelated), ("competing", competing))
     }
-    assert kept["unrelated"] is None and isinstance(kept["competing"], StoredScreen)
+    # Unrelated directions: no copy and no column tops (the reserves serve); competing ones: both.
+    assert cand["unrelated"].stored is None and cand["unrelated"].col_rows is None
+    assert isinstance(cand["competing"].stored, StoredScreen) and cand["competing"].col_rows.shape == (n, 4)

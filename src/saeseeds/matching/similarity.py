@@ -127,9 +127,10 @@ def candidate_pass(
             if s.is_cuda:
                 torch.cuda.synchronize()
         if reducer is None and BlockReducer.usable(s):
-            reducer = BlockReducer(source, keep_screen, min(col_depth, n))
+            reducer = BlockReducer(source, keep_screen, min(col_depth, n), timings)
         if reducer is not None:
-            reducer(rows, s, row_val, row_idx)
+            with timed(timings, "reduce"):
+                reducer(rows, s, row_val, row_idx)
             continue
         v, i = torch.topk(s, depth, dim=1)
         row_val[rows], row_idx[rows] = v.float().cpu().numpy(), i.cpu().numpy()
@@ -153,13 +154,13 @@ class BlockReducer:
     at 16K for nothing.
     """
 
-    def __init__(self, source: CosineSource, keep_screen: bool | None, col_depth: int):
+    def __init__(self, source: CosineSource, keep_screen: bool | None, col_depth: int, timings: dict | None = None):
         from saeseeds.common.hardware import numba_threads_as_torch
         from saeseeds.matching.screen_kernels import new_column_tops
         from saeseeds.matching.stored_screen import StoredScreen
 
         numba_threads_as_torch()
-        self.source = source
+        self.source, self.timings = source, timings
         self.parts = np.full((torch.get_num_threads(), source.n), -np.inf, dtype=np.float32)
         self.col_top = new_column_tops(torch.get_num_threads(), source.n, col_depth)
         self.store = StoredScreen(source) if keep_screen is not False else None
@@ -175,7 +176,8 @@ class BlockReducer:
         from saeseeds.matching.stored_screen import worth_keeping
 
         r0, r1 = int(rows[0]), int(rows[-1]) + 1
-        store = self.store.block(r0, r1) if self.store is not None else self.no_store
+        with timed(self.timings, "touch"):  # first touches of a new copy's pages (part of "reduce")
+            store = self.store.block(r0, r1) if self.store is not None else self.no_store
         flags = np.zeros(len(rows), dtype=np.int8)
         reduce_block(
             block.numpy(), r0, row_val.shape[1], row_val[r0:r1], row_idx[r0:r1], self.parts, self.col_top, store, flags

@@ -44,6 +44,24 @@ def _insert_descending(vals, cols, count, v, c):  # pragma: no cover - compiled
     vals[q + 1], cols[q + 1] = v, c
 
 
+@njit(inline="always")
+def _raise_maxima(v, col_max, c, group_max, j):  # pragma: no cover - compiled
+    """Raises column c's and group j's maxima to v; returns 1 if v is NaN (which raises neither)."""
+    m = col_max[c]
+    col_max[c] = v if v > m else m
+    g = group_max[j]
+    group_max[j] = v if v > g else g
+    return v != v
+
+
+@njit(inline="always")
+def _keep16(v, scale, kept, c):  # pragma: no cover - compiled
+    """Writes round(v * scale) to kept[c], clamped to int16; returns 1 if it had to be clamped."""
+    x = np.rint(v * scale)
+    kept[c] = np.int16(min(max(x, np.float32(-32768.0)), np.float32(32767.0)))
+    return (x < -32768.0) | (x > 32767.0)
+
+
 @njit(cache=True, parallel=True)
 def reduce_block(block, row0, depth, row_val, row_idx, col_max_parts, col_top, store, flags):  # pragma: no cover - compiled
     """Writes each row's `depth` largest values (descending) and columns, raises each column's maximum, fills `store`.
@@ -82,35 +100,18 @@ def reduce_block(block, row0, depth, row_val, row_idx, col_max_parts, col_top, s
             bad = wide = 0
             for r in range(GROUP):
                 base = r * groups
-                if storing:
+                if storing:  # two loops, so that neither tests `storing` per value (both vectorise)
                     for j in range(groups):
-                        v = row[base + j]
-                        bad += v != v
-                        m = col_max[base + j]
-                        col_max[base + j] = v if v > m else m
-                        g = group_max[j]
-                        group_max[j] = v if v > g else g
-                        x = np.rint(v * scale)
-                        wide += (x < -32768.0) | (x > 32767.0)
-                        srow[base + j] = np.int16(min(max(x, np.float32(-32768.0)), np.float32(32767.0)))
+                        bad += _raise_maxima(row[base + j], col_max, base + j, group_max, j)
+                        wide += _keep16(row[base + j], scale, srow, base + j)
                 else:
                     for j in range(groups):
-                        v = row[base + j]
-                        bad += v != v
-                        m = col_max[base + j]
-                        col_max[base + j] = v if v > m else m
-                        g = group_max[j]
-                        group_max[j] = v if v > g else g
+                        bad += _raise_maxima(row[base + j], col_max, base + j, group_max, j)
             for c in range(tail0, n):
-                v = row[c]
-                bad += v != v
-                m = col_max[c]
-                col_max[c] = v if v > m else m
-                group_max[groups + c - tail0] = v
+                group_max[groups + c - tail0] = -np.inf
+                bad += _raise_maxima(row[c], col_max, c, group_max, groups + c - tail0)
                 if storing:
-                    x = np.rint(v * scale)
-                    wide += (x < -32768.0) | (x > 32767.0)
-                    srow[c] = np.int16(min(max(x, np.float32(-32768.0)), np.float32(32767.0)))
+                    wide += _keep16(row[c], scale, srow, c)
             if wide:
                 flags[t] |= OUT_OF_RANGE
             if bad:

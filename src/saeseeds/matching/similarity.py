@@ -108,10 +108,9 @@ def candidate_pass(
     Per block of rows: one matmul, then each row's top-`depth` and the running column maxima. On CPU
     float32 blocks one compiled pass does both (`screen_kernels.reduce_block`) and, with `keep_screen`,
     keeps a 16-bit copy of the block (`Candidates.stored`; None: if the first block shows it will pay) and
-    each column's best `col_depth` rows (`Candidates.col_rows`); elsewhere (GPU, bf16) torch's `topk` and
-    `column_max`. A column top-k would need a top-k along the slow axis, which costs as much again as
-    the row top-k; the column maxima give the certificate a bound for every pair at a fraction of that,
-    and column candidates are read off the row reserves instead.
+    each column's best `col_depth` rows (`Candidates.col_rows`), entries the kernel makes as it reads each
+    row; elsewhere (GPU, bf16) torch's `topk` and `column_max`, where a column top-k would be a top-k along
+    the slow axis, as costly again as the row top-k, so column candidates are read off the row reserves.
     """
     n = source.n
     if not 1 <= depth <= n:

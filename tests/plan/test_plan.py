@@ -76,6 +76,17 @@ def test_hook_layer_drives_the_forward_estimate():
     assert estimates.activations_minutes(acts, 768, "layers.11") > estimates.activations_minutes(acts, 768, "layers.0")
 
 
+def test_match_memory_counts_the_stored_screen_only_where_a_cpu_pass_keeps_one():
+    acts = {"max_tokens": 10**6, "heldout_tokens": 1}
+    saes = {"s16k": {"num_latents": 16384}, "s64k": {"num_latents": 65536}}
+
+    def mem(sae, device):
+        return estimates.match_mem_mb({"activations": acts, "saes": saes, "match": {"device": device}}, sae)
+
+    assert mem("s16k", "cpu") - mem("s16k", "cuda") == 2 * 16384**2 // 2**20  # 512 MiB of int16 screen
+    assert mem("s64k", "cpu") == mem("s64k", "cuda")  # above KEEP_MAX_LATENTS no copy is kept
+
+
 def test_cli_plan_prints_the_totals(workdir, capsys):
     from saeseeds.cli import main
 

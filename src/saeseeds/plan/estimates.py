@@ -181,10 +181,11 @@ def match_minutes(config: dict[str, Any], model: str, sae: str) -> int:
 
 def match_mem_mb(config: dict[str, Any], sae: str) -> int:
     """Returns memory: the dense path holds n x n float64 below 4096 latents; the sparse path, blocks
-    and, up to `stored_screen.KEEP_MAX_LATENTS`, the pass's screen at 2 bytes per pair."""
+    and, on CPU up to `screen_settings.KEEP_MAX_LATENTS`, the pass's screen at 2 bytes per pair (a GPU pass keeps none)."""
     n, _, _ = _sae(config, sae)
     dense = 3 * 8 * min(n, 4096) ** 2
-    sparse = 64 * 8 * n * 4 + stored_screen_bytes(n)
+    on_cpu = config["match"].get("device", "cpu") == "cpu"
+    sparse = 64 * 8 * n * 4 + (stored_screen_bytes(n) if on_cpu else 0)
     return 1500 + math.ceil((dense + sparse) / 2**20)
 
 

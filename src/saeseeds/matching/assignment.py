@@ -1,10 +1,11 @@
 """Exact maximum-cosine assignment: dense scipy for small n, sparse with an optimality certificate for large n.
 
-The sparse path never holds the n x n matrix. One blockwise screening pass (`cosine_sources`: a
-bf16 or fp32 matmul whose distance from the exact cosines is bounded by a proven error model) keeps,
-per row, its top-`depth` screened cosines (the reserve) and, per column, its screened maximum. The
-candidate graph E is the top-k of every row, the best few rows of every column (found by the pass on
-CPU, else read off the reserves), and the diagonal (so a perfect matching always exists). Its edges enter on their screened upper
+The sparse path never holds the n x n float matrix (at most a 16-bit copy of its screen, `stored_screen`,
+up to 32K latents on CPU). One blockwise screening pass (`cosine_sources`: a bf16 or fp32 matmul whose
+distance from the exact cosines is bounded by a proven error model) keeps, per row, its top-`depth`
+screened cosines (the reserve) and, per column, its screened maximum. The candidate graph E is the
+top-k of every row, the best few rows of every column (found by the pass on CPU, else read off the
+reserves), and the diagonal (so a perfect matching always exists). Its edges enter on their screened upper
 bounds; the assignment is solved on E, the pairs it matches get exact cosines, and it is solved
 again until the matching stands on exact values only (`_solve_settled`: a few hundred thousand
 float64 dot products saved per 16K matching). The solver (`augmenting`) keeps its matching and

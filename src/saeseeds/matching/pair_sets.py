@@ -25,6 +25,7 @@ class EdgeSet:
         self.key = np.empty(0, dtype=np.int64)
         self.cos = np.empty(0, dtype=np.float32)
         self.profit = np.empty(0, dtype=np.int64)
+        self._rows_cols: tuple[np.ndarray, np.ndarray] | None = None
 
     def add(self, rows: np.ndarray, cols: np.ndarray, cos: np.ndarray) -> int:
         """Adds pairs with their exact cosines (pairs already present are left as they are); returns how many were new."""
@@ -45,6 +46,7 @@ class EdgeSet:
         self.key = np.insert(self.key, at, key[new])
         self.cos = np.insert(self.cos, at, cos[first[new]])
         self.profit = np.insert(self.profit, at, profit[first[new]])
+        self._rows_cols = None
         return int(new.sum())
 
     def find(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -65,11 +67,18 @@ class EdgeSet:
 
     @property
     def rows(self) -> np.ndarray:
-        return self.key // self.n
+        return self._split()[0]
 
     @property
     def cols(self) -> np.ndarray:
-        return self.key % self.n
+        return self._split()[1]
+
+    def _split(self) -> tuple[np.ndarray, np.ndarray]:
+        # Kept until the next `_add`: every solve and check reads them (two int64 divisions of the graph each).
+        if self._rows_cols is None:
+            rows = self.key // self.n
+            self._rows_cols = (rows, self.key - rows * self.n)
+        return self._rows_cols
 
     def contains(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """Returns a bool array: which of the given pairs are edges."""
@@ -119,18 +128,15 @@ class Reserve:
         self.bound = ceil_quantize(self.row_upper, QUANTUM_BITS)
         """[n] int64: the same as a profit."""
         self.on_edge = np.zeros(len(self.rows), dtype=bool)
-        self._index()
-
-    def _index(self) -> None:
-        self._order = stable_argsort(self.rows * self.n + self.cols)
-        self._sorted = (self.rows * self.n + self.cols)[self._order]
+        # Each row's reserve columns in ascending order, with their positions: a lookup is a search in one row.
+        self._order = np.argsort(idx, axis=1, kind="stable").astype(np.int64)
+        self._sorted_cols = np.take_along_axis(idx, self._order, axis=1).astype(np.int64)
 
     def mark(self, rows: np.ndarray, cols: np.ndarray) -> None:
         """Records that these pairs are now edges (pairs outside the reserve are ignored)."""
-        key = rows.astype(np.int64) * self.n + cols.astype(np.int64)
-        pos = np.minimum(np.searchsorted(self._sorted, key), len(self._sorted) - 1)
-        hit = self._sorted[pos] == key
-        self.on_edge[self._order[pos[hit]]] = True
+        from saeseeds.matching.row_search import mark_in_rows
+
+        mark_in_rows(self._sorted_cols, self._order, np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64), self.on_edge)
 
 
 class ExactPairs:

@@ -31,30 +31,45 @@ class StoredScreen(CosineSource):
     def __init__(self, inner: CosineSource):
         self.inner, self.n, self.precision = inner, inner.n, inner.precision
         self.dim = inner.dim
-        self.values, self._touched = int16_square(inner.n)
-        """[n, n] round(screen * 2**STORE_BITS), written block by block (`block`)."""
+        self._values: np.ndarray | None = None
+        self._first: tuple[int, np.ndarray] | None = None
         half = 2.0 ** -(STORE_BITS + 1)
         e = inner.error
         self.error = ErrorModel(e.rel, e.row_err + (1 + e.rel) * half, e.col_err)
 
     def block(self, r0: int, r1: int) -> np.ndarray:
-        """Returns rows r0:r1 of the copy for the pass to write, their pages touched first if they are new."""
-        rows = self.values[r0:r1]
-        if not self._touched:
-            rows.fill(0)
-        return rows
+        """Returns rows r0:r1 of the copy for the pass to write.
+
+        The first block goes to an array of its own: the pass decides after it whether to keep a copy at all
+        (`worth_keeping`), and the n x n array is mapped (all its pages at once) only when a second block comes.
+        """
+        if self._values is None and (self._first is None or self._first[0] == r0):
+            self._first = (r0, np.empty((r1 - r0, self.n), dtype=np.int16))
+            return self._first[1]
+        return self.values[r0:r1]
+
+    @property
+    def values(self) -> np.ndarray:
+        """[n, n] round(screen * 2**STORE_BITS), written block by block (`block`)."""
+        if self._values is None:
+            self._values = int16_square(self.n)
+            if self._first is not None:
+                r0, first = self._first
+                self._values[r0 : r0 + len(first)] = first
+                self._first = None
+        return self._values
 
     def screen(self, rows: np.ndarray) -> torch.Tensor:
-        return self._values(self.values[np.asarray(rows, dtype=np.int64)])
+        return self._as_float(self.values[np.asarray(rows, dtype=np.int64)])
 
     def screen_block(self, rows: np.ndarray, cols: np.ndarray) -> torch.Tensor:
-        return self._values(self.values[np.ix_(np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64))])
+        return self._as_float(self.values[np.ix_(np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64))])
 
     def screen_over(self, rows, cols, row_thr, col_thr) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return over_thresholds(self.values, rows, cols, row_thr, col_thr)
 
     @staticmethod
-    def _values(stored: np.ndarray) -> torch.Tensor:
+    def _as_float(stored: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(stored.astype(np.float32) * np.float32(2.0**-STORE_BITS))
 
     def exact(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:

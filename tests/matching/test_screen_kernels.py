@@ -85,12 +85,13 @@ def test_candidate_pass_with_the_compiled_kernel_equals_torch_topk_and_amax():
     assert isinstance(cand.stored, StoredScreen)
 
 
-def test_stored_screen_bounds_every_exact_cosine_and_scans_like_a_brute_force():
+@pytest.mark.parametrize("block_rows", [100, 256])  # three blocks (the first kept apart until the second), one block
+def test_stored_screen_bounds_every_exact_cosine_and_scans_like_a_brute_force(block_rows):
     rng = np.random.default_rng(4)
     n, d = 256, 96
     a, b = (unit_rows(rng.standard_normal((n, d)).astype(np.float32), torch.device("cpu")) for _ in range(2))
     source = ScreenedCosines(a, b, precision="fp32")
-    stored = candidate_pass(source, depth=8, block_rows=100, keep_screen=True).stored
+    stored = candidate_pass(source, depth=8, block_rows=block_rows, keep_screen=True).stored
     rows, cols = np.repeat(np.arange(n), n), np.tile(np.arange(n), n)
     exact = exact_cosines(a, b, rows, cols).astype(np.float64)
     value = stored.screen(np.arange(n)).numpy().reshape(-1)
@@ -148,3 +149,21 @@ def test_the_pass_keeps_its_screen_where_neighbours_compete_and_not_for_unrelate
     # Unrelated directions: no copy and no column tops (the reserves serve); competing ones: both.
     assert cand["unrelated"].stored is None and cand["unrelated"].col_rows is None
     assert isinstance(cand["competing"].stored, StoredScreen) and cand["competing"].col_rows.shape == (n, 4)
+
+
+def test_the_screen_multiplied_in_column_tiles_fills_every_column_within_its_error_model(monkeypatch):
+    import saeseeds.matching.cosine_sources as cosine_sources
+
+    monkeypatch.setattr(cosine_sources, "SCREEN_TILE_COLUMNS", 100)  # 256 columns: two whole tiles and a part
+    rng = np.random.default_rng(8)
+    n, d = 256, 64
+    a, b = (unit_rows(rng.standard_normal((n, d)).astype(np.float32), torch.device("cpu")) for _ in range(2))
+    source = ScreenedCosines(a, b, precision="fp32")
+    source.screen(np.arange(n)).fill_(np.nan)  # the reused buffer: a column no tile writes would stay NaN
+    rows = np.arange(30, 130)
+    screen = source.screen(rows).numpy().astype(np.float64)
+    r, c = np.repeat(rows, n), np.tile(np.arange(n), len(rows))
+    exact = exact_cosines(a, b, r, c).astype(np.float64).reshape(len(rows), n)
+    upper = source.error.pair_upper(r, c, screen.reshape(-1)).reshape(len(rows), n)
+    assert np.isfinite(screen).all()
+    assert (exact <= upper).all() and (np.abs(screen - exact) <= upper - screen).all()

@@ -20,7 +20,7 @@ from saeseeds.matching.match import match_dictionaries
 from saeseeds.matching.matches_file import COLUMNS, MatchesError, read_matches, write_matches
 from saeseeds.matching.cosine_sources import DenseCosines, ErrorModel, ScreenedCosines, exact_cosines
 from saeseeds.matching.cosine_sources import prefilter
-from saeseeds.matching.similarity import candidate_pass, column_candidates, column_max, dense_cosines, quantize, unit_rows
+from saeseeds.matching.similarity import Candidates, candidate_pass, column_candidates, column_max, dense_cosines, quantize, unit_rows
 
 
 
@@ -195,6 +195,22 @@ def test_candidate_pass_keeps_exact_row_reserves_and_column_maxima():
     for j in range(37):
         in_reserve = sorted((sim[i, j] for i in range(37) if j in cand.row_idx[i]), reverse=True)
         assert sorted(vals[cols == j], reverse=True) == in_reserve[:2]
+
+
+def test_column_candidates_take_each_columns_best_reserve_entries_ties_to_the_lower_row():
+    rng = np.random.default_rng(13)
+    n, depth, k_col = 200, 12, 3
+    row_idx = np.stack([rng.choice(n, depth, replace=False) for _ in range(n)]).astype(np.int64)
+    row_val = rng.integers(0, 6, (n, depth)).astype(np.float32) / 8  # few distinct values: ties everywhere
+    cand = Candidates(row_idx=row_idx, row_val=row_val, col_max=np.zeros(n, dtype=np.float32))
+    take = column_candidates(cand, k_col)
+    # Reference: a stable sort of all entries by (column, value descending); position order breaks ties.
+    flat_cols, flat_vals = row_idx.reshape(-1), row_val.reshape(-1)
+    order = np.lexsort((np.arange(n * depth), -flat_vals, flat_cols))
+    first = np.searchsorted(flat_cols[order], np.arange(n))
+    rank = np.arange(n * depth) - first[flat_cols[order]]
+    np.testing.assert_array_equal(np.sort(take), np.sort(order[rank < k_col]))
+    assert len(column_candidates(cand, 0)) == 0
 
 
 @pytest.mark.parametrize("rows", [1, 2, 7, 1024, 1023])

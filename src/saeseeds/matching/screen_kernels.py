@@ -200,6 +200,32 @@ def _fill_over(store, rows, cols, row_thr, col_thr, start, out_p, out_q, out_v):
                 o += 1
 
 
+@njit(cache=True)
+def reserve_column_tops(row_idx, row_val, m):  # pragma: no cover - compiled
+    """Returns positions in the flattened reserve [n, depth]: for every column, its m best entries (ties: lower row).
+
+    One pass over the reserve in row order, each column keeping its m best so far (as `reduce_block` keeps its
+    column tops), where a sort of all n * depth entries by (column, value) cost 0.05 s per 16K matching.
+    """
+    n, depth = row_idx.shape
+    kth = np.full(n, -np.inf, dtype=np.float32)
+    vals = np.full((n, m), -np.inf, dtype=np.float32)
+    pos = np.full((n, m), -1, dtype=np.int64)
+    for i in range(n):
+        for p in range(depth):
+            c = row_idx[i, p]
+            v = row_val[i, p]
+            if v > kth[c]:  # strictly: an equal value from a later row never displaces an earlier one
+                q = m - 1
+                while q > 0 and vals[c, q - 1] < v:
+                    vals[c, q], pos[c, q] = vals[c, q - 1], pos[c, q - 1]
+                    q -= 1
+                vals[c, q], pos[c, q] = v, i * depth + p
+                kth[c] = vals[c, m - 1]
+    flat = pos.reshape(-1)
+    return flat[flat >= 0]
+
+
 def new_column_tops(chunks: int, n: int, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Returns empty per-chunk column tops for `reduce_block` (m = 0: none kept)."""
     return (
@@ -241,4 +267,5 @@ def over_thresholds(store, rows, cols, row_thr, col_thr) -> tuple[np.ndarray, np
 
 __all__ = [
     "GROUP", "NAN_ROW", "OUT_OF_RANGE", "STORE_BITS", "merge_column_tops", "new_column_tops", "over_thresholds", "reduce_block",
+    "reserve_column_tops",
 ]

@@ -222,27 +222,15 @@ def column_max(block: torch.Tensor) -> torch.Tensor:
 def column_candidates(cand: Candidates, k_col: int) -> np.ndarray:
     """Returns positions in the flattened reserve: for every column, its k_col best rows among the row reserves.
 
-    Columns that sit in no row's reserve get none here; the diagonal still covers them.
+    Ties go to the lower row. Columns that sit in no row's reserve get none here; the diagonal still covers them.
     """
-    n, depth = cand.row_idx.shape
-    cols = cand.row_idx.reshape(-1)
-    # Sort by (column, value descending, row): one int64 key sort, ties broken by position.
-    key = cols * 2**32 + _descending_key(torch.from_numpy(cand.row_val.reshape(-1))).numpy()
-    order = stable_argsort(key)
-    cols_sorted = cols[order]
-    start = np.searchsorted(cols_sorted, np.arange(n))
-    rank = np.arange(len(order)) - start[cols_sorted]
-    return order[rank < k_col]
+    from saeseeds.matching.screen_kernels import reserve_column_tops
+
+    if k_col <= 0:
+        return np.empty(0, dtype=np.int64)
+    return reserve_column_tops(np.ascontiguousarray(cand.row_idx), np.ascontiguousarray(cand.row_val), k_col)
 
 
 def stable_argsort(key: np.ndarray) -> np.ndarray:
     """np.argsort(key, kind="stable") for int64 keys, in torch's parallel sort (3-5x faster on 2M keys)."""
     return torch.sort(torch.from_numpy(np.ascontiguousarray(key, dtype=np.int64)), stable=True).indices.numpy()
-
-
-def _descending_key(vals: torch.Tensor) -> torch.Tensor:
-    """Returns int64 keys in [0, 2**32) that sort ascending exactly as the float32 `vals` sort descending."""
-    bits = vals.contiguous().view(torch.int32).to(torch.int64)
-    # IEEE floats order like sign-magnitude integers; map them onto unsigned order, then flip.
-    ascending = torch.where(bits >= 0, bits + 2**31, -1 - bits)
-    return (2**32 - 1) - ascending

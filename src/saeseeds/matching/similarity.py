@@ -107,7 +107,7 @@ def candidate_pass(
 
     Per block of rows: one matmul, then each row's top-`depth` and the running column maxima. On CPU
     float32 blocks one compiled pass does both (`screen_kernels.reduce_block`) and, with `keep_screen`,
-    keeps a 16-bit copy of the block (`Candidates.stored`; None: if the first block shows it will pay) and
+    keeps a 16-bit copy of the block (`Candidates.stored`; None: if the first rows show it will pay) and
     each column's best `col_depth` rows (`Candidates.col_rows`), entries the kernel makes as it reads each
     row; elsewhere (GPU, bf16) torch's `topk` and `column_max`, where a column top-k would be a top-k along
     the slow axis, as costly again as the row top-k, so column candidates are read off the row reserves.
@@ -144,10 +144,14 @@ def candidate_pass(
     return Candidates(row_idx=row_idx, row_val=row_val, col_max=col_max.float().cpu().numpy())
 
 
+DECIDE_ROWS = 128
+"""How many of the first block's rows decide whether the pass keeps its copy and column tops (`worth_keeping`)."""
+
+
 class BlockReducer:
     """The compiled reductions of the screening pass's blocks (CPU float32), and the 16-bit copy when one is kept.
 
-    `keep_screen` None: keep the copy if the first block shows competing neighbours (`stored_screen.worth_keeping`).
+    `keep_screen` None: keep the copy if the first rows show competing neighbours (`stored_screen.worth_keeping`).
     Unless `keep_screen` is True, the columns' best rows are kept only where neighbours compete too: among
     unrelated directions every column is in many rows' reserves already, and the entries cost 0.2 s a matching
     at 16K for nothing.
@@ -175,21 +179,27 @@ class BlockReducer:
         from saeseeds.matching.stored_screen import worth_keeping
 
         r0, r1 = int(rows[0]), int(rows[-1]) + 1
+        values = block.numpy()
+        if self.decide:
+            self.decide = False
+            # Decided on the first rows before the block's column tops and copy are made: made and then dropped
+            # (random and real 16K dictionaries keep neither), they cost 0.05 s per 16K matching.
+            r_s = min(r1, r0 + DECIDE_ROWS)
+            no_tops = new_column_tops(len(self.parts), self.source.n, 0)
+            reduce_block(values[: r_s - r0], r0, row_val.shape[1], row_val[r0:r_s], row_idx[r0:r_s], self.parts, no_tops,
+                         self.no_store, np.zeros(r_s - r0, dtype=np.int8))
+            tails = row_val[r0:r_s, -1]
+            if np.isfinite(tails).all() and not worth_keeping(tails, self.source.n, self.source.dim, row_val.shape[1]):
+                self.store = None
+                self.col_top = no_tops
         with timed(self.timings, "touch"):  # first touches of a new copy's pages (part of "reduce")
             store = self.store.block(r0, r1) if self.store is not None else self.no_store
         flags = np.zeros(len(rows), dtype=np.int8)
-        reduce_block(
-            block.numpy(), r0, row_val.shape[1], row_val[r0:r1], row_idx[r0:r1], self.parts, self.col_top, store, flags
-        )
+        reduce_block(values, r0, row_val.shape[1], row_val[r0:r1], row_idx[r0:r1], self.parts, self.col_top, store, flags)
         if (flags & NAN_ROW).any():
             raise ValueError(f"screened cosines of row {r0 + int(np.argmax(flags & NAN_ROW))} hold a NaN")
         if (flags & OUT_OF_RANGE).any():
             self.store = None  # a value outside [-2, 2): rescreens multiply again
-        if self.decide:
-            self.decide = False
-            if not worth_keeping(row_val[r0:r1, -1], self.source.n, self.source.dim, row_val.shape[1]):
-                self.store = None
-                self.col_top = new_column_tops(len(self.parts), self.source.n, 0)
 
     def col_max(self) -> np.ndarray:
         return self.parts.max(axis=0)

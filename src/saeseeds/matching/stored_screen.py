@@ -32,20 +32,12 @@ class StoredScreen(CosineSource):
         self.inner, self.n, self.precision = inner, inner.n, inner.precision
         self.dim = inner.dim
         self._values: np.ndarray | None = None
-        self._first: tuple[int, np.ndarray] | None = None
         half = 2.0 ** -(STORE_BITS + 1)
         e = inner.error
         self.error = ErrorModel(e.rel, e.row_err + (1 + e.rel) * half, e.col_err)
 
     def block(self, r0: int, r1: int) -> np.ndarray:
-        """Returns rows r0:r1 of the copy for the pass to write.
-
-        The first block goes to an array of its own: the pass decides after it whether to keep a copy at all
-        (`worth_keeping`), and the n x n array is mapped (all its pages at once) only when a second block comes.
-        """
-        if self._values is None and (self._first is None or self._first[0] == r0):
-            self._first = (r0, np.empty((r1 - r0, self.n), dtype=np.int16))
-            return self._first[1]
+        """Returns rows r0:r1 of the copy for the pass to write (the n x n array is mapped, all pages at once, on the first call)."""
         return self.values[r0:r1]
 
     @property
@@ -53,10 +45,6 @@ class StoredScreen(CosineSource):
         """[n, n] round(screen * 2**STORE_BITS), written block by block (`block`)."""
         if self._values is None:
             self._values = int16_square(self.n)
-            if self._first is not None:
-                r0, first = self._first
-                self._values[r0 : r0 + len(first)] = first
-                self._first = None
         return self._values
 
     def screen(self, rows: np.ndarray) -> torch.Tensor:
@@ -77,7 +65,7 @@ class StoredScreen(CosineSource):
 
 
 STRUCTURE_MIN = 1.3
-"""A pass keeps its screen when its first block's median reserve tail exceeds this many times `unrelated_tail`."""
+"""A pass keeps its screen when its first rows' median reserve tail exceeds this many times `unrelated_tail`."""
 
 
 def unrelated_tail(n: int, d: int, depth: int) -> float:
@@ -86,7 +74,7 @@ def unrelated_tail(n: int, d: int, depth: int) -> float:
 
 
 def worth_keeping(tails: np.ndarray, n: int, d: int | None, depth: int) -> bool:
-    """Whether a pass should keep its screen, judged on the first block's reserve tails (each row's depth-th value).
+    """Whether a pass should keep its screen, judged on its first rows' reserve tails (each row's depth-th value).
 
     Rows are screened a second time when their potential falls below their reserve's tail. Where the tails
     are what unrelated directions give (random 16K: 0.096 at d = 768), few rows are (4% and 1% of the

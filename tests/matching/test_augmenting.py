@@ -87,3 +87,53 @@ def test_bids_alone_can_finish_a_first_solve_with_tight_feasible_duals():
 def test_edges_not_grouped_by_row_are_refused():
     with pytest.raises(ValueError, match="grouped by row"):
         csr(2, np.array([1, 0]), np.array([0, 1]), np.array([1, 1]))
+
+
+def reference_bids(row_ptr, cols, q, partner, owner, a, b, free, budget) -> list[int]:
+    """`_bid` read as its docstring says, every edge of a row scanned (no order, no early stop)."""
+    queue, left = list(free), []
+    while queue:
+        i = queue.pop(0)
+        if budget == 0:
+            left.append(i)
+            continue
+        budget -= 1
+        edges = sorted(((q[e] - b[cols[e]], cols[e]) for e in range(row_ptr[i], row_ptr[i + 1])), key=lambda x: (-x[0], x[1]))
+        (v1, j1), (v2, j2) = edges[0], edges[1] if len(edges) > 1 else (None, -1)
+        if j2 == -1 or (v1 == v2 and owner[j1] != -1 and owner[j2] != -1):
+            a[i] = v1
+            left.append(i)
+            continue
+        if owner[j1] == -1:
+            a[i] = v1
+        elif v1 == v2 and owner[j2] == -1:
+            a[i], j1 = v1, j2
+        else:
+            b[j1] += v1 - v2
+            a[i] = v2
+        k = owner[j1]
+        partner[i], owner[j1] = j1, i
+        if k != -1:
+            partner[k] = -1
+            queue.append(k)
+    return left
+
+
+@pytest.mark.parametrize("scale", [1, 10**9])
+def test_bids_that_stop_at_a_rows_weaker_edges_bid_as_a_full_scan_would(scale):
+    from saeseeds.matching.augmenting import _best_first, _bid
+
+    rng = np.random.default_rng(scale % 97)
+    n = 300
+    key, q = random_graph(rng, n, 6, scale)  # profits in 100 values: ties everywhere
+    row_ptr, cols, q = csr(n, key // n, key % n, q)
+    solver = AugmentingSolver(n)
+    solver.reprice((row_ptr, cols, q), np.arange(n))
+    free = np.flatnonzero(solver.partner == -1)
+    state = [x.copy() for x in (solver.partner, solver.owner, solver.a, solver.b)]
+    want = reference_bids(row_ptr, cols, q, *state, free.tolist(), 8 * len(free))
+    order = _best_first(row_ptr, q)
+    got = _bid(row_ptr, cols[order], q[order], solver.partner, solver.owner, solver.a, solver.b, free, 8 * len(free))
+    assert got.tolist() == want and len(want) < len(free)
+    for mine, theirs in zip((solver.partner, solver.owner, solver.a, solver.b), state):
+        np.testing.assert_array_equal(mine, theirs)

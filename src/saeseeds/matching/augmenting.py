@@ -79,7 +79,8 @@ class AugmentingSolver:
         row_ptr, cols, q = graph
         free = np.flatnonzero(self.partner == UNMATCHED)
         if bids and len(free):
-            free = _bid(row_ptr, cols, q, self.partner, self.owner, self.a, self.b, free, bids * len(free))
+            order = _best_first(row_ptr, q)  # each row's edges by profit, so that a bid reads only its first few
+            free = _bid(row_ptr, cols[order], q[order], self.partner, self.owner, self.a, self.b, free, bids * len(free))
         if len(free):
             found = _augment(row_ptr, cols, q, self.partner, self.owner, self.a, self.b, free)
             if found < len(free):
@@ -121,13 +122,31 @@ def _reprice(row_ptr, cols, q, partner, owner, a, b, rows):  # pragma: no cover 
 
 
 @njit(cache=True)
+def _best_first(row_ptr, q):  # pragma: no cover - compiled
+    """Returns the edge order that lists each row's edges by profit, largest first (ties: the earlier edge first)."""
+    order = np.arange(len(q))
+    for i in range(len(row_ptr) - 1):
+        for e in range(row_ptr[i] + 1, row_ptr[i + 1]):
+            x = order[e]
+            f = e - 1
+            while f >= row_ptr[i] and q[order[f]] < q[x]:
+                order[f + 1] = order[f]
+                f -= 1
+            order[f + 1] = x
+    return order
+
+
+@njit(cache=True)
 def _bid(row_ptr, cols, q, partner, owner, a, b, free, budget):  # pragma: no cover - compiled
     """Matches free rows by bidding (LAPJV's augmenting row reduction); returns the rows still free after `budget` bids.
 
     A free row i takes its best column j1 and raises B_j1 until its second best is as good (A_i = the
     second best value): the new edge is tight, every edge stays feasible, and the row that held j1 is
     free again and bids next. Cheap where most rows want different columns; competition that bids
-    would settle only in tiny steps is left to the shortest paths.
+    would settle only in tiny steps is left to the shortest paths. Each row's edges come largest profit
+    first (`_best_first`): prices are never negative, so q_ij - B_j <= q_ij, and the scan stops at the first
+    edge whose profit is below the second best value found (a bid read all 33-39 edges of its row before:
+    180 ns a bid, 64 bids per free row on the benchmark's dictionaries).
     """
     queue = np.empty(len(free) + budget, dtype=np.int64)
     queue[: len(free)] = free
@@ -147,6 +166,8 @@ def _bid(row_ptr, cols, q, partner, owner, a, b, free, budget):  # pragma: no co
         j1 = UNMATCHED
         j2 = UNMATCHED
         for e in range(row_ptr[i], row_ptr[i + 1]):
+            if q[e] < v2:
+                break  # every edge left has q_ij - B_j <= q_ij < v2: it changes neither the best nor the second best
             j = cols[e]
             v = q[e] - b[j]
             if v > v1 or (v == v1 and j < j1):

@@ -40,7 +40,11 @@ class EdgeSet:
         # First occurrence wins: an edge keeps its value (bound or exact) until `settle` replaces it. Only the
         # new pairs are sorted; they are merged into the sorted edges by position (np.insert keeps the order).
         key, first = unique_first(rows.astype(np.int64) * self.n + cols.astype(np.int64))
-        pos, present = self._lookup(key // self.n, key % self.n)
+        if len(self.key) == 0:  # the first graph: nothing to merge into
+            self.key, self.cos, self.profit = key, cos[first], profit[first]
+            self._rows_cols = None
+            return len(key)
+        present = self._lookup(key // self.n, key % self.n)[1]
         new = ~present
         at = np.searchsorted(self.key, key[new])
         self.key = np.insert(self.key, at, key[new])

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from saeseeds.matching.assignment import PAD_COSINE, Assignment, assign_dense, assign_sparse, unpad
+from saeseeds.matching.assignment import PAD_COSINE, RESERVE_DEPTH, Assignment, assign_dense, assign_sparse, unpad
 from saeseeds.matching.cosine_sources import PRECISIONS, AbsoluteCosines, PaddedCosines, ScreenedCosines
 from saeseeds.matching.matches_file import DEFINITIONS, MatchesError, shared_flags
 from saeseeds.matching.screen_memory import reuse_screen_memory
@@ -51,7 +51,7 @@ def match_rows(
     method: str = "auto",
     dense_max_n: int = DENSE_MAX_N,
     k: int = 32,
-    depth: int = 64,
+    depth: int = RESERVE_DEPTH,
     block_rows: int = 1024,
     max_rounds: int = 100,
     screen: str = "auto",
@@ -110,7 +110,7 @@ def match_dictionaries(
     method: str = "auto",
     dense_max_n: int = DENSE_MAX_N,
     k: int = 32,
-    depth: int = 64,
+    depth: int = RESERVE_DEPTH,
     block_rows: int = 1024,
     max_rounds: int = 100,
     screen: str = "auto",

@@ -77,10 +77,10 @@ def worth_keeping(tails: np.ndarray, n: int, d: int | None, depth: int) -> bool:
     """Whether a pass should keep its screen, judged on its first rows' reserve tails (each row's depth-th value).
 
     Rows are screened a second time when their potential falls below their reserve's tail. Where the tails
-    are what unrelated directions give (random 16K: 0.096 at d = 768), few rows are (4% and 1% of the
-    encoder's and decoder's there), a matmul does them cheaply, and the copy's 512 MiB and writes would cost
-    more (0.5 s of a 7.3 s matching); where neighbours compete the tails sit well above it (real stacked SAEs
-    0.16-0.18 against 0.096, correlated 0.36) and most rows are (rescreens with the copy: 0.37 -> 0.14 s on the
+    are what unrelated directions give (random 16K at d = 768: 0.096 for the 64th value, 0.099 for the 48th), few
+    rows are (4% and 1% of the encoder's and decoder's there, with 64), a matmul does them cheaply, and the copy's
+    512 MiB and writes would cost more (0.5 s of a 7.3 s matching); where neighbours compete the tails sit well
+    above it (real stacked SAEs 0.16-0.18 against 0.096 with 64, correlated 0.36) and most rows are (rescreens with the copy: 0.37 -> 0.14 s on the
     stacked set, 3.3 -> 0.5-0.7 s at correlated 16K). The same test decides whether the pass keeps the
     columns' best rows (`similarity.BlockReducer`). `d` None (a given matrix): keep.
     """

@@ -85,7 +85,7 @@ def test_candidate_pass_with_the_compiled_kernel_equals_torch_topk_and_amax():
     assert isinstance(cand.stored, StoredScreen)
 
 
-@pytest.mark.parametrize("block_rows", [100, 256])  # three blocks (the first kept apart until the second), one block
+@pytest.mark.parametrize("block_rows", [100, 256])  # three blocks, one block
 def test_stored_screen_bounds_every_exact_cosine_and_scans_like_a_brute_force(block_rows):
     rng = np.random.default_rng(4)
     n, d = 256, 96

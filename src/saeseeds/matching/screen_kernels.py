@@ -45,6 +45,22 @@ def _insert_descending(vals, cols, count, v, c):  # pragma: no cover - compiled
 
 
 @njit(inline="always")
+def _offer_column_top(kth, vals, tags, c, v, tag):  # pragma: no cover - compiled
+    """Offers (v, tag) to column c's m best (vals[c], tags[c], descending; kth[c] the m-th value).
+
+    Strictly better only: offered in increasing tag order, an equal value never displaces an earlier tag.
+    """
+    if v > kth[c]:
+        m = vals.shape[1]
+        q = m - 1
+        while q > 0 and vals[c, q - 1] < v:
+            vals[c, q], tags[c, q] = vals[c, q - 1], tags[c, q - 1]
+            q -= 1
+        vals[c, q], tags[c, q] = v, tag
+        kth[c] = vals[c, m - 1]
+
+
+@njit(inline="always")
 def _raise_maxima(v, col_max, c, group_max, j):  # pragma: no cover - compiled
     """Raises column c's and group j's maxima to v; returns 1 if v is NaN (which raises neither)."""
     m = col_max[c]
@@ -123,14 +139,7 @@ def reduce_block(block, row0, depth, row_val, row_idx, col_max_parts, col_top, s
                 # a correlated 16K matching's pass and save more in its solves and rescreens.
                 kth_c, vals_c, rows_c = col_kth[chunk], top_v[chunk], top_r[chunk]
                 for c in range(n):
-                    v = row[c]
-                    if v > kth_c[c]:
-                        q = m_top - 1
-                        while q > 0 and vals_c[c, q - 1] < v:
-                            vals_c[c, q], rows_c[c, q] = vals_c[c, q - 1], rows_c[c, q - 1]
-                            q -= 1
-                        vals_c[c, q], rows_c[c, q] = v, row0 + t
-                        kth_c[c] = vals_c[c, m_top - 1]
+                    _offer_column_top(kth_c, vals_c, rows_c, c, row[c], row0 + t)
             low = kth_largest(group_max, n_groups, depth, work) if n_groups > depth else -np.inf
             count = 0
             for j in range(n_groups):
@@ -213,15 +222,7 @@ def reserve_column_tops(row_idx, row_val, m):  # pragma: no cover - compiled
     pos = np.full((n, m), -1, dtype=np.int64)
     for i in range(n):
         for p in range(depth):
-            c = row_idx[i, p]
-            v = row_val[i, p]
-            if v > kth[c]:  # strictly: an equal value from a later row never displaces an earlier one
-                q = m - 1
-                while q > 0 and vals[c, q - 1] < v:
-                    vals[c, q], pos[c, q] = vals[c, q - 1], pos[c, q - 1]
-                    q -= 1
-                vals[c, q], pos[c, q] = v, i * depth + p
-                kth[c] = vals[c, m - 1]
+            _offer_column_top(kth, vals, pos, row_idx[i, p], row_val[i, p], i * depth + p)
     flat = pos.reshape(-1)
     return flat[flat >= 0]
 

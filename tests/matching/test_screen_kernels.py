@@ -167,3 +167,19 @@ def test_the_screen_multiplied_in_column_tiles_fills_every_column_within_its_err
     upper = source.error.pair_upper(r, c, screen.reshape(-1)).reshape(len(rows), n)
     assert np.isfinite(screen).all()
     assert (exact <= upper).all() and (np.abs(screen - exact) <= upper - screen).all()
+
+
+def test_the_kth_largest_selected_from_values_at_or_above_a_guess_is_the_kth_largest_of_all():
+    from saeseeds.matching.screen_kernels import _kth_near_guess
+
+    rng = np.random.default_rng(7)
+    work = np.empty(512, np.float32)
+    for trial in range(200):
+        vals = np.round(rng.uniform(-1, 1, 512) * (4 if trial % 2 else 1000)).astype(np.float32)  # heavy ties, then few
+        k = int(rng.integers(1, 100))
+        want = np.sort(vals)[::-1][k - 1]
+        # Guesses at a tied value, just above and below the answer, and outside the values: every branch.
+        for guess in (want, np.sort(vals)[::-1][min(2 * k, 511)], want + 1, want - 1, -np.inf, np.inf):
+            kth, nxt = _kth_near_guess(vals, 512, k, np.float32(guess), work)
+            assert kth == want, (trial, k, guess)
+            assert (vals >= nxt).sum() >= min(2 * k, 512) or nxt == guess

@@ -85,6 +85,29 @@ def _larger_or_nan(v, g, first):  # pragma: no cover - compiled
     return v if first or (v > g) or (v != v) else g
 
 
+@njit(inline="always")
+def _kth_near_guess(vals, count, k, guess, work):  # pragma: no cover - compiled
+    """Returns (the k-th largest of vals[:count], a guess for the next row's); k < count, no NaN.
+
+    Rows of a block are alike, so the last row's 2k-th largest usually has between k and 4k values at or
+    above it in this row: only those are selected from (a count that vectorises, then two small selections),
+    where a quickselect over all `count` values spent 3 of the 9 ms of a 1024 x 16,384 block.
+    """
+    above = 0
+    for i in range(count):
+        above += vals[i] >= guess
+    if above < k or above > 4 * k:
+        kth = kth_largest(vals, count, k, work)
+        return kth, (kth_largest(vals, count, 2 * k, work) if count >= 2 * k else -np.inf)
+    w = 0
+    for i in range(count):
+        if vals[i] >= guess:
+            work[w] = vals[i]
+            w += 1
+    kth = kth_largest(work, w, k, work)  # the k-th largest of all: at least k values reach the guess
+    return kth, (kth_largest(work, w, 2 * k, work) if w >= 2 * k else guess)
+
+
 @njit(cache=True, parallel=True)
 def reduce_block(block, row0, depth, row_val, row_idx, col_max_parts, col_top, store, flags):  # pragma: no cover - compiled
     """Writes each row's `depth` largest values (descending) and columns, raises each column's maximum, fills `store`.
@@ -124,6 +147,7 @@ def reduce_block(block, row0, depth, row_val, row_idx, col_max_parts, col_top, s
         cand_i = np.empty(n, dtype=np.int64)
         out_v = np.empty(depth, dtype=np.float32)
         out_i = np.empty(depth, dtype=np.int64)
+        guess = -np.inf
         first_row = chunk * per
         last_row = min(rows, first_row + per)
         for t in range(first_row, last_row):
@@ -181,7 +205,9 @@ def reduce_block(block, row0, depth, row_val, row_idx, col_max_parts, col_top, s
                             _offer_column_top(kth_c, vals_c, rows_c, r * groups + j, row[r * groups + j], row0 + t)
                 for c in range(tail0, n):
                     _offer_column_top(kth_c, vals_c, rows_c, c, row[c], row0 + t)
-            low = kth_largest(group_max, n_groups, depth, work) if n_groups > depth else -np.inf
+            low = -np.inf
+            if n_groups > depth:
+                low, guess = _kth_near_guess(group_max, n_groups, depth, guess, work)
             count = 0
             for j in range(n_groups):
                 if group_max[j] >= low:  # only groups that reach L hold candidates

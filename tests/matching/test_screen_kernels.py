@@ -183,3 +183,15 @@ def test_the_kth_largest_selected_from_values_at_or_above_a_guess_is_the_kth_lar
             kth, nxt = _kth_near_guess(vals, 512, k, np.float32(guess), work)
             assert kth == want, (trial, k, guess)
             assert (vals >= nxt).sum() >= min(2 * k, 512) or nxt == guess
+
+
+def test_column_tops_offered_row_by_row_once_they_fill_equal_a_stable_sort():
+    # Many rows: the first blocks offer every column tile by tile (most values enter), later ones row by row
+    # behind the per-group pretest (few values enter); both must keep each column's best rows, ties to the lower.
+    rng = np.random.default_rng(3)
+    block = np.round(rng.uniform(-1, 1, (1500, 999)) * 64).astype(np.float32) / 64  # ties too
+    val, idx, col_max, kept, flags, (col_rows, col_val) = run(block, 20, chunks=2, store=False, col_depth=3, block_rows=256)
+    want_val, want_rows = reference_top(block.T, 3)
+    np.testing.assert_array_equal(col_val, want_val)
+    np.testing.assert_array_equal(col_rows, want_rows)
+    np.testing.assert_array_equal(col_max, block.max(axis=0))

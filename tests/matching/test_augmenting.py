@@ -57,7 +57,7 @@ def test_solves_growing_graphs_with_falling_and_rising_profits_like_scipy(scale,
             moved = rng.random(len(grown)) < 0.1  # profits that fall (settled bounds) or rise
             q2[moved] += rng.integers(-30, 10, moved.sum()) * scale
             key, q = grown, q2
-            solver.solve(key // n, key % n, q, np.concatenate([new_rows, (key // n)[moved]]))  # shortest paths only
+            solver.solve(key // n, key % n, q, np.concatenate([new_rows, (key // n)[moved]]))  # freed rows bid, then paths
             check_optimal(solver, n, key, q)
             assert (solver.b >= prices).all(), "column prices fell"
 
@@ -119,8 +119,10 @@ def reference_bids(row_ptr, cols, q, partner, owner, a, b, free, budget) -> list
     return left
 
 
+@pytest.mark.parametrize("ordered", [True, False])
 @pytest.mark.parametrize("scale", [1, 10**9])
-def test_bids_that_stop_at_a_rows_weaker_edges_bid_as_a_full_scan_would(scale):
+def test_bids_that_stop_at_a_rows_weaker_edges_bid_as_a_full_scan_would(scale, ordered):
+    # ordered: the first solve's bids, edges largest profit first with the early stop; else later solves' full scans.
     from saeseeds.matching.augmenting import _best_first, _bid
 
     rng = np.random.default_rng(scale % 97)
@@ -132,8 +134,8 @@ def test_bids_that_stop_at_a_rows_weaker_edges_bid_as_a_full_scan_would(scale):
     free = np.flatnonzero(solver.partner == -1)
     state = [x.copy() for x in (solver.partner, solver.owner, solver.a, solver.b)]
     want = reference_bids(row_ptr, cols, q, *state, free.tolist(), 8 * len(free))
-    order = _best_first(row_ptr, q)
-    got = _bid(row_ptr, cols[order], q[order], solver.partner, solver.owner, solver.a, solver.b, free, 8 * len(free))
+    order = _best_first(row_ptr, q) if ordered else np.arange(len(q))
+    got = _bid(row_ptr, cols[order], q[order], solver.partner, solver.owner, solver.a, solver.b, free, 8 * len(free), ordered)
     assert got.tolist() == want and len(want) < len(free)
     for mine, theirs in zip((solver.partner, solver.owner, solver.a, solver.b), state):
         np.testing.assert_array_equal(mine, theirs)

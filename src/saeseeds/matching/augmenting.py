@@ -7,9 +7,10 @@ near-duplicates of SAEs stacked across sizes and seeds) that was the largest pha
 
 This solver keeps a matching M and integer potentials A (rows), B (columns) with A_i + B_j >= q_ij on
 every edge and equality on M. A change to row i's edges re-prices the row, A_i = max_j (q_ij - B_j),
-which keeps every edge feasible, and frees the row if its matched edge is no longer tight. Each free
-row then takes one shortest augmenting path on the reduced costs A_i + B_j - q_ij >= 0 (Dijkstra with
-a binary heap; the Hungarian method's step, as in LAPJV's augmentation). After a path of length d to a
+which keeps every edge feasible, and frees the row if its matched edge is no longer tight. The free rows
+bid for columns first (`_bid`, below), and each row still free takes one shortest augmenting path on the
+reduced costs A_i + B_j - q_ij >= 0 (Dijkstra with a binary heap; the Hungarian method's step, as in
+LAPJV's augmentation). After a path of length d to a
 free column, the columns Dijkstra settled at distance d_j <= d gain d - d_j on B and their rows lose
 it on A: the path becomes tight, M stays tight, every edge stays feasible, and column prices only
 rise (which `pair_sets.Watch` relies on). Work per round is the few paths that changed, not the graph.
@@ -18,7 +19,9 @@ The first solve starts from nothing: every row takes its best column if free, an
 a half of the rows on the benchmark's dictionaries) bid for columns first (LAPJV's augmenting row
 reduction, `_bid`), which leaves a few dozen rows for the shortest paths. On the first graphs of
 the 16K benchmark matchings that took 0.07 / 0.21 s (random / correlated) against 0.43 / 0.71 s
-with shortest paths alone, and 0.11 s against 0.16 s on the default study's stacked set.
+with shortest paths alone, and 0.11 s against 0.16 s on the default study's stacked set. Later solves
+bid too, for the rows a round freed: replayed on the same graphs, a correlated 16K matching's solves
+took 0.53 s against 0.77 s with shortest paths alone, the real 16K pair's 0.30 s against 0.36 s.
 
 The kernels are compiled by numba (cached next to this file after the first call). Optimality is not
 taken on trust: `assign_sparse` checks feasibility on every edge and tightness on M in int64 itself.
@@ -57,9 +60,7 @@ class AugmentingSolver:
         graph = csr(self.n, rows, cols, q)
         first = bool((self.partner == UNMATCHED).all())  # only before the first solve: a perfect matching stays perfect
         self.reprice(graph, touched)
-        if not first:
-            return self.augment(graph)
-        return self.augment(graph, bids=BIDS_PER_FREE_ROW)
+        return self.augment(graph, bids=BIDS_PER_FREE_ROW, ordered=first)
 
     def reprice(self, graph: tuple[np.ndarray, np.ndarray, np.ndarray], rows: np.ndarray) -> None:
         """Makes rows feasible again after their edges changed (A_i = max over the row of q_ij - B_j).
@@ -71,16 +72,21 @@ class AugmentingSolver:
         rows = np.unique(np.asarray(rows, dtype=np.int64))
         _reprice(row_ptr, cols, q, self.partner, self.owner, self.a, self.b, rows)
 
-    def augment(self, graph: tuple[np.ndarray, np.ndarray, np.ndarray], bids: int = 0) -> np.ndarray:
+    def augment(self, graph: tuple[np.ndarray, np.ndarray, np.ndarray], bids: int = 0, ordered: bool = True) -> np.ndarray:
         """Matches every free row, first by up to `bids` bids per free row, then along shortest augmenting paths.
 
-        Returns partner (a perfect matching).
+        `ordered`: sort every row's edges by profit first, so that a bid reads only its first few (pays on the
+        first solve, where a third to a half of the rows bid; later solves free a few thousand rows at most, and
+        ordering all rows' edges again would cost more than their bids save). Returns partner (a perfect matching).
         """
         row_ptr, cols, q = graph
         free = np.flatnonzero(self.partner == UNMATCHED)
         if bids and len(free):
-            order = _best_first(row_ptr, q)  # each row's edges by profit, so that a bid reads only its first few
-            free = _bid(row_ptr, cols[order], q[order], self.partner, self.owner, self.a, self.b, free, bids * len(free))
+            if ordered:
+                order = _best_first(row_ptr, q)
+                free = _bid(row_ptr, cols[order], q[order], self.partner, self.owner, self.a, self.b, free, bids * len(free), True)
+            else:
+                free = _bid(row_ptr, cols, q, self.partner, self.owner, self.a, self.b, free, bids * len(free), False)
         if len(free):
             found = _augment(row_ptr, cols, q, self.partner, self.owner, self.a, self.b, free)
             if found < len(free):
@@ -137,16 +143,16 @@ def _best_first(row_ptr, q):  # pragma: no cover - compiled
 
 
 @njit(cache=True)
-def _bid(row_ptr, cols, q, partner, owner, a, b, free, budget):  # pragma: no cover - compiled
+def _bid(row_ptr, cols, q, partner, owner, a, b, free, budget, ordered):  # pragma: no cover - compiled
     """Matches free rows by bidding (LAPJV's augmenting row reduction); returns the rows still free after `budget` bids.
 
     A free row i takes its best column j1 and raises B_j1 until its second best is as good (A_i = the
     second best value): the new edge is tight, every edge stays feasible, and the row that held j1 is
     free again and bids next. Cheap where most rows want different columns; competition that bids
-    would settle only in tiny steps is left to the shortest paths. Each row's edges come largest profit
-    first (`_best_first`): prices are never negative, so q_ij - B_j <= q_ij, and the scan stops at the first
-    edge whose profit is below the second best value found (a bid read all 33-39 edges of its row before:
-    180 ns a bid, 64 bids per free row on the benchmark's dictionaries).
+    would settle only in tiny steps is left to the shortest paths. `ordered`: each row's edges come largest
+    profit first (`_best_first`): prices are never negative, so q_ij - B_j <= q_ij, and the scan stops at the
+    first edge whose profit is below the second best value found (a bid read all 33-39 edges of its row
+    before: 180 ns a bid, 64 bids per free row on the benchmark's dictionaries); else every edge is read.
     """
     queue = np.empty(len(free) + budget, dtype=np.int64)
     queue[: len(free)] = free
@@ -166,7 +172,7 @@ def _bid(row_ptr, cols, q, partner, owner, a, b, free, budget):  # pragma: no co
         j1 = UNMATCHED
         j2 = UNMATCHED
         for e in range(row_ptr[i], row_ptr[i + 1]):
-            if q[e] < v2:
+            if ordered and q[e] < v2:
                 break  # every edge left has q_ij - B_j <= q_ij < v2: it changes neither the best nor the second best
             j = cols[e]
             v = q[e] - b[j]

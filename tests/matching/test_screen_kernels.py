@@ -7,7 +7,7 @@ import torch
 
 from saeseeds.matching.cosine_sources import ScreenedCosines, exact_cosines
 from saeseeds.matching.screen_kernels import (
-    NAN_ROW, OUT_OF_RANGE, STORE_BITS, merge_column_tops, new_column_tops, over_thresholds, reduce_block,
+    NAN_ROW, OUT_OF_RANGE, OVER_CAP, STORE_BITS, merge_column_tops, new_column_tops, over_thresholds, reduce_block,
 )
 from saeseeds.matching.similarity import candidate_pass, unit_rows
 from saeseeds.matching.match import match_dictionaries
@@ -101,10 +101,12 @@ def test_stored_screen_bounds_every_exact_cosine_and_scans_like_a_brute_force(bl
     assert np.abs(exact - value).max() > 2.0 ** -(STORE_BITS + 2)  # the quantum shows: the widening is needed
     # The threshold scan: every position over row + column threshold, no other, in row-major order.
     r, c = rng.choice(n, 60, replace=False), rng.choice(n, 90, replace=False)
-    row_thr, col_thr = rng.uniform(-0.1, 0.1, 60), rng.uniform(-0.05, 0.05, 90)
+    row_thr, col_thr = rng.uniform(-0.1, 0.35, 60), rng.uniform(-0.05, 0.05, 90)
     p, q, v = stored.screen_over(r, c, row_thr, col_thr)
     block = stored.screen_block(r, c).numpy().astype(np.float64)
     want_p, want_q = np.nonzero(block > row_thr[:, None] + col_thr[None, :])
+    per_row = np.bincount(want_p, minlength=60)  # rows with none, with up to OVER_CAP (one pass) and with more (two)
+    assert (per_row == 0).any() and ((per_row > 0) & (per_row <= OVER_CAP)).any() and (per_row > OVER_CAP).any()
     np.testing.assert_array_equal(p, want_p)
     np.testing.assert_array_equal(q, want_q)
     np.testing.assert_array_equal(v, block[want_p, want_q].astype(np.float32))

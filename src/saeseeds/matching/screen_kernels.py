@@ -295,11 +295,11 @@ OVER_CAP = 16
 
 
 @njit(cache=True, parallel=True)
-def _scan_over(store, rows, cols, row_thr, col_thr, counts, first_q, first_v, start, out_p, out_q, out_v):  # pragma: no cover - compiled
+def _scan_over(store, rows, cols, row_thr, col_thr, counts, first_q, first_v, start, out_q, out_v):  # pragma: no cover - compiled
     """One pass: counts[p] = how many of row p's pairs exceed their threshold, the first OVER_CAP of them in first_q/v.
 
     With `start` given (len(rows) entries, else empty), a second pass writes every pair of the rows whose count
-    exceeded OVER_CAP into out_* from start[p] on (the rest were written from first_q/v by the caller).
+    exceeded OVER_CAP into out_q/v from start[p] on (the rest are copied from first_q/v by the caller).
     """
     inv = 2.0**-STORE_BITS
     cap = first_q.shape[1]
@@ -315,7 +315,7 @@ def _scan_over(store, rows, cols, row_thr, col_thr, counts, first_q, first_v, st
             v = srow[cols[q]] * inv
             if v > t + col_thr[q]:
                 if second:
-                    out_p[o], out_q[o], out_v[o] = p, q, v
+                    out_q[o], out_v[o] = q, v
                     o += 1
                 elif c < cap:
                     first_q[p, c], first_v[p, c] = q, v
@@ -377,18 +377,18 @@ def over_thresholds(store, rows, cols, row_thr, col_thr) -> tuple[np.ndarray, np
     first_q = np.empty((len(rows), OVER_CAP), dtype=np.int64)
     first_v = np.empty((len(rows), OVER_CAP), dtype=np.float32)
     none_i, none_v = np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
-    _scan_over(store, rows, cols, row_thr, col_thr, counts, first_q, first_v, none_i, none_i, none_i, none_v)
-    start = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    _scan_over(store, rows, cols, row_thr, col_thr, counts, first_q, first_v, none_i, none_i, none_v)
     total = int(counts.sum())
-    kept = np.minimum(counts, OVER_CAP)
-    in_first = np.arange(OVER_CAP) < kept[:, None]
-    # Row p's pairs fill out_*[start[p]:start[p] + counts[p]]: from first_* where they fit, else the second pass.
+    # Row p's pairs fill out_*[start[p]:start[p] + counts[p]]: copied from first_* where they fit, else the second pass.
     out_p = np.repeat(np.arange(len(rows), dtype=np.int64), counts)
     out_q, out_v = np.empty(total, dtype=np.int64), np.empty(total, dtype=np.float32)
-    fits = np.repeat(counts <= OVER_CAP, counts)
-    out_q[fits], out_v[fits] = first_q[in_first & (counts <= OVER_CAP)[:, None]], first_v[in_first & (counts <= OVER_CAP)[:, None]]
+    fits = counts <= OVER_CAP
+    taken = (np.arange(OVER_CAP) < counts[:, None]) & fits[:, None]
+    in_first = np.repeat(fits, counts)
+    out_q[in_first], out_v[in_first] = first_q[taken], first_v[taken]
     if not fits.all():
-        _scan_over(store, rows, cols, row_thr, col_thr, counts, first_q, first_v, start, out_p, out_q, out_v)
+        start = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+        _scan_over(store, rows, cols, row_thr, col_thr, counts, first_q, first_v, start, out_q, out_v)
     return out_p, out_q, out_v
 
 

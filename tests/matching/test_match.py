@@ -359,6 +359,34 @@ def test_sparse_path_is_deterministic():
     assert first[1] == second[1]
 
 
+@pytest.mark.parametrize("n_b", [240, 200])
+def test_encoder_and_decoder_solves_side_by_side_give_what_one_at_a_time_gives(n_b, monkeypatch):
+    import threading
+
+    import saeseeds.matching.match as match
+
+    rng = np.random.default_rng(21)
+    a, b, _ = random_dicts(rng, 240, 16)
+    c, e, _ = random_dicts(rng, 240, 16)
+    threads = []
+    solve = match.solve_screened
+
+    def spy(problem, **kw):
+        threads.append(threading.current_thread())
+        return solve(problem, **kw)
+
+    monkeypatch.setattr(match, "solve_screened", spy)
+    opts = dict(method="sparse", k=4, depth=8, block_rows=32, screen="fp32")
+    side_by_side = match_dictionaries(a, c, b[:n_b], e[:n_b], **opts)
+    assert len(set(threads)) == 2 and threading.main_thread() not in threads
+    threads.clear()
+    monkeypatch.setattr(match, "_solves_side_by_side", lambda: False)
+    in_turn = match_dictionaries(a, c, b[:n_b], e[:n_b], **opts)
+    assert threads == [threading.main_thread()] * 2
+    pd.testing.assert_frame_equal(side_by_side[0], in_turn[0])
+    assert side_by_side[1] == in_turn[1] and side_by_side[1]["certified"]
+
+
 def test_frame_has_contract_columns_and_both_definitions_in_metadata():
     rng = np.random.default_rng(7)
     a, b, perm = random_dicts(rng, 100, 16, shared=0.5, noise=0.3)

@@ -67,6 +67,20 @@ def use_bf16(choice: str, device: torch.device, depth: int, task: str, *, auto: 
     return want
 
 
+def numba_kernels_run_side_by_side() -> bool:
+    """True where two threads may run numba's parallel kernels at once: its OpenMP and TBB layers allow that, its
+    fallback (workqueue, where neither library is found) does not, so work meant for two threads then runs in turn."""
+    import numba
+
+    try:
+        from numba.np.ufunc.parallel import _launch_threads
+
+        _launch_threads()  # picks the layer, as the first parallel kernel would
+        return numba.threading_layer() in ("omp", "tbb")
+    except Exception:  # noqa: BLE001 - any doubt means one thread at a time
+        return False
+
+
 def numba_threads_as_torch() -> None:
     """Gives numba's parallel kernels the job's share of the cores: torch's thread count (set per job), not every core.
 

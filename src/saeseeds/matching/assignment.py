@@ -42,7 +42,7 @@ from saeseeds.matching.cosine_sources import CosineSource, ceil_quantize
 from saeseeds.matching.duals import profit_of, suspects
 from saeseeds.matching.pair_sets import EdgeSet, ExactPairs, Reserve, Watch
 from saeseeds.matching.screen_settings import KEEP_MAX_LATENTS
-from saeseeds.matching.similarity import QUANTUM_BITS, candidate_pass, column_candidates, quantize, stable_argsort, timed
+from saeseeds.matching.similarity import QUANTUM_BITS, Candidates, candidate_pass, column_candidates, quantize, stable_argsort, timed
 from saeseeds.matching.violators import RESCREEN_REACH, reserve_violators, rescreen_violators, watch_violators
 
 QUANTUM = 2.0**-QUANTUM_BITS
@@ -146,15 +146,67 @@ def assign_sparse(
     `keep_screen`: keep the pass's screen at 16 bits per pair for the rows screened again
     (`stored_screen`); None keeps it up to `KEEP_MAX_LATENTS` where neighbours compete (`worth_keeping`). `timings`, when given, collects seconds per phase.
     """
+    problem = screen_problem(source, k=k, k_col=k_col, depth=depth, block_rows=block_rows, timings=timings, keep_screen=keep_screen)
+    return solve_screened(problem, max_rounds=max_rounds, timings=timings)
+
+
+@dataclass
+class ScreenedProblem:
+    """A square problem after its screening pass (`screen_problem`): all that `solve_screened` starts from.
+
+    Split so that a job's two matchings can run their passes (matmuls on every core) one after the other
+    and then their solves (mostly one core each) side by side (`match.match_dictionaries`).
+    """
+
+    source: CosineSource
+    cand: Candidates
+    k: int
+    k_col: int
+    depth: int
+    block_rows: int
+
+
+def screen_problem(
+    source: CosineSource,
+    *,
+    k: int = 32,
+    k_col: int = 16,
+    depth: int = RESERVE_DEPTH,
+    block_rows: int = 1024,
+    timings: dict[str, float] | None = None,
+    keep_screen: bool | None = None,
+) -> ScreenedProblem:
+    """Runs the screening pass of `assign_sparse` (its arguments mean the same) and returns what the solve needs."""
     n = source.n
     block_rows = min(block_rows, n)
     k = min(k, n)
     k_col = min(k_col, k)  # a graph asked to be thin (k small) stays thin on the column side too
     depth = min(max(depth, k), n)
-    exact = ExactPairs(source, timings)
     with timed(timings, "pass"):
         keep = (None if n <= KEEP_MAX_LATENTS else False) if keep_screen is None else keep_screen
         cand = candidate_pass(source, depth=depth, block_rows=block_rows, timings=timings, keep_screen=keep, col_depth=k_col)
+    return ScreenedProblem(source, cand, k, k_col, depth, block_rows)
+
+
+def solve_screened(problem: ScreenedProblem, *, max_rounds: int = 100, timings: dict[str, float] | None = None) -> Assignment:
+    """Returns the certified exact matching of a screened problem (steps 1-4 of the module docstring).
+
+    Thread-safe across problems: its compiled kernels release the GIL, so two run side by side on two cores.
+    The pass's stored screen, if any, is given back when the solve ends (`StoredScreen.release`).
+    """
+    try:
+        return _solve_screened(problem, max_rounds, timings)
+    finally:
+        if problem.cand.stored is not None:
+            problem.cand.stored.release()
+
+
+def _solve_screened(problem: ScreenedProblem, max_rounds: int, timings: dict[str, float] | None) -> Assignment:
+    source, cand, k, k_col, depth, block_rows = (
+        problem.source, problem.cand, problem.k, problem.k_col, problem.depth, problem.block_rows,
+    )
+    n = source.n
+    exact = ExactPairs(source, timings)
     # Rows screened again are read from the pass's stored copy where it kept one, else multiplied again.
     second_look = cand.stored or source
     ar = np.arange(n)
@@ -360,4 +412,7 @@ def _exact_row_max(source: CosineSource, reserve: Reserve, edges: EdgeSet, exact
     return best.astype(np.float32), int(len(full))
 
 
-__all__ = ["PAD_COSINE", "RESERVE_DEPTH", "Assignment", "assign_dense", "assign_sparse", "unpad"]
+__all__ = [
+    "PAD_COSINE", "RESERVE_DEPTH", "Assignment", "ScreenedProblem", "assign_dense", "assign_sparse", "screen_problem",
+    "solve_screened", "unpad",
+]

@@ -103,7 +103,7 @@ def csr(n: int, rows: np.ndarray, cols: np.ndarray, q: np.ndarray) -> tuple[np.n
     return row_ptr, np.ascontiguousarray(cols, dtype=np.int64), np.ascontiguousarray(q, dtype=np.int64)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _reprice(row_ptr, cols, q, partner, owner, a, b, rows):  # pragma: no cover - compiled
     for i in rows:
         best = -_FAR
@@ -127,7 +127,7 @@ def _reprice(row_ptr, cols, q, partner, owner, a, b, rows):  # pragma: no cover 
             owner[best_col] = i
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _best_first(row_ptr, q):  # pragma: no cover - compiled
     """Returns the edge order that lists each row's edges by profit, largest first (ties: the earlier edge first)."""
     order = np.arange(len(q))
@@ -142,7 +142,7 @@ def _best_first(row_ptr, q):  # pragma: no cover - compiled
     return order
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _bid(row_ptr, cols, q, partner, owner, a, b, free, budget, ordered):  # pragma: no cover - compiled
     """Matches free rows by bidding (LAPJV's augmenting row reduction); returns the rows still free after `budget` bids.
 
@@ -205,7 +205,7 @@ def _bid(row_ptr, cols, q, partner, owner, a, b, free, budget, ordered):  # prag
     return left[:n_left].copy()
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _heap_push(keys, vals, size, key, val):  # pragma: no cover - compiled
     """Pushes (key, val) onto the binary min-heap held in keys[:size], vals[:size]; returns the new size."""
     pos = size
@@ -219,7 +219,7 @@ def _heap_push(keys, vals, size, key, val):  # pragma: no cover - compiled
     return size + 1
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _heap_pop(keys, vals, size):  # pragma: no cover - compiled
     """Removes the least (key, val); returns it and the new size (ties go to the lower val: deterministic)."""
     top_key, top_val = keys[0], vals[0]
@@ -241,7 +241,7 @@ def _heap_pop(keys, vals, size):  # pragma: no cover - compiled
     return top_key, top_val, size
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _augment(row_ptr, cols, q, partner, owner, a, b, free):  # pragma: no cover - compiled
     """One Dijkstra per free row; returns how many paths it found (it stops at the first row without one)."""
     n = len(owner)

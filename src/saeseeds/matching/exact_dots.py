@@ -13,7 +13,7 @@ import numpy as np
 from numba import njit, prange
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def exact_dots(a: np.ndarray, b: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """Returns float32(sum_t float64(a[rows[p], t]) * float64(b[cols[p], t])) for every pair p."""
     d = a.shape[1]

@@ -8,11 +8,15 @@ certificate of each matching) as JSON under the parquet key-value metadata key b
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 import torch
 
-from saeseeds.matching.assignment import PAD_COSINE, RESERVE_DEPTH, Assignment, assign_dense, assign_sparse, unpad
+from saeseeds.matching.assignment import (
+    PAD_COSINE, RESERVE_DEPTH, Assignment, ScreenedProblem, assign_dense, screen_problem, solve_screened, unpad,
+)
 from saeseeds.matching.cosine_sources import PRECISIONS, AbsoluteCosines, PaddedCosines, ScreenedCosines
 from saeseeds.matching.matches_file import DEFINITIONS, MatchesError, shared_flags
 from saeseeds.matching.screen_memory import reuse_screen_memory
@@ -69,6 +73,24 @@ def match_rows(
     where the hardware multiplies it natively ("auto"), else "fp32"; it changes speed, never the
     optimum, which is always over the exact cosines.
     """
+    started = _start_rows(
+        wa, wb, device=device, method=method, dense_max_n=dense_max_n, k=k, depth=depth, block_rows=block_rows,
+        screen=screen, timings=timings, absolute=absolute,
+    )
+    return _finish(started, max_rounds, timings)
+
+
+@dataclass
+class _Screened:
+    """A sparse matching whose screening pass has run: its solve (and unpadding to n_a x n_b) is what is left."""
+
+    problem: ScreenedProblem
+    n_a: int
+    n_b: int
+
+
+def _start_rows(wa, wb, *, device, method, dense_max_n, k, depth, block_rows, screen, timings, absolute) -> Assignment | _Screened:
+    """Runs `match_rows` up to the end of the sparse path's screening pass (the dense path all the way)."""
     if method not in ("auto", "dense", "sparse"):
         raise MatchesError(f"method={method!r}: must be 'auto', 'dense' or 'sparse'")
     if screen not in PRECISIONS:
@@ -91,11 +113,51 @@ def match_rows(
     source = ScreenedCosines(ua, ub, precision=screen)
     if absolute:
         source = AbsoluteCosines(source)
-    opts = dict(k=k, block_rows=block_rows, max_rounds=max_rounds, timings=timings)
-    if n_a == n_b:
-        return assign_sparse(source, depth=depth, **opts)
-    square = assign_sparse(PaddedCosines(source, n_a, n_b, PAD_COSINE), depth=min(depth, min(n_a, n_b)), **opts)
-    return unpad(square, n_a, n_b)
+    if n_a != n_b:
+        source, depth = PaddedCosines(source, n_a, n_b, PAD_COSINE), min(depth, min(n_a, n_b))
+    return _Screened(screen_problem(source, k=k, depth=depth, block_rows=block_rows, timings=timings), n_a, n_b)
+
+
+def _finish(started: Assignment | _Screened, max_rounds: int, timings: dict[str, float] | None) -> Assignment:
+    """Returns the matching `_start_rows` began: a dense one as it is, a sparse one solved, certified and unpadded."""
+    if isinstance(started, Assignment):
+        return started
+    square = solve_screened(started.problem, max_rounds=max_rounds, timings=timings)
+    return square if started.n_a == started.n_b else unpad(square, started.n_a, started.n_b)
+
+
+def _solves_side_by_side() -> bool:
+    """True where a job has two cores or more for its two solves and numba allows two threads to launch kernels."""
+    from saeseeds.common.hardware import numba_kernels_run_side_by_side
+
+    return torch.get_num_threads() >= 2 and numba_kernels_run_side_by_side()
+
+
+def _finish_side_by_side(started: list, max_rounds: int, timings: dict[str, float] | None) -> list[Assignment]:
+    """Finishes the encoder's and the decoder's matchings in two threads.
+
+    A pass multiplies on every core; a solve runs mostly on one (the augmenting paths are serial), so the two
+    solves side by side take little more than the longer one (both matchings of the default study's stacked
+    6,048-latent set: 0.63 -> 0.41-0.43 s; correlated 16K 1.9-2.2 -> 1.2-1.5 s; 2-core EPYC). Each matching's
+    result is the same either way; `timings` then sums both threads' seconds.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from saeseeds.common.hardware import numba_threads_as_torch
+
+    own = [None if timings is None else {} for _ in started]
+
+    def finish(i: int) -> Assignment:
+        numba_threads_as_torch()  # numba's thread count is per thread
+        return _finish(started[i], max_rounds, own[i])
+
+    with ThreadPoolExecutor(max_workers=len(started)) as pool:
+        results = list(pool.map(finish, range(len(started))))
+    if timings is not None:
+        for part in own:
+            for key, seconds in part.items():
+                timings[key] = timings.get(key, 0.0) + seconds
+    return results
 
 
 def match_dictionaries(
@@ -132,13 +194,15 @@ def match_dictionaries(
     """
     n, n_b, d = _check_inputs(enc_a, dec_a, enc_b, dec_b, threshold, definition)
     dev = resolve_device(device)
-    opts = dict(
-        device=dev, method=method, dense_max_n=dense_max_n, k=k, depth=depth, block_rows=block_rows,
-        max_rounds=max_rounds, screen=screen, timings=timings,
-    )
-    with reuse_screen_memory():  # the decoder's matching reuses the encoder's stored screen's memory
-        enc = match_rows(enc_a, enc_b, **opts)
-        dec = match_rows(dec_a, dec_b, **opts)
+    opts = dict(device=dev, method=method, dense_max_n=dense_max_n, k=k, depth=depth, block_rows=block_rows, screen=screen, timings=timings)
+    with reuse_screen_memory():  # a job's matchings reuse their stored screens' memory
+        enc = _start_rows(enc_a, enc_b, absolute=False, **opts)
+        if isinstance(enc, _Screened) and _solves_side_by_side():
+            # Both passes first (each on every core), then both solves at once: both stored screens are held.
+            enc, dec = _finish_side_by_side([enc, _start_rows(dec_a, dec_b, absolute=False, **opts)], max_rounds, timings)
+        else:  # one at a time: one stored screen at a time (`plan.estimates.match_mem_mb` counts one)
+            enc = _finish(enc, max_rounds, timings)
+            dec = _finish(_start_rows(dec_a, dec_b, absolute=False, **opts), max_rounds, timings)
     flags = {
         name: shared_flags(enc.partner, enc.cos, dec.partner, dec.cos, threshold, name) for name in DEFINITIONS
     }

@@ -11,7 +11,7 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def mark_in_rows(sorted_cols, order, rows, cols, flags):  # pragma: no cover - compiled
     """Sets flags[r * depth + order[r, p]] for every pair (r, c) with sorted_cols[r, p] == c; other pairs are skipped.
 

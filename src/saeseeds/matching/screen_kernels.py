@@ -134,7 +134,7 @@ def _kth_near_guess(vals, count, k, guess, work):  # pragma: no cover - compiled
     return kth, (kth_largest(work, w, 2 * k, work) if w >= 2 * k else guess)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def reduce_block(block, row0, depth, row_val, row_idx, col_max_parts, col_top, store, flags):  # pragma: no cover - compiled
     """Writes each row's `depth` largest values (descending) and columns, raises each column's maximum, fills `store`.
 
@@ -294,7 +294,7 @@ OVER_CAP = 16
 """Pairs over their threshold that `over_thresholds` keeps per row in its one pass; rows with more are scanned again."""
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def _scan_over(store, rows, cols, row_thr, col_thr, counts, first_q, first_v, start, out_q, out_v):  # pragma: no cover - compiled
     """One pass: counts[p] = how many of row p's pairs exceed their threshold, the first OVER_CAP of them in first_q/v.
 
@@ -324,7 +324,7 @@ def _scan_over(store, rows, cols, row_thr, col_thr, counts, first_q, first_v, st
             counts[p] = c
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def reserve_column_tops(row_idx, row_val, m):  # pragma: no cover - compiled
     """Returns positions in the flattened reserve [n, depth]: for every column, its m best entries (ties: lower row).
 

@@ -190,6 +190,8 @@ class BlockReducer:
                          self.no_store, np.zeros(r_s - r0, dtype=np.int8))
             tails = row_val[r0:r_s, -1]
             if np.isfinite(tails).all() and not worth_keeping(tails, self.source.n, self.source.dim, row_val.shape[1]):
+                if self.store is not None:
+                    self.store.release()
                 self.store = None
                 self.col_top = no_tops
         with timed(self.timings, "touch"):  # first touches of a new copy's pages (part of "reduce")
@@ -198,7 +200,8 @@ class BlockReducer:
         reduce_block(values, r0, row_val.shape[1], row_val[r0:r1], row_idx[r0:r1], self.parts, self.col_top, store, flags)
         if (flags & NAN_ROW).any():
             raise ValueError(f"screened cosines of row {r0 + int(np.argmax(flags & NAN_ROW))} hold a NaN")
-        if (flags & OUT_OF_RANGE).any():
+        if (flags & OUT_OF_RANGE).any() and self.store is not None:
+            self.store.release()
             self.store = None  # a value outside [-2, 2): rescreens multiply again
 
     def col_max(self) -> np.ndarray:

@@ -32,6 +32,7 @@ class StoredScreen(CosineSource):
         self.inner, self.n, self.precision = inner, inner.n, inner.precision
         self.dim = inner.dim
         self._values: np.ndarray | None = None
+        self._give_back, self._released = (lambda: None), False
         half = 2.0 ** -(STORE_BITS + 1)
         e = inner.error
         self.error = ErrorModel(e.rel, e.row_err + (1 + e.rel) * half, e.col_err)
@@ -44,8 +45,16 @@ class StoredScreen(CosineSource):
     def values(self) -> np.ndarray:
         """[n, n] round(screen * 2**STORE_BITS), written block by block (`block`)."""
         if self._values is None:
-            self._values = int16_square(self.n)
+            if self._released:
+                raise RuntimeError("a stored screen was read after its memory was given back; this is a bug")
+            self._values, self._give_back = int16_square(self.n)
         return self._values
+
+    def release(self) -> None:
+        """Gives the copy's memory back (to the job's pool, `screen_memory`) once its matching is done with it."""
+        self._values, self._released = None, True
+        give_back, self._give_back = self._give_back, lambda: None
+        give_back()
 
     def screen(self, rows: np.ndarray) -> torch.Tensor:
         return self._as_float(self.values[np.asarray(rows, dtype=np.int64)])

@@ -9,7 +9,7 @@ from saeseeds.matching.matches_file import write_matches
 from saeseeds.matching.screen_memory import reuse_screen_memory
 
 sm = snakemake  # noqa: F821 (provided by Snakemake)
-with rule_log(sm.log[0]) as log, reuse_screen_memory():  # one stored screen's memory for every pair
+with rule_log(sm.log[0]) as log, reuse_screen_memory():  # the stored screens' memory, touched once for every pair
     folders = {int(Path(f).parent.name.removeprefix("seed")): Path(f).parent for f in sm.input}
     loaded = {}  # the seeds of the current pair only: pairs come ordered by a, so a loads once per run of pairs
     for (a, b), out in zip(sm.params.pairs, sm.output):

@@ -1,0 +1,78 @@
+"""The encoder's and decoder's solves side by side against one after the other, in one process, alternated.
+
+`match.match_dictionaries` runs both screening passes (every core each), then both solves in two threads where the
+job has two cores (`match._finish_side_by_side`). The passes are the same work either way, so this times what comes
+after them: the whole call's wall minus the passes' seconds, plus the stored screens' first touches (both screens
+are held at once side by side, so the second one's pages are fresh: that cost belongs to the change). Alternating
+the two modes run by run in one process keeps a noisy machine's drift out of the comparison, which separate
+`matching.py --worker` runs (each beside its own floor) could not do this hour.
+
+    python benchmarks/solves_side_by_side.py --real results/smollm2-135m/kjv-pydoc/layers.6.mlp/*/ --repeat 4
+    python benchmarks/solves_side_by_side.py --kind correlated --n 16384 --repeat 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+
+from matching import real_pair, synthetic_pair
+
+
+def after_passes(pair, side_by_side: bool) -> tuple[float, dict]:
+    """Returns (seconds after the passes, plus first touches; the certificate's objectives) of one matching call."""
+    import saeseeds.matching.match as match
+
+    original = match._solves_side_by_side
+    match._solves_side_by_side = original if side_by_side else (lambda: False)
+    try:
+        timings = {}
+        start = time.perf_counter()
+        _, meta = match.match_dictionaries(*pair, method="sparse", device="cpu", timings=timings)
+        wall = time.perf_counter() - start
+    finally:
+        match._solves_side_by_side = original
+    assert meta["certified"]
+    objectives = [meta["certificate"][side]["objective_quantised"] for side in ("enc", "dec")]
+    return wall - timings["pass"] + timings.get("touch", 0.0), {"objectives": objectives, "touch_s": timings.get("touch", 0.0)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--real", nargs="*", help="set folders whose seed0/seed1 checkpoints are stacked (as matching.py)")
+    parser.add_argument("--kind", default="random", choices=["random", "correlated"])
+    parser.add_argument("--n", type=int, default=16384)
+    parser.add_argument("--d", type=int, default=768)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    enc_a, dec_a, enc_b, dec_b = real_pair(args.real) if args.real else synthetic_pair(args.n, args.d, 0, kind=args.kind)
+    pair = (enc_a, dec_a, enc_b, dec_b)
+    runs = {"in_turn": [], "side_by_side": []}
+    touches = {"in_turn": [], "side_by_side": []}
+    objectives = set()
+    after_passes(pair, True)  # compiles and warms what both modes use
+    for _ in range(args.repeat):
+        for mode in runs:
+            seconds, info = after_passes(pair, mode == "side_by_side")
+            runs[mode].append(seconds)
+            touches[mode].append(info["touch_s"])
+            objectives.add(tuple(info["objectives"]))
+    assert len(objectives) == 1, "the two modes must reach the same optimum"
+    result = {
+        "kind": "real" if args.real else args.kind,
+        "n": len(enc_a),
+        "d": enc_a.shape[1],
+        "after_passes_s": runs,
+        "touch_s": touches,
+        "best": {mode: min(v) for mode, v in runs.items()},
+        "median": {mode: float(np.median(v)) for mode, v in runs.items()},
+        "objectives": list(objectives.pop()),
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -5,7 +5,9 @@ job has two cores (`match._finish_side_by_side`). The passes are the same work e
 after them: the whole call's wall minus the passes' seconds, plus the stored screens' first touches (both screens
 are held at once side by side, so the second one's pages are fresh: that cost belongs to the change). Alternating
 the two modes run by run in one process keeps a noisy machine's drift out of the comparison, which separate
-`matching.py --worker` runs (each beside its own floor) could not do this hour.
+`matching.py --worker` runs (each beside its own floor) could not do this hour. Each repeat also times the float32
+floor (`matching.fp32_floor`) right before its two calls, so each call's wall over the floor of its own minute is
+reported too (`wall_over_floor`).
 
     python benchmarks/solves_side_by_side.py --real results/smollm2-135m/kjv-pydoc/layers.6.mlp/*/ --repeat 4
     python benchmarks/solves_side_by_side.py --kind correlated --n 16384 --repeat 3
@@ -19,11 +21,11 @@ import time
 
 import numpy as np
 
-from matching import real_pair, synthetic_pair
+from matching import fp32_floor, real_pair, synthetic_pair
 
 
 def after_passes(pair, side_by_side: bool) -> tuple[float, dict]:
-    """Returns (seconds after the passes, plus first touches; the certificate's objectives) of one matching call."""
+    """Returns (seconds after the passes, plus first touches; the call's wall, touches and objectives) of one matching call."""
     import saeseeds.matching.match as match
 
     original = match._solves_side_by_side
@@ -37,7 +39,8 @@ def after_passes(pair, side_by_side: bool) -> tuple[float, dict]:
         match._solves_side_by_side = original
     assert meta["certified"]
     objectives = [meta["certificate"][side]["objective_quantised"] for side in ("enc", "dec")]
-    return wall - timings["pass"] + timings.get("touch", 0.0), {"objectives": objectives, "touch_s": timings.get("touch", 0.0)}
+    touch = timings.get("touch", 0.0)
+    return wall - timings["pass"] + touch, {"objectives": objectives, "touch_s": touch, "wall_s": wall}
 
 
 def main() -> None:
@@ -52,13 +55,17 @@ def main() -> None:
     pair = (enc_a, dec_a, enc_b, dec_b)
     runs = {"in_turn": [], "side_by_side": []}
     touches = {"in_turn": [], "side_by_side": []}
+    ratios = {"in_turn": [], "side_by_side": []}
+    floors = []
     objectives = set()
     after_passes(pair, True)  # compiles and warms what both modes use
     for _ in range(args.repeat):
+        floors.append(fp32_floor((enc_a, enc_b), (dec_a, dec_b)))
         for mode in runs:
             seconds, info = after_passes(pair, mode == "side_by_side")
             runs[mode].append(seconds)
             touches[mode].append(info["touch_s"])
+            ratios[mode].append(info["wall_s"] / floors[-1])
             objectives.add(tuple(info["objectives"]))
     assert len(objectives) == 1, "the two modes must reach the same optimum"
     result = {
@@ -67,6 +74,9 @@ def main() -> None:
         "d": enc_a.shape[1],
         "after_passes_s": runs,
         "touch_s": touches,
+        "floor_s": floors,
+        "wall_over_floor": ratios,
+        "median_wall_over_floor": {mode: float(np.median(v)) for mode, v in ratios.items()},
         "best": {mode: min(v) for mode, v in runs.items()},
         "median": {mode: float(np.median(v)) for mode, v in runs.items()},
         "objectives": list(objectives.pop()),

@@ -137,9 +137,11 @@ def _finish_side_by_side(started: list, max_rounds: int, timings: dict[str, floa
     """Finishes the encoder's and the decoder's matchings in two threads.
 
     A pass multiplies on every core; a solve runs mostly on one (the augmenting paths are serial), so the two
-    solves side by side take little more than the longer one (both matchings of the default study's stacked
-    6,048-latent set: 0.63 -> 0.41-0.43 s; correlated 16K 1.9-2.2 -> 1.2-1.5 s; 2-core EPYC). Each matching's
-    result is the same either way; `timings` then sums both threads' seconds.
+    solves side by side take little more than the longer one. Seconds after the passes, medians alternated with
+    the old order (`benchmarks/solves_side_by_side.py`, 2-core EPYC): the default study's stacked 6,048-latent set
+    0.70 -> 0.54, real 16K 1.01 -> 0.73, correlated 16K 2.00 -> 1.71 (with 0.21 s more of first touches: the second
+    stored screen is fresh memory), random 16K 1.05 -> 0.78. Each matching's result is the same either way;
+    `timings` then sums both threads' seconds.
     """
     from concurrent.futures import ThreadPoolExecutor
 

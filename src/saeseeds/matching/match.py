@@ -89,7 +89,9 @@ class _Screened:
     n_b: int
 
 
-def _start_rows(wa, wb, *, device, method, dense_max_n, k, depth, block_rows, screen, timings, absolute) -> Assignment | _Screened:
+def _start_rows(
+    wa, wb, *, device, method, dense_max_n, k, depth, block_rows, screen, timings, absolute
+) -> Assignment | _Screened:
     """Runs `match_rows` up to the end of the sparse path's screening pass (the dense path all the way)."""
     if method not in ("auto", "dense", "sparse"):
         raise MatchesError(f"method={method!r}: must be 'auto', 'dense' or 'sparse'")
@@ -196,15 +198,18 @@ def match_dictionaries(
     """
     n, n_b, d = _check_inputs(enc_a, dec_a, enc_b, dec_b, threshold, definition)
     dev = resolve_device(device)
-    opts = dict(device=dev, method=method, dense_max_n=dense_max_n, k=k, depth=depth, block_rows=block_rows, screen=screen, timings=timings)
+    opts = dict(
+        device=dev, method=method, dense_max_n=dense_max_n, k=k, depth=depth, block_rows=block_rows, screen=screen,
+        timings=timings, absolute=False,
+    )
     with reuse_screen_memory():  # a job's matchings reuse their stored screens' memory
-        enc = _start_rows(enc_a, enc_b, absolute=False, **opts)
+        enc = _start_rows(enc_a, enc_b, **opts)
         if isinstance(enc, _Screened) and _solves_side_by_side():
             # Both passes first (each on every core), then both solves at once: both stored screens are held.
-            enc, dec = _finish_side_by_side([enc, _start_rows(dec_a, dec_b, absolute=False, **opts)], max_rounds, timings)
+            enc, dec = _finish_side_by_side([enc, _start_rows(dec_a, dec_b, **opts)], max_rounds, timings)
         else:  # one at a time: one stored screen at a time (`plan.estimates.match_mem_mb` counts one)
             enc = _finish(enc, max_rounds, timings)
-            dec = _finish(_start_rows(dec_a, dec_b, absolute=False, **opts), max_rounds, timings)
+            dec = _finish(_start_rows(dec_a, dec_b, **opts), max_rounds, timings)
     flags = {
         name: shared_flags(enc.partner, enc.cos, dec.partner, dec.cos, threshold, name) for name in DEFINITIONS
     }

@@ -82,11 +82,8 @@ class AugmentingSolver:
         row_ptr, cols, q = graph
         free = np.flatnonzero(self.partner == UNMATCHED)
         if bids and len(free):
-            if ordered:
-                order = _best_first(row_ptr, q)
-                free = _bid(row_ptr, cols[order], q[order], self.partner, self.owner, self.a, self.b, free, bids * len(free), True)
-            else:
-                free = _bid(row_ptr, cols, q, self.partner, self.owner, self.a, self.b, free, bids * len(free), False)
+            order = _best_first(row_ptr, q) if ordered else slice(None)
+            free = _bid(row_ptr, cols[order], q[order], self.partner, self.owner, self.a, self.b, free, bids * len(free), ordered)
         if len(free):
             found = _augment(row_ptr, cols, q, self.partner, self.owner, self.a, self.b, free)
             if found < len(free):

@@ -190,9 +190,7 @@ class BlockReducer:
                          self.no_store, np.zeros(r_s - r0, dtype=np.int8))
             tails = row_val[r0:r_s, -1]
             if np.isfinite(tails).all() and not worth_keeping(tails, self.source.n, self.source.dim, row_val.shape[1]):
-                if self.store is not None:
-                    self.store.release()
-                self.store = None
+                self._drop_store()
                 self.col_top = no_tops
         with timed(self.timings, "touch"):  # first touches of a new copy's pages (part of "reduce")
             store = self.store.block(r0, r1) if self.store is not None else self.no_store
@@ -200,9 +198,14 @@ class BlockReducer:
         reduce_block(values, r0, row_val.shape[1], row_val[r0:r1], row_idx[r0:r1], self.parts, self.col_top, store, flags)
         if (flags & NAN_ROW).any():
             raise ValueError(f"screened cosines of row {r0 + int(np.argmax(flags & NAN_ROW))} hold a NaN")
-        if (flags & OUT_OF_RANGE).any() and self.store is not None:
+        if (flags & OUT_OF_RANGE).any():
+            self._drop_store()  # a value outside [-2, 2): rescreens multiply again
+
+    def _drop_store(self) -> None:
+        """Keeps no copy from here on, and gives back the memory of one already begun."""
+        if self.store is not None:
             self.store.release()
-            self.store = None  # a value outside [-2, 2): rescreens multiply again
+        self.store = None
 
     def col_max(self) -> np.ndarray:
         return self.parts.max(axis=0)

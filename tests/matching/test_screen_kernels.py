@@ -7,7 +7,8 @@ import torch
 
 from saeseeds.matching.cosine_sources import ScreenedCosines, exact_cosines
 from saeseeds.matching.screen_kernels import (
-    NAN_ROW, OUT_OF_RANGE, OVER_CAP, STORE_BITS, merge_column_tops, new_column_tops, over_thresholds, reduce_block,
+    DEEP_CAPACITY, FLOOR_ALL, NAN_ROW, OUT_OF_RANGE, STORE_BITS, deep_rows, merge_column_tops, new_column_tops, no_deep_rows,
+    reduce_block,
 )
 from saeseeds.matching.similarity import candidate_pass, unit_rows
 from saeseeds.matching.match import match_dictionaries
@@ -21,19 +22,33 @@ def reference_top(block: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray
     return np.take_along_axis(block, order, axis=1), order
 
 
-def run(block: np.ndarray, depth: int, chunks: int = 2, store: bool = True, col_depth: int = 3, block_rows: int = 16):
-    """Runs the pass over `block` in blocks of `block_rows` rows, as `candidate_pass` does."""
+def run(block: np.ndarray, depth: int, chunks: int = 2, store: bool = True, col_depth: int = 3, block_rows: int = 16,
+        cap: int = DEEP_CAPACITY):
+    """Runs the pass over `block` in blocks of `block_rows` rows, as `candidate_pass` does, keeping up to `cap` values a row."""
     rows, n = block.shape
     val, idx = np.empty((rows, depth), np.float32), np.empty((rows, depth), np.int64)
     parts = np.full((chunks, n), -np.inf, np.float32)
     col_top = new_column_tops(chunks, n, col_depth)
-    kept = np.empty((rows, n) if store else (1, 0), np.int16)
+    deep = deep_rows(rows, min(cap, n)) if store else no_deep_rows()
     flags = np.zeros(rows, np.int8)
     for r0 in range(0, rows, block_rows):
         r1 = min(r0 + block_rows, rows)
         reduce_block(np.ascontiguousarray(block[r0:r1]), r0, depth, val[r0:r1], idx[r0:r1], parts, col_top,
-                     kept[r0:r1] if store else kept, flags[r0:r1])
-    return val, idx, parts.max(axis=0), kept, flags, merge_column_tops(col_top)
+                     tuple(x[r0:r1] for x in deep) if store else deep, flags[r0:r1])
+    return val, idx, parts.max(axis=0), deep, flags, merge_column_tops(col_top)
+
+
+def assert_rows_keep_what_is_over_their_floor(block: np.ndarray, deep) -> np.ndarray:
+    """Each row kept, in column order and at 16 bits, values whose columns hold every value over its floor; returns the counts."""
+    values, columns, counts, floors = deep
+    stored = np.rint(block.astype(np.float64) * 2**STORE_BITS)
+    for t in range(len(block)):
+        kept = columns[t, : counts[t]]
+        assert (np.diff(kept) > 0).all()
+        np.testing.assert_array_equal(values[t, : counts[t]], stored[t, kept])
+        rest = np.setdiff1d(np.arange(block.shape[1]), kept)
+        assert len(rest) == 0 if floors[t] == FLOOR_ALL else (stored[t, rest] <= floors[t]).all()
+    return counts
 
 
 @pytest.mark.parametrize("n", [40, 999, 4096])
@@ -46,7 +61,7 @@ def test_reduce_block_selects_as_a_stable_sort_and_keeps_column_maxima(n, kind):
         block = np.round(block * 4) / 4  # nine values: ties at every depth-th value
     if kind == "equal rows":
         block[::3] = -2.0  # a padded rectangle's dummy rows
-    val, idx, col_max, kept, flags, (col_rows, col_val) = run(block, depth, chunks=3)
+    val, idx, col_max, deep, flags, (col_rows, col_val) = run(block, depth, chunks=3)
     want_val, want_idx = reference_top(block, depth)
     np.testing.assert_array_equal(val, want_val)
     np.testing.assert_array_equal(idx, want_idx)
@@ -55,8 +70,17 @@ def test_reduce_block_selects_as_a_stable_sort_and_keeps_column_maxima(n, kind):
     want_val, want_rows = reference_top(block.T, 3)
     np.testing.assert_array_equal(col_val, want_val)
     np.testing.assert_array_equal(col_rows, want_rows)
-    np.testing.assert_array_equal(kept, np.rint(block.astype(np.float64) * 2**STORE_BITS).astype(np.int16))
     assert not flags.any()
+    # Rows of up to DEEP_CAPACITY values keep them all; longer ones, half to all of their capacity (fewer where ties
+    # leave fewer distinct values): the last row's floor, a sampled one or the exact one.
+    counts = assert_rows_keep_what_is_over_their_floor(block, deep)
+    if n <= DEEP_CAPACITY:
+        assert (counts == n).all() and (deep[3] == FLOOR_ALL).all()
+    else:
+        assert (counts < DEEP_CAPACITY).all() and (kind != "uniform" or (counts >= DEEP_CAPACITY // 2).all())
+    *_, deep, _, _ = run(block, depth, chunks=3, cap=24)
+    counts = assert_rows_keep_what_is_over_their_floor(block, deep)
+    assert (counts < 24).all() and (kind != "uniform" or (counts >= 12).all())
 
 
 def test_reduce_block_flags_nan_rows_and_values_the_store_cannot_hold():
@@ -86,31 +110,53 @@ def test_candidate_pass_with_the_compiled_kernel_equals_torch_topk_and_amax():
 
 
 @pytest.mark.parametrize("block_rows", [100, 256])  # three blocks, one block
-def test_stored_screen_bounds_every_exact_cosine_and_scans_like_a_brute_force(block_rows):
+def test_stored_screen_bounds_every_exact_cosine_and_scans_like_a_brute_force(block_rows, monkeypatch):
+    monkeypatch.setattr("saeseeds.matching.stored_screen.deep_capacity", lambda n: 48)  # each row keeps 24-47 of its 256
     rng = np.random.default_rng(4)
     n, d = 256, 96
     a, b = (unit_rows(rng.standard_normal((n, d)).astype(np.float32), torch.device("cpu")) for _ in range(2))
     source = ScreenedCosines(a, b, precision="fp32")
     stored = candidate_pass(source, depth=8, block_rows=block_rows, keep_screen=True).stored
-    rows, cols = np.repeat(np.arange(n), n), np.tile(np.arange(n), n)
+    values, columns, counts, floors = stored.deep
+    assert (counts >= 24).all() and (counts < 48).all()
+    rows = np.repeat(np.arange(n), counts)
+    cols = np.concatenate([columns[i, : counts[i]] for i in range(n)])
+    value = np.concatenate([values[i, : counts[i]] for i in range(n)]) * 2.0**-STORE_BITS
     exact = exact_cosines(a, b, rows, cols).astype(np.float64)
-    value = stored.screen(np.arange(n)).numpy().reshape(-1)
-    upper = stored.error.pair_upper(rows, cols, value)
-    lower = 2 * value - stored.error.pair_upper(rows, cols, value)
-    assert (exact <= upper).all() and (exact >= lower).all()
+    assert (exact <= stored.error.pair_upper(rows, cols, value)).all()
+    assert (exact >= 2 * value - stored.error.pair_upper(rows, cols, value)).all()
     assert np.abs(exact - value).max() > 2.0 ** -(STORE_BITS + 2)  # the quantum shows: the widening is needed
-    # The threshold scan: every position over row + column threshold, no other, in row-major order.
+    # Every pair not kept is at or below its row's floor, within the error model.
+    full = exact_cosines(a, b, np.repeat(np.arange(n), n), np.tile(np.arange(n), n)).reshape(n, n).astype(np.float64)
+    kept = np.zeros((n, n), bool)
+    kept[rows, cols] = True
+    floor = floors[:, None] * 2.0**-STORE_BITS + stored.error.largest
+    assert (full[~kept] <= np.broadcast_to(floor, (n, n))[~kept]).all()
+    # The threshold scan: rows whose thresholds stay above their floor answer from the kept values, exactly as a
+    # brute force over them; the others ("short") are multiplied, for the columns of low threshold only.
     r, c = rng.choice(n, 60, replace=False), rng.choice(n, 90, replace=False)
     row_thr, col_thr = rng.uniform(-0.1, 0.35, 60), rng.uniform(-0.05, 0.05, 90)
     p, q, v = stored.screen_over(r, c, row_thr, col_thr)
-    block = stored.screen_block(r, c).numpy().astype(np.float64)
-    want_p, want_q = np.nonzero(block > row_thr[:, None] + col_thr[None, :])
-    per_row = np.bincount(want_p, minlength=60)  # rows with none, with up to OVER_CAP (one pass) and with more (two)
-    assert (per_row == 0).any() and ((per_row > 0) & (per_row <= OVER_CAP)).any() and (per_row > OVER_CAP).any()
-    np.testing.assert_array_equal(p, want_p)
-    np.testing.assert_array_equal(q, want_q)
-    np.testing.assert_array_equal(v, block[want_p, want_q].astype(np.float32))
-    p0, q0, v0 = over_thresholds(stored.values, r[:0], c, row_thr[:0], col_thr)
+    thr = row_thr[:, None] + col_thr[None, :]
+    short = row_thr + col_thr.min() < floors[r] * 2.0**-STORE_BITS
+    assert short.any() and not short.all() and stored.rows_short == short.sum()
+    order = np.lexsort((q, p))
+    np.testing.assert_array_equal(order, np.arange(len(p)))  # row-major
+    got = np.zeros((60, 90), bool)
+    got[p, q] = True
+    kept_rc = kept[np.ix_(r, c)]
+    stored_rc = np.rint(source.screen(r).numpy()[:, c].astype(np.float64) * 2**STORE_BITS) * 2.0**-STORE_BITS
+    want = kept_rc & (stored_rc > thr)
+    np.testing.assert_array_equal(got[~short], want[~short])
+    on_kept = ~short[p]
+    np.testing.assert_array_equal(v[on_kept], stored_rc[p[on_kept], q[on_kept]].astype(np.float32))
+    # No pair whose exact cosine may exceed its threshold is missed, and every value returned bounds its exact cosine.
+    e = full[np.ix_(r, c)]
+    assert got[e > thr + stored.error.largest].all()
+    gr, gc = r[p], c[q]
+    assert (full[gr, gc] <= stored.error.pair_upper(gr, gc, v)).all()
+    assert (full[gr, gc] >= 2 * v.astype(np.float64) - stored.error.pair_upper(gr, gc, v)).all()
+    p0, q0, v0 = stored.screen_over(r[:0], c, row_thr[:0], col_thr)
     assert len(p0) == len(q0) == len(v0) == 0
 
 
@@ -125,7 +171,7 @@ def test_matchings_in_one_block_reuse_the_stored_screens_memory_and_give_the_sam
     give_back = StoredScreen.release
 
     def spy(self):
-        screens.append(self._values)
+        screens.append(self._deep[0] if self._deep is not None else None)
         give_back(self)
 
     with pytest.MonkeyPatch.context() as mp, reuse_screen_memory():

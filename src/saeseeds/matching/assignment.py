@@ -1,7 +1,7 @@
 """Exact maximum-cosine assignment: dense scipy for small n, sparse with an optimality certificate for large n.
 
-The sparse path never holds the n x n float matrix (at most a 16-bit copy of its screen, `stored_screen`,
-up to 32K latents on CPU). One blockwise screening pass (`cosine_sources`: a bf16 or fp32 matmul whose
+The sparse path never holds the n x n float matrix (at most each row's largest screened values at 16 bits,
+`stored_screen`, up to 32K latents on CPU). One blockwise screening pass (`cosine_sources`: a bf16 or fp32 matmul whose
 distance from the exact cosines is bounded by a proven error model) keeps, per row, its top-`depth`
 screened cosines (the reserve) and, per column, its screened maximum. The candidate graph E is the
 top-k of every row, the best few rows of every column (found by the pass on CPU, else read off the
@@ -143,7 +143,7 @@ def assign_sparse(
     Columns' own best rows matter where neighbours compete: columns that few rows rank high end up
     cheap, and their best rows are the pairs the certificate would otherwise find round by round
     (k_col 4 -> 16: solves 0.54 -> 0.41 s and rescreens 0.10 -> 0.04 s on the default study's stacked set).
-    `keep_screen`: keep the pass's screen at 16 bits per pair for the rows screened again
+    `keep_screen`: keep each row's largest screened values at 16 bits for the rows screened again
     (`stored_screen`); None keeps it up to `KEEP_MAX_LATENTS` where neighbours compete (`worth_keeping`). `timings`, when given, collects seconds per phase.
     """
     problem = screen_problem(source, k=k, k_col=k_col, depth=depth, block_rows=block_rows, timings=timings, keep_screen=keep_screen)
@@ -207,7 +207,7 @@ def _solve_screened(problem: ScreenedProblem, max_rounds: int, timings: dict[str
     )
     n = source.n
     exact = ExactPairs(source, timings)
-    # Rows screened again are read from the pass's stored copy where it kept one, else multiplied again.
+    # Rows screened again are read from the pass's stored screen where it kept one, else multiplied again.
     second_look = cand.stored or source
     ar = np.arange(n)
     with timed(timings, "graph"):
@@ -304,6 +304,7 @@ def _solve_screened(problem: ScreenedProblem, max_rounds: int, timings: dict[str
             "screen": source.precision,
             "screen_error_max": source.error.largest,
             "screen_stored": cand.stored is not None,
+            "rows_short_of_store": cand.stored.rows_short if cand.stored is not None else 0,
             "rounds": rounds,
             "duality_gap": (objective - dual) * QUANTUM if certified else None,
             "gap_bound": float(violation.sum() * QUANTUM),

@@ -2,20 +2,22 @@
 
 The screening pass multiplies a block of rows against every column, then needs three things from the
 [rows, n] float32 block: each row's `depth` largest values, each column's maximum, and (when the
-matching keeps one, `stored_screen`) a 16-bit copy of every value. torch did these as a `topk` and a
+matching keeps one, `stored_screen`) each row's values over a floor deeper down, at 16 bits. torch did these as a `topk` and a
 column maximum, two more passes over a block that no longer sits in cache (25 + 19 ms beside a 192 ms
 matmul at 1024 x 16,384, d = 768, on a 2-core AVX2 EPYC). `reduce_block` reads each row once from
 memory and the rest from cache:
 
 1. per row, the maxima of its strided groups (columns j, j + n/32, ...), the running column maxima and
    which groups hold a value above their column's m-th best (the column tops' pretest): elementwise maxima
-   that vectorise, read from one array and written to another; and the rounded 16-bit copy;
+   that vectorise, read from one array and written to another;
 2. L, the depth-th largest group maximum, is at most the row's depth-th largest value, so only groups
-   reaching L are read again, and their entries >= L hold the row's top `depth`.
+   reaching L are read again, and their entries >= L hold the row's top `depth`;
+3. with a stored screen, the row's values over a floor that leaves cap / 2 to cap - 1 of them (`_deep_threshold`:
+   the last row's floor where it fits), compressed branch-free from cache, and the floor at 16 bits.
 
 The kept values are the block's own float32 values, best first, ties at the depth-th value to the lowest
-columns. `over_thresholds` scans stored rows against per-row plus per-column thresholds: the second look
-at a row (`violators.rescreen_violators`) as a read of 2 bytes per pair instead of a d-long product.
+columns. `over_deep_rows` scans kept rows against per-row plus per-column thresholds: the second look at a
+row (`violators.rescreen_violators`) as a read of its kept values instead of a d-long product per pair.
 """
 
 from __future__ import annotations
@@ -24,12 +26,19 @@ import numpy as np
 from numba import njit, prange
 
 from saeseeds.common.selection import kth_largest
+from saeseeds.matching.screen_settings import DEEP_CAPACITY
 
 GROUP = 32
 """Columns per strided group whose maximum bounds the depth-th largest value of a row from below."""
 
 STORE_BITS = 14
 """A stored value is round(screen * 2**STORE_BITS) in int16: [-2, 2) in steps of 2**-14, the pad cosine -2 included."""
+
+DEEP_SAMPLES = 1024
+"""A row's floor is re-estimated from every (n // DEEP_SAMPLES)-th value when the last row's does not fit it."""
+
+FLOOR_ALL = np.int32(np.iinfo(np.int32).min)
+"""The floor of a row that kept every value (n <= DEEP_CAPACITY): every threshold reaches it."""
 
 NAN_ROW, OUT_OF_RANGE = 1, 2
 """`reduce_block` flags: a row holds a NaN (no order to keep), a value falls outside the int16 store's range."""
@@ -72,11 +81,55 @@ def _raise_maxima(v, col_max, c, group_max, j):  # pragma: no cover - compiled
 
 
 @njit(inline="always")
-def _keep16(v, scale, kept, c):  # pragma: no cover - compiled
-    """Writes round(v * scale) to kept[c], clamped to int16; returns 1 if it had to be clamped."""
-    x = np.rint(v * scale)
-    kept[c] = np.int16(min(max(x, np.float32(-32768.0)), np.float32(32767.0)))
-    return (x < -32768.0) | (x > 32767.0)
+def _count_above(row, thr):  # pragma: no cover - compiled
+    """How many values of the row exceed thr (a loop that vectorises)."""
+    above = 0
+    for c in range(len(row)):
+        above += row[c] > thr
+    return above
+
+
+@njit(inline="always")
+def _deep_threshold(row, guess, cap, work):  # pragma: no cover - compiled
+    """Returns a value with cap / 2 to cap - 1 of the row's values above it (n > cap; fewer only where the row has
+    fewer distinct values): the last row's when it fits (rows of a block are alike), else the one a strided sample
+    places 3/4 cap deep, else (rarely) the exact (3/4 cap + 1)-th largest value. No NaN in the row."""
+    n = len(row)
+    above = _count_above(row, guess)
+    if cap // 2 <= above < cap:
+        return guess
+    stride = max(1, n // DEEP_SAMPLES)
+    m = 0
+    for c in range(0, n, stride):
+        work[m] = row[c]
+        m += 1
+    thr = kth_largest(work, m, max(1, (3 * cap * m) // (4 * n)), work)
+    above = _count_above(row, thr)
+    if cap // 2 <= above < cap:
+        return thr
+    return kth_largest(row, n, (3 * cap) // 4 + 1, work)  # 3/4 cap values above it (fewer with ties)
+
+
+@njit(inline="always")
+def _keep_deep(row, thr, scale, cand_v, cand_i, kept_v, kept_c):  # pragma: no cover - compiled
+    """Writes the row's values above thr (round(v * scale) in int16) and their columns; returns (count, clamped).
+
+    A branchless compress into the scratch arrays (every value written, the position advanced only for those
+    kept), then the kept ones quantised: a branch per value mispredicted on the few percent kept.
+    """
+    e = 0
+    for c in range(len(row)):
+        v = row[c]
+        cand_v[e] = v
+        cand_i[e] = c
+        e += v > thr
+    wide = 0
+    for p in range(e):
+        x = np.rint(cand_v[p] * scale)
+        wide |= (x < np.float32(-32768.0)) | (x > np.float32(32767.0))
+        kept_v[p] = np.int16(min(max(x, np.float32(-32768.0)), np.float32(32767.0)))
+        kept_c[p] = cand_i[p]
+    return e, wide
 
 
 @njit(inline="always")
@@ -135,14 +188,15 @@ def _kth_near_guess(vals, count, k, guess, work):  # pragma: no cover - compiled
 
 
 @njit(cache=True, parallel=True, nogil=True)
-def reduce_block(block, row0, depth, row_val, row_idx, col_max_parts, col_top, store, flags):  # pragma: no cover - compiled
-    """Writes each row's `depth` largest values (descending) and columns, raises each column's maximum, fills `store`.
+def reduce_block(block, row0, depth, row_val, row_idx, col_max_parts, col_top, deep, flags):  # pragma: no cover - compiled
+    """Writes each row's `depth` largest values (descending) and columns, raises each column's maximum, fills `deep`.
 
     `col_max_parts` is [chunks, n]: one running maximum per chunk of rows, kept across blocks (the caller
     takes the maximum over chunks at the end). `col_top` = (kth [chunks, n], values and rows [chunks, n, m]):
     per chunk and column its m best rows so far (block row t is row row0 + t), descending, the m-th value
-    in `kth` for a contiguous test (m = 0: none kept; `merge_column_tops` merges the chunks). `store` is
-    [rows, n] int16, or [1, 0] to keep no copy. `flags[t]` gets NAN_ROW or OUT_OF_RANGE bits; a flagged row's
+    in `kth` for a contiguous test (m = 0: none kept; `merge_column_tops` merges the chunks). `deep` =
+    (values [rows, cap] int16, columns [rows, cap] int32, counts [rows] int32, floors [rows] int32): each row's
+    deep entries (`keep_deep_rows`), or `no_deep_rows()` to keep none. `flags[t]` gets NAN_ROW or OUT_OF_RANGE bits; a flagged row's
     selection is not to be used.
 
     The running maxima are read from one array and written to another, swapped row by row (`col_pp`,
@@ -154,7 +208,9 @@ def reduce_block(block, row0, depth, row_val, row_idx, col_max_parts, col_top, s
     groups = n // GROUP
     tail0 = groups * GROUP
     n_groups = groups + (n - tail0)
-    storing = store.shape[1] == n
+    deep_v, deep_c, deep_n, deep_floor = deep
+    storing = deep_v.shape[1] > 0
+    cap = deep_v.shape[1]
     scale = np.float32(2.0**STORE_BITS)
     one, zero = np.float32(1.0), np.float32(0.0)
     col_kth, top_v, top_r = col_top
@@ -174,6 +230,7 @@ def reduce_block(block, row0, depth, row_val, row_idx, col_max_parts, col_top, s
         out_v = np.empty(depth, dtype=np.float32)
         out_i = np.empty(depth, dtype=np.int64)
         guess = -np.inf
+        deep_guess = -np.inf
         first_row = chunk * per
         last_row = min(rows, first_row + per)
         # While the column tops fill (the first rows a chunk sees), most values enter them: then they are
@@ -187,11 +244,9 @@ def reduce_block(block, row0, depth, row_val, row_idx, col_max_parts, col_top, s
         pretest = m_top and not tiled
         for t in range(first_row, last_row):
             row = block[t]
-            srow = store[t if storing else 0]
             col_src, col_dst = col_pp[(t - first_row) & 1], col_pp[1 - ((t - first_row) & 1)]
-            # One read of the row from memory: column maxima, group maxima, column-top hits and the copy, group row
+            # One read of the row from memory: column maxima, group maxima, column-top hits, group row
             # by group row (each loop vectorises).
-            wide = 0
             for r in range(GROUP):
                 base = r * groups
                 g_src, g_dst = group_pp[r & 1], group_pp[1 - (r & 1)]
@@ -211,21 +266,14 @@ def reduce_block(block, row0, depth, row_val, row_idx, col_max_parts, col_top, s
                         m = col_src[base + j]
                         col_dst[base + j] = v if v > m else m
                         g_dst[j] = _larger_or_nan(v, g_src[j], first)
-                if storing:
-                    for j in range(groups):
-                        wide += _keep16(row[base + j], scale, srow, base + j)
             group_max, group_hit = group_pp[GROUP & 1], hit_pp[GROUP & 1]
             bad = 0
             for c in range(tail0, n):
                 col_dst[c] = col_src[c]
                 group_max[groups + c - tail0] = -np.inf
                 bad += _raise_maxima(row[c], col_dst, c, group_max, groups + c - tail0)
-                if storing:
-                    wide += _keep16(row[c], scale, srow, c)
             for j in range(groups):
                 bad += group_max[j] != group_max[j]
-            if wide:
-                flags[t] |= OUT_OF_RANGE
             if bad:
                 flags[t] |= NAN_ROW
                 continue
@@ -284,44 +332,111 @@ def reduce_block(block, row0, depth, row_val, row_idx, col_max_parts, col_top, s
             for p in range(depth):
                 row_val[t, p] = out_v[p]
                 row_idx[t, p] = out_i[p]
+            if storing:
+                deep_guess = _deep_threshold(row, deep_guess, cap, work) if n > cap else -np.inf
+                deep_n[t], wide = _keep_deep(row, deep_guess, scale, cand_v, cand_i, deep_v[t], deep_c[t])
+                x = np.rint(deep_guess * scale)
+                deep_floor[t] = FLOOR_ALL if deep_guess == -np.inf else np.int32(max(x, np.float32(-32768.0)))
+                if wide or x > np.float32(32767.0):
+                    flags[t] |= OUT_OF_RANGE
         if last_row > first_row:
             col_max[:] = col_pp[(last_row - first_row) & 1]
         if tiled:
             _offer_tiled(block, row0, first_row, last_row, flags, kth_c, top_v[chunk], top_r[chunk])
 
 
-OVER_CAP = 16
-"""Pairs over their threshold that `over_thresholds` keeps per row in its one pass; rows with more are scanned again."""
-
-
 @njit(cache=True, parallel=True, nogil=True)
-def _scan_over(store, rows, cols, row_thr, col_thr, counts, first_q, first_v, start, out_q, out_v):  # pragma: no cover - compiled
-    """One pass: counts[p] = how many of row p's pairs exceed their threshold, the first OVER_CAP of them in first_q/v.
+def _scan_deep(deep_v, deep_c, deep_n, deep_floor, rows, pos, row_thr, col_thr, low_col, counts, start, out_q, out_v):  # pragma: no cover - compiled
+    """Counts (empty `start`), then writes from start[p] on (else), row p's kept entries over row_thr[p] + col_thr[q].
 
-    With `start` given (len(rows) entries, else empty), a second pass writes every pair of the rows whose count
-    exceeded OVER_CAP into out_q/v from start[p] on (the rest are copied from first_q/v by the caller).
+    A row whose lowest threshold, row_thr[p] + low_col, falls below its floor may hold pairs over it that were not
+    kept: its count is -1 (the caller multiplies it again), and the filling pass skips it.
     """
     inv = 2.0**-STORE_BITS
-    cap = first_q.shape[1]
-    second = len(start) > 0
+    fill = len(start) > 0
     for p in prange(len(rows)):
-        if second and counts[p] <= cap:
-            continue
-        srow = store[rows[p]]
+        i = rows[p]
         t = row_thr[p]
+        if fill:
+            if counts[p] <= 0:
+                continue
+        elif t + low_col < deep_floor[i] * inv:
+            counts[p] = -1
+            continue
+        o = start[p] if fill else 0
         c = 0
-        o = start[p] if second else 0
-        for q in range(len(cols)):
-            v = srow[cols[q]] * inv
-            if v > t + col_thr[q]:
-                if second:
-                    out_q[o], out_v[o] = q, v
-                    o += 1
-                elif c < cap:
-                    first_q[p, c], first_v[p, c] = q, v
-                c += 1
-        if not second:
+        for e in range(deep_n[i]):
+            q = pos[deep_c[i, e]]
+            if q >= 0:
+                v = deep_v[i, e] * inv
+                if v > t + col_thr[q]:
+                    if fill:
+                        out_q[o], out_v[o] = q, v
+                        o += 1
+                    c += 1
+        if not fill:
             counts[p] = c
+
+
+def over_deep_rows(deep, rows, cols, row_thr, col_thr) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Returns (p, q, value, short): the kept pairs of rows x cols whose value exceeds row_thr[p] + col_thr[q], and short.
+
+    p and q index `rows` and `cols`; values are the stored ones as float32 (k * 2**-14, exact), in row-major
+    order. The comparison is in float64, so no kept pair over its threshold is dropped. `short`: positions p of
+    the rows whose thresholds reach below what was kept of them (their floor); their pairs are not in the result
+    and must be screened another way. `deep` = (values, columns, counts, floors) as `reduce_block` fills them.
+    """
+    deep_v, deep_c, deep_n, deep_floor = deep
+    rows = np.ascontiguousarray(rows, dtype=np.int64)
+    cols = np.ascontiguousarray(cols, dtype=np.int64)
+    row_thr = np.ascontiguousarray(row_thr, dtype=np.float64)
+    col_thr = np.ascontiguousarray(col_thr, dtype=np.float64)
+    pos = np.full(len(deep_n), -1, dtype=np.int64)
+    pos[cols] = np.arange(len(cols))
+    low_col = float(col_thr.min()) if len(cols) else np.inf
+    counts = np.empty(len(rows), dtype=np.int64)
+    none_i, none_v = np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
+    _scan_deep(deep_v, deep_c, deep_n, deep_floor, rows, pos, row_thr, col_thr, low_col, counts, none_i, none_i, none_v)
+    short = np.flatnonzero(counts < 0)
+    counts[short] = 0
+    total = int(counts.sum())
+    start = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    out_q, out_v = np.empty(total, dtype=np.int64), np.empty(total, dtype=np.float32)
+    if total:
+        _scan_deep(deep_v, deep_c, deep_n, deep_floor, rows, pos, row_thr, col_thr, low_col, counts, start, out_q, out_v)
+    out_p = np.repeat(np.arange(len(rows), dtype=np.int64), counts)
+    if total and (np.diff(cols) < 0).any():  # kept entries are in column order: positions follow it only for sorted cols
+        order = np.lexsort((out_q, out_p))
+        out_p, out_q, out_v = out_p[order], out_q[order], out_v[order]
+    return out_p, out_q, out_v, short
+
+
+def deep_rows(n: int, cap: int, memory: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Returns empty deep entries for n rows of at most `cap` each: (values, columns, counts, floors), in `memory` if given.
+
+    `memory`: a flat uint8 buffer of at least `deep_rows_bytes(n, cap)` bytes (reused from a pool, `screen_memory`).
+    """
+    memory = np.empty(deep_rows_bytes(n, cap), dtype=np.uint8) if memory is None else memory
+    cols_end = 4 * n * cap
+    counts_end = cols_end + 4 * n
+    floors_end = counts_end + 4 * n
+    columns = memory[:cols_end].view(np.int32).reshape(n, cap)
+    counts = memory[cols_end:counts_end].view(np.int32)
+    floors = memory[counts_end:floors_end].view(np.int32)
+    values = memory[floors_end : floors_end + 2 * n * cap].view(np.int16).reshape(n, cap)
+    counts[:] = 0
+    floors[:] = np.iinfo(np.int32).max  # nothing kept yet: no threshold reaches a row not filled
+    return values, columns, counts, floors
+
+
+def deep_rows_bytes(n: int, cap: int) -> int:
+    """Returns the bytes of deep entries for n rows of at most `cap` each (6 per entry, 8 per row)."""
+    return 6 * n * cap + 8 * n
+
+
+def no_deep_rows() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The `deep` argument of `reduce_block` that keeps none."""
+    return deep_rows(1, 0)
 
 
 @njit(cache=True, nogil=True)
@@ -393,6 +508,7 @@ def over_thresholds(store, rows, cols, row_thr, col_thr) -> tuple[np.ndarray, np
 
 
 __all__ = [
-    "GROUP", "NAN_ROW", "OUT_OF_RANGE", "OVER_CAP", "STORE_BITS", "merge_column_tops", "new_column_tops", "over_thresholds", "reduce_block",
+    "DEEP_CAPACITY", "DEEP_SAMPLES", "FLOOR_ALL", "GROUP", "NAN_ROW", "OUT_OF_RANGE", "STORE_BITS", "deep_rows", "deep_rows_bytes", "merge_column_tops",
+    "new_column_tops", "no_deep_rows", "over_deep_rows", "reduce_block",
     "reserve_column_tops",
 ]

@@ -26,13 +26,13 @@ class ScreenMemory:
         self._free: list[np.ndarray] = []
         self._lock = threading.Lock()
 
-    def take(self, count: int) -> np.ndarray:
-        """Returns a flat int16 buffer of at least `count` values, touched already (a free one, else fresh)."""
+    def take(self, nbytes: int) -> np.ndarray:
+        """Returns a flat uint8 buffer of at least `nbytes` bytes, touched already (a free one, else fresh)."""
         with self._lock:
-            fitting = [i for i, b in enumerate(self._free) if len(b) >= count]
+            fitting = [i for i, b in enumerate(self._free) if len(b) >= nbytes]
             if fitting:
                 return self._free.pop(min(fitting, key=lambda i: len(self._free[i])))
-        return _populated_int16(count)
+        return _populated(nbytes)
 
     def give_back(self, buffer: np.ndarray) -> None:
         with self._lock:
@@ -43,8 +43,8 @@ class ScreenMemory:
 def reuse_screen_memory() -> Iterator[None]:
     """Within this block, the stored screens made on this thread borrow their memory from one pool (`ScreenMemory`).
 
-    Fresh memory costs its first touch: filling 512 MiB took 0.27 s per 16K matching (2-core EPYC VM), as much
-    as the pass's compiled reductions. `match.match_dictionaries` wraps its two matchings in this, and a job
+    Fresh memory costs its first touch: filling 512 MiB (a 16K screen at 2 bytes a pair, as screens were kept then)
+    took 0.27 s per 16K matching (2-core EPYC VM), as much as the pass's compiled reductions. `match.match_dictionaries` wraps its two matchings in this, and a job
     that matches many pairs wraps them all; the buffers are let go when the outermost block ends.
     """
     outermost = not hasattr(_shared, "pool")
@@ -57,8 +57,8 @@ def reuse_screen_memory() -> Iterator[None]:
             del _shared.pool
 
 
-def int16_square(n: int) -> tuple[np.ndarray, Callable[[], None]]:
-    """Returns an [n, n] int16 array whose pages are touched already, and the call that gives its memory back.
+def borrow(nbytes: int) -> tuple[np.ndarray, Callable[[], None]]:
+    """Returns a flat uint8 buffer of `nbytes` bytes whose pages are touched already, and the call that gives it back.
 
     Within `reuse_screen_memory` the memory is a pooled buffer, given back to the pool by that call (the array must
     not be used after it); outside, the call does nothing and the memory goes with the array.
@@ -69,19 +69,19 @@ def int16_square(n: int) -> tuple[np.ndarray, Callable[[], None]]:
     """
     pool = getattr(_shared, "pool", None)
     if pool is None:
-        return _populated_int16(n * n).reshape(n, n), lambda: None
-    buffer = pool.take(n * n)
-    return buffer[: n * n].reshape(n, n), lambda: pool.give_back(buffer)
+        return _populated(nbytes), lambda: None
+    buffer = pool.take(nbytes)
+    return buffer[:nbytes], lambda: pool.give_back(buffer)
 
 
-def _populated_int16(count: int) -> np.ndarray:
+def _populated(nbytes: int) -> np.ndarray:
     flags = getattr(mmap, "MAP_POPULATE", 0)
-    if count == 0 or not flags:
-        values = np.empty(count, dtype=np.int16)
+    if nbytes == 0 or not flags:
+        values = np.empty(nbytes, dtype=np.uint8)
         values.fill(0)
         return values
-    region = mmap.mmap(-1, 2 * count, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | flags)
-    return np.frombuffer(region, dtype=np.int16)  # the array holds the mapping; it is unmapped with the array
+    region = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | flags)
+    return np.frombuffer(region, dtype=np.uint8)  # the array holds the mapping; it is unmapped with the array
 
 
-__all__ = ["ScreenMemory", "int16_square", "reuse_screen_memory"]
+__all__ = ["ScreenMemory", "borrow", "reuse_screen_memory"]

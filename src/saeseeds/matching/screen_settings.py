@@ -4,10 +4,21 @@ PRECISIONS = ("auto", "bf16", "fp32")
 """How the screening pass multiplies: bfloat16 inputs with float32 accumulation, float32, or the faster on this device."""
 
 KEEP_MAX_LATENTS = 32768
-"""Up to this many latents the pass keeps its screen at 2 bytes per pair (`stored_screen`: 512 MiB at 16K, 2 GiB at
-the limit); above it, rows screened again are multiplied again."""
+"""Up to this many latents the pass keeps each row's largest screened values (`stored_screen`: 96 MiB at 16K,
+192 MiB at the limit); above it, rows screened again are multiplied again."""
+
+DEEP_CAPACITY = 1024
+"""Values kept per row of a stored screen at most (6 bytes each, `stored_screen`); a row of n <= this keeps all.
+
+Deeper rows were tried on the default study's stacked SAEs (6,048 latents, 2,774 a row): fewer rows fell short,
+but collecting and scanning the longer rows cost more (rescreens 0.17-0.23 s against 0.11-0.16 s)."""
+
+
+def deep_capacity(n: int) -> int:
+    """Returns how many values each row of a stored screen may keep (`screen_kernels.reduce_block` keeps fewer)."""
+    return min(n, DEEP_CAPACITY)
 
 
 def stored_screen_bytes(n: int) -> int:
     """Returns the memory a matching of n latents spends on its stored screen (0 when it keeps none)."""
-    return 2 * n * n if n <= KEEP_MAX_LATENTS else 0
+    return n * (6 * deep_capacity(n) + 8) if n <= KEEP_MAX_LATENTS else 0

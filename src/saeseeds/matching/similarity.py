@@ -107,7 +107,7 @@ def candidate_pass(
 
     Per block of rows: one matmul, then each row's top-`depth` and the running column maxima. On CPU
     float32 blocks one compiled pass does both (`screen_kernels.reduce_block`) and, with `keep_screen`,
-    keeps a 16-bit copy of the block (`Candidates.stored`; None: if the first rows show it will pay) and
+    keeps each row's largest values at 16 bits (`Candidates.stored`; None: if the first rows show it will pay) and
     each column's best `col_depth` rows (`Candidates.col_rows`), entries the kernel makes as it reads each
     row; elsewhere (GPU, bf16) torch's `topk` and `column_max`, where a column top-k would be a top-k along
     the slow axis, as costly again as the row top-k, so column candidates are read off the row reserves.
@@ -145,13 +145,13 @@ def candidate_pass(
 
 
 DECIDE_ROWS = 128
-"""How many of the first block's rows decide whether the pass keeps its copy and column tops (`worth_keeping`)."""
+"""How many of the first block's rows decide whether the pass keeps its stored screen and column tops (`worth_keeping`)."""
 
 
 class BlockReducer:
-    """The compiled reductions of the screening pass's blocks (CPU float32), and the 16-bit copy when one is kept.
+    """The compiled reductions of the screening pass's blocks (CPU float32), and the stored screen when one is kept.
 
-    `keep_screen` None: keep the copy if the first rows show competing neighbours (`stored_screen.worth_keeping`).
+    `keep_screen` None: keep the stored screen if the first rows show competing neighbours (`stored_screen.worth_keeping`).
     Unless `keep_screen` is True, the columns' best rows are kept only where neighbours compete too: among
     unrelated directions every column is in many rows' reserves already, and the entries cost 0.2 s a matching
     at 16K for nothing.
@@ -159,7 +159,7 @@ class BlockReducer:
 
     def __init__(self, source: CosineSource, keep_screen: bool | None, col_depth: int, timings: dict | None = None):
         from saeseeds.common.hardware import numba_threads_as_torch
-        from saeseeds.matching.screen_kernels import new_column_tops
+        from saeseeds.matching.screen_kernels import new_column_tops, no_deep_rows
         from saeseeds.matching.stored_screen import StoredScreen
 
         numba_threads_as_torch()
@@ -168,7 +168,7 @@ class BlockReducer:
         self.col_top = new_column_tops(torch.get_num_threads(), source.n, col_depth)
         self.store = StoredScreen(source) if keep_screen is not False else None
         self.decide = keep_screen is not True
-        self.no_store = np.empty((1, 0), dtype=np.int16)
+        self.no_store = no_deep_rows()
 
     @staticmethod
     def usable(block: torch.Tensor) -> bool:
@@ -182,7 +182,7 @@ class BlockReducer:
         values = block.numpy()
         if self.decide:
             self.decide = False
-            # Decided on the first rows before the block's column tops and copy are made: made and then dropped
+            # Decided on the first rows before the block's column tops and stored rows are made: made and then dropped
             # (random and real 16K dictionaries keep neither), they cost 0.05 s per 16K matching.
             r_s = min(r1, r0 + DECIDE_ROWS)
             no_tops = new_column_tops(len(self.parts), self.source.n, 0)
@@ -192,7 +192,7 @@ class BlockReducer:
             if np.isfinite(tails).all() and not worth_keeping(tails, self.source.n, self.source.dim, row_val.shape[1]):
                 self._drop_store()
                 self.col_top = no_tops
-        with timed(self.timings, "touch"):  # first touches of a new copy's pages (part of "reduce")
+        with timed(self.timings, "touch"):  # first touches of a new stored screen's pages (part of "reduce")
             store = self.store.block(r0, r1) if self.store is not None else self.no_store
         flags = np.zeros(len(rows), dtype=np.int8)
         reduce_block(values, r0, row_val.shape[1], row_val[r0:r1], row_idx[r0:r1], self.parts, self.col_top, store, flags)
@@ -202,7 +202,7 @@ class BlockReducer:
             self._drop_store()  # a value outside [-2, 2): rescreens multiply again
 
     def _drop_store(self) -> None:
-        """Keeps no copy from here on, and gives back the memory of one already begun."""
+        """Keeps no stored screen from here on, and gives back the memory of one already begun."""
         if self.store is not None:
             self.store.release()
         self.store = None

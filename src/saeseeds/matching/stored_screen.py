@@ -1,12 +1,18 @@
-"""The screening pass's cosines kept at 16 bits per pair, so that a second look at a row is a read, not a matmul.
+"""The screening pass's largest cosines of every row kept at 16 bits, so that a second look at a row is a read, not a matmul.
 
 The certificate looks at some rows twice: rows whose potential falls below their reserve's bound are
 screened again against the columns that may hold a violator (`violators.rescreen_violators`). On
 dictionaries whose nearest neighbours compete (correlated or real SAEs) that is most rows, and on a CPU
 whose screen is float32 those second matmuls cost half the pass again (3.3 s beside a 7.8 s pass for
-both matchings of the correlated 16K benchmark, AVX2 EPYC). Keeping every screened value as
-round(screen * 2**14) in int16 during the pass costs 2 bytes per pair (512 MiB at 16K latents, hence
-`screen_settings.KEEP_MAX_LATENTS`), and the second look becomes a threshold scan of stored rows (`screen_kernels`).
+both matchings of the correlated 16K benchmark, AVX2 EPYC).
+
+A second look only wants a row's values over a threshold near its reserve's tail: in the correlated 16K
+benchmark's matchings at most 563 of a row's 16,384 values ever exceeded one (median 171-189). So the pass keeps
+each row's values over a floor that leaves 512 to 1,023 of them (`screen_settings.DEEP_CAPACITY`), as
+round(screen * 2**14) in int16 with their columns: 6 bytes an entry, 96 MiB at 16K latents where every value at
+2 bytes took 512 MiB, whose first writes cost 0.4-0.9 s a matching on the 2-core EPYC VM. A row whose
+thresholds reach below its floor (on the default study's stacked SAEs, rows of orphans with low potentials) is
+multiplied again (`rows_short` counts them).
 
 The stored value is within 2**-15 of the screen, so its error model is the screen's widened by that:
 |exact - stored| <= rel * (|stored| + 2**-15) + row_err + 2**-15 + col_err.
@@ -21,53 +27,78 @@ import numpy as np
 import torch
 
 from saeseeds.matching.cosine_sources import CosineSource, ErrorModel
-from saeseeds.matching.screen_kernels import STORE_BITS, over_thresholds
-from saeseeds.matching.screen_memory import int16_square
+from saeseeds.matching.screen_kernels import STORE_BITS, deep_rows, deep_rows_bytes, over_deep_rows
+from saeseeds.matching.screen_settings import deep_capacity
+from saeseeds.matching.screen_memory import borrow
 
 
 class StoredScreen(CosineSource):
-    """The screen of `inner`, filled row block by row block during the pass (`similarity.candidate_pass`)."""
+    """The deep entries of every row of `inner`'s screen, filled row block by row block during the pass (`similarity.candidate_pass`)."""
 
     def __init__(self, inner: CosineSource):
         self.inner, self.n, self.precision = inner, inner.n, inner.precision
         self.dim = inner.dim
-        self._values: np.ndarray | None = None
+        self.cap = deep_capacity(inner.n)
+        self._deep: tuple[np.ndarray, ...] | None = None
         self._give_back, self._released = (lambda: None), False
+        self.rows_short = 0
+        """How many rows a second look multiplied again: their thresholds reached below their floor."""
         half = 2.0 ** -(STORE_BITS + 1)
         e = inner.error
         self.error = ErrorModel(e.rel, e.row_err + (1 + e.rel) * half, e.col_err)
 
-    def block(self, r0: int, r1: int) -> np.ndarray:
-        """Returns rows r0:r1 of the copy for the pass to write (the n x n array is mapped, all pages at once, on the first call)."""
-        return self.values[r0:r1]
+    def block(self, r0: int, r1: int) -> tuple[np.ndarray, ...]:
+        """Returns rows r0:r1 of the deep entries for the pass to write (the whole store is mapped on the first call)."""
+        return tuple(part[r0:r1] for part in self.deep)
 
     @property
-    def values(self) -> np.ndarray:
-        """[n, n] round(screen * 2**STORE_BITS), written block by block (`block`)."""
-        if self._values is None:
+    def deep(self) -> tuple[np.ndarray, ...]:
+        """(values [n, cap] int16, columns [n, cap] int32, counts [n] int32, floors [n] int32) (`screen_kernels.reduce_block`)."""
+        if self._deep is None:
             if self._released:
                 raise RuntimeError("a stored screen was read after its memory was given back; this is a bug")
-            self._values, self._give_back = int16_square(self.n)
-        return self._values
+            memory, self._give_back = borrow(deep_rows_bytes(self.n, self.cap))
+            self._deep = deep_rows(self.n, self.cap, memory)
+        return self._deep
 
     def release(self) -> None:
-        """Gives the copy's memory back (to the job's pool, `screen_memory`) once its matching is done with it."""
-        self._values, self._released = None, True
+        """Gives the entries' memory back (to the job's pool, `screen_memory`) once its matching is done with it."""
+        self._deep, self._released = None, True
         give_back, self._give_back = self._give_back, lambda: None
         give_back()
 
     def screen(self, rows: np.ndarray) -> torch.Tensor:
-        return self._as_float(self.values[np.asarray(rows, dtype=np.int64)])
-
-    def screen_block(self, rows: np.ndarray, cols: np.ndarray) -> torch.Tensor:
-        return self._as_float(self.values[np.ix_(np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64))])
+        return self.inner.screen(rows)
 
     def screen_over(self, rows, cols, row_thr, col_thr) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return over_thresholds(self.values, rows, cols, row_thr, col_thr)
+        """The kept entries over their thresholds, and for rows whose thresholds reach below their floor, a product.
 
-    @staticmethod
-    def _as_float(stored: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(stored.astype(np.float32) * np.float32(2.0**-STORE_BITS))
+        A short row's kept entries still serve the columns whose threshold stays above its floor; only the columns
+        whose threshold falls below the highest floor of the short rows (the columns of low potential) are multiplied.
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        cols = np.asarray(cols, dtype=np.int64)
+        row_thr = np.asarray(row_thr, dtype=np.float64)
+        col_thr = np.asarray(col_thr, dtype=np.float64)
+        p, q, v, short = over_deep_rows(self.deep, rows, cols, row_thr, col_thr)
+        if len(short) == 0:
+            return p, q, v
+        self.rows_short += len(short)
+        floor = self.deep[3][rows[short]].astype(np.float64) * 2.0**-STORE_BITS
+        reach = float((floor - row_thr[short]).max()) + 1e-9  # columns with thresholds below this may hold pairs not kept
+        low, high = np.flatnonzero(col_thr < reach), np.flatnonzero(col_thr >= reach)
+        parts = [(p, q, v)]
+        hp, hq, hv, still = over_deep_rows(self.deep, rows[short], cols[high], row_thr[short], col_thr[high])
+        parts.append((short[hp], high[hq], hv))
+        if len(still):  # not expected (the margin covers rounding): these rows are multiplied whole
+            sp, sq, sv = self.inner.screen_over(rows[short[still]], cols[high], row_thr[short[still]], col_thr[high])
+            parts.append((short[still[sp]], high[sq], sv))
+        if len(low):
+            sp, sq, sv = self.inner.screen_over(rows[short], cols[low], row_thr[short], col_thr[low])
+            parts.append((short[sp], low[sq], sv))
+        p, q, v = (np.concatenate([np.asarray(part[i]) for part in parts]) for i in range(3))
+        order = np.lexsort((q, p))
+        return p[order], q[order], v[order].astype(np.float32)
 
     def exact(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         return self.inner.exact(rows, cols)
@@ -87,8 +118,8 @@ def worth_keeping(tails: np.ndarray, n: int, d: int | None, depth: int) -> bool:
 
     Rows are screened a second time when their potential falls below their reserve's tail. Where the tails
     are what unrelated directions give (random 16K at d = 768: 0.096 for the 64th value, 0.099 for the 48th), few
-    rows are (4% and 1% of the encoder's and decoder's there, with 64), a matmul does them cheaply, and the copy's
-    512 MiB and writes would cost more (0.5 s of a 7.3 s matching); where neighbours compete the tails sit well
+    rows are (4% and 1% of the encoder's and decoder's there, with 64), a matmul does them cheaply, and a copy of
+    every value (512 MiB, as it was kept then) cost more (0.5 s of a 7.3 s matching); where neighbours compete the tails sit well
     above it (real stacked SAEs 0.16-0.18 against 0.096 with 64, correlated 0.36) and most rows are (rescreens with the copy: 0.37 -> 0.14 s on the
     stacked set, 3.3 -> 0.5-0.7 s at correlated 16K). The same test decides whether the pass keeps the
     columns' best rows (`similarity.BlockReducer`). `d` None (a given matrix): keep.

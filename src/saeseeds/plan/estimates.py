@@ -181,7 +181,8 @@ def match_minutes(config: dict[str, Any], model: str, sae: str) -> int:
 
 def match_mem_mb(config: dict[str, Any], sae: str) -> int:
     """Returns memory: the dense path holds n x n float64 below 4096 latents; the sparse path, blocks
-    and, on CPU up to `screen_settings.KEEP_MAX_LATENTS`, the pass's screen at 2 bytes per pair (a GPU pass keeps none)."""
+    and, on CPU up to `screen_settings.KEEP_MAX_LATENTS`, each row's largest screened values (`stored_screen_bytes`;
+    a GPU pass keeps none)."""
     n, _, _ = _sae(config, sae)
     dense = 3 * 8 * min(n, 4096) ** 2
     on_cpu = config["match"].get("device", "cpu") == "cpu"

@@ -3,9 +3,11 @@
 PRECISIONS = ("auto", "bf16", "fp32")
 """How the screening pass multiplies: bfloat16 inputs with float32 accumulation, float32, or the faster on this device."""
 
-KEEP_MAX_LATENTS = 32768
+KEEP_MAX_LATENTS = 131072
 """Up to this many latents the pass keeps each row's largest screened values (`stored_screen`: 96 MiB at 16K,
-192 MiB at the limit); above it, rows screened again are multiplied again."""
+770 MiB at the limit); above it, rows screened again are multiplied again. At 131K x 131K correlated dictionaries
+(d = 768, AVX2 EPYC) the rescreens took 3.7 s with the kept rows against 216.8 s multiplied, the whole matching
+616.6 s against 750.3 s (`benchmarks/results_matching_131k_correlated_stop36.json`)."""
 
 DEEP_CAPACITY = 1024
 """Values kept per row of a stored screen at most (6 bytes each, `stored_screen`); a row of n <= this keeps all.

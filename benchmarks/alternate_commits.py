@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -38,7 +39,7 @@ def worker_args(rest: list[str]) -> list[str]:
 
 def run_worker(src: Path, args: list[str]) -> dict:
     """Runs one worker process with the package at `src`; returns its JSON line."""
-    env = {**__import__("os").environ, "PYTHONPATH": str(src)}
+    env = {**os.environ, "PYTHONPATH": str(src)}
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "matching.py"), *args], env=env, capture_output=True,
                           text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])

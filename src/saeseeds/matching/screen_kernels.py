@@ -217,7 +217,7 @@ def reduce_block(block, row0, depth, row_val, row_idx, col_max_parts, col_top, d
     per chunk and column its m best rows so far (block row t is row row0 + t), descending, the m-th value
     in `kth` for a contiguous test (m = 0: none kept; `merge_column_tops` merges the chunks). `deep` =
     (values [rows, cap] int16, columns [rows, cap] int32, counts [rows] int32, floors [rows] int32): each row's
-    deep entries (`keep_deep_rows`), or `no_deep_rows()` to keep none. `flags[t]` gets NAN_ROW or OUT_OF_RANGE bits; a flagged row's
+    deep entries (`deep_rows`), or `no_deep_rows()` to keep none. `flags[t]` gets NAN_ROW or OUT_OF_RANGE bits; a flagged row's
     selection is not to be used.
 
     The running maxima are read from one array and written to another, swapped row by row (`col_pp`,
@@ -230,8 +230,8 @@ def reduce_block(block, row0, depth, row_val, row_idx, col_max_parts, col_top, d
     tail0 = groups * GROUP
     n_groups = groups + (n - tail0)
     deep_v, deep_c, deep_n, deep_floor = deep
-    storing = deep_v.shape[1] > 0
     cap = deep_v.shape[1]
+    storing = cap > 0
     scale = np.float32(2.0**STORE_BITS)
     one, zero = np.float32(1.0), np.float32(0.0)
     col_kth, top_v, top_r = col_top

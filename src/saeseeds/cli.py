@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from saeseeds import __version__
+from saeseeds.common.process_exit import skip_final_collections
 from saeseeds.errors import CalibrationError, CheckpointError, MatchesError, OrphansError, PlanError
 from saeseeds.matching.screen_settings import PRECISIONS
 
@@ -225,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Returns the exit status of the chosen verb; bad inputs exit 2 with a message naming the culprit."""
+    skip_final_collections()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

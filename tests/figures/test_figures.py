@@ -211,3 +211,36 @@ def test_save_chart_is_deterministic(style, tmp_path):
     save_chart(chart, tmp_path / "two.html", tmp_path / "two.png", ppi=72)
     assert (tmp_path / "one.html").read_bytes() == (tmp_path / "two.html").read_bytes()
     assert (tmp_path / "one.png").read_bytes() == (tmp_path / "two.png").read_bytes()
+
+
+def test_figure_html_is_altairs_inline_page_with_vegas_bundle_built_once_per_machine(style, tmp_path, monkeypatch):
+    import vl_convert
+
+    from saeseeds.figures import vega_bundle
+    from saeseeds.figures.style import _render
+
+    monkeypatch.setenv("SAESEEDS_CACHE", str(tmp_path / "cache"))
+    vega_bundle.javascript_bundle.cache_clear()
+    chart = fig1_matched_cosine(matches_frame("a"), threshold=0.7, style=style)
+    assert _render(chart, "html", template=vega_bundle.InlineTemplate()) == _render(chart, "html", inline=True)
+    path = vega_bundle.bundle_path()
+    assert path.parent == tmp_path / "cache" / "vega" and path.stat().st_mode & 0o777 == 0o644
+    kept = path.read_text()
+    script = kept.split("\n", 1)[1]
+    assert kept.startswith(vega_bundle.DIGEST_PREFIX) and "vegaEmbed" in script
+
+    # A later process reads the bundle instead of building it.
+    vega_bundle.javascript_bundle.cache_clear()
+    built = vl_convert.javascript_bundle
+    monkeypatch.setattr(vl_convert, "javascript_bundle", lambda **kw: pytest.fail("built again"))
+    assert vega_bundle.javascript_bundle() == script
+    # A kept bundle with one character changed is built again and rewritten, never used.
+    monkeypatch.setattr(vl_convert, "javascript_bundle", built)
+    vega_bundle.javascript_bundle.cache_clear()
+    path.write_text(kept.replace("vegaEmbed", "vegaEmbeD", 1))
+    assert vega_bundle.javascript_bundle() == script and path.read_text() == kept
+    # A cache that cannot be written: every process builds its own, as before.
+    monkeypatch.setenv("SAESEEDS_CACHE", str(path))  # a file, not a folder
+    vega_bundle.javascript_bundle.cache_clear()
+    assert vega_bundle.javascript_bundle() == script
+    vega_bundle.javascript_bundle.cache_clear()

@@ -23,17 +23,11 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+from saeseeds.common.cache import cache_root
+
 COPY_FORMAT = 1
 """Bumped whenever what is written changes, so older copies are rebuilt rather than misread."""
 MANIFEST = "saeseeds-copy.json"
-
-
-def cache_root() -> Path:
-    """Returns the folder under which saeseeds keeps derived files that any study may reuse."""
-    if os.environ.get("SAESEEDS_CACHE"):
-        return Path(os.environ["SAESEEDS_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "saeseeds"
 
 
 def copy_folder(dist: str, version: str, filename: str) -> Path:

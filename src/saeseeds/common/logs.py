@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Iterator
 
 from saeseeds.common import progress
+from saeseeds.common.process_exit import skip_final_collections
 from saeseeds.errors import CheckpointError, ConfigError, MatchesError, OutputError, StoreError, TrainConfigError, TrainingDiverged
 
 
@@ -19,6 +20,7 @@ def rule_log(path: str | Path | None, name: str = "saeseeds", progress_every: fl
     Progress bars made with `saeseeds.common.progress.ProgressBar` also print a short line to the stderr this replaces
     (the terminal of a local run) every `progress_every` seconds (default `progress.EVERY_SECONDS`).
     """
+    skip_final_collections()  # every job script enters here: its teardown need not walk torch's heap
     logger = logging.getLogger(name)
     logger.setLevel(logging.INFO)
     if path is None:

@@ -17,6 +17,7 @@ import altair as alt
 import pandas as pd
 
 from saeseeds.common.atomic import atomic_write
+from saeseeds.figures.vega_bundle import InlineTemplate
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,7 @@ def read_labelled(pairs: Sequence[tuple[str, str | Path]]) -> pd.DataFrame:
 def save_chart(chart: alt.TopLevelMixin, html_path: str | Path, png_path: str | Path, *, ppi: float) -> None:
     """Writes `chart` as self-contained HTML (vega inlined, no CDN) and as PNG, each atomically."""
     html_path, png_path = Path(html_path), Path(png_path)
-    html = _render(chart, "html", inline=True).decode("utf-8")
+    html = _render(chart, "html", template=InlineTemplate()).decode("utf-8")  # altair's inline page (`vega_bundle`)
     # The default HTML pulls vega from cdn.jsdelivr.net, which offline machines and cluster nodes
     # cannot reach; check that the inlined variant really has no external script.
     external = re.findall(r"<script[^>]*\bsrc\s*=", html, flags=re.IGNORECASE)

@@ -23,7 +23,9 @@ from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, stats
+
+# scipy (optimize, stats) is imported inside the fits: the figures import this module for its constants and curves
+# only, and importing scipy.optimize with scipy.stats cost each figure job about 1 s.
 
 MIN_POINTS_PLAIN = 3
 """The two-parameter model needs one residual degree of freedom for standard errors: n = 2..4, so 4 seeds."""
@@ -207,6 +209,8 @@ def fit_power_laws(n: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndar
         gain = max(plain.rss - offset.rss, 0.0)
         if offset.rss > 0:
             f_stat = gain / (offset.rss / dof)
+            from scipy import stats  # here, not at the top: see the module's imports
+
             f_p = float(stats.f.sf(f_stat, 1, dof))
         if offset.aic is not None and plain.aic is not None:
             d_aic = offset.aic - plain.aic
@@ -236,8 +240,10 @@ def _loglog_start(n: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
 
 def _fit_plain(n: np.ndarray, y: np.ndarray) -> PowerLawFit:
+    from scipy.optimize import curve_fit
+
     a0, b0 = _loglog_start(n, y)
-    popt, pcov = optimize.curve_fit(
+    popt, pcov = curve_fit(
         power_law, n, y, p0=[a0, b0], bounds=([0.0, -np.inf], [np.inf, np.inf]), method="trf",
         x_scale="jac", ftol=1e-14, xtol=1e-14, gtol=1e-14, max_nfev=10_000,
     )
@@ -245,6 +251,8 @@ def _fit_plain(n: np.ndarray, y: np.ndarray) -> PowerLawFit:
 
 
 def _fit_offset(n: np.ndarray, y: np.ndarray, plain: PowerLawFit) -> PowerLawFit:
+    from scipy.optimize import curve_fit
+
     lower, upper = [0.0, 0.0, 0.0], [np.inf, np.inf, 1.0]
     # Least squares in (a, b, c) has a long flat valley; start from the best of a grid over c (each c
     # gives a closed-form log-log line for y - c) and from the plain fit with c = 0, keep the best.
@@ -261,7 +269,7 @@ def _fit_offset(n: np.ndarray, y: np.ndarray, plain: PowerLawFit) -> PowerLawFit
     for p0 in starts:
         p0 = np.clip(p0, lower, [1e12, 1e12, 1.0])
         try:
-            popt, pcov = optimize.curve_fit(
+            popt, pcov = curve_fit(
                 power_law_offset, n, y, p0=p0, bounds=(lower, upper), method="trf",
                 x_scale="jac", ftol=1e-14, xtol=1e-14, gtol=1e-14, max_nfev=20_000,
             )

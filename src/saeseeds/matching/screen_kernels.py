@@ -8,8 +8,8 @@ matmul at 1024 x 16,384, d = 768, on a 2-core AVX2 EPYC). `reduce_block` reads e
 memory and the rest from cache:
 
 1. per row, the maxima of its strided groups (columns j, j + n/32, ...), the running column maxima and
-   which groups hold a value above their column's m-th best (the column tops' pretest): elementwise maxima
-   that vectorise, read from one array and written to another;
+   a byte per value that exceeds its column's m-th best (the column tops' pretest): elementwise operations
+   that vectorise, the maxima read from one array and written to another;
 2. L, the depth-th largest group maximum, is at most the row's depth-th largest value, so only groups
    reaching L are read again, and their entries >= L hold the row's top `depth`;
 3. with a stored screen, the row's values over a floor that leaves cap / 2 to cap - 1 of them (`_keep_deep`:
@@ -247,7 +247,7 @@ def reduce_block(block, row0, depth, row_val, row_idx, col_max_parts, col_top, d
     selection is not to be used.
 
     The running maxima are read from one array and written to another, swapped row by row (`col_pp`,
-    `group_pp`, `hit_pp`): numba's LLVM leaves a loop that reads and writes one array beside another
+    `group_pp`): numba's LLVM leaves a loop that reads and writes one array beside another
     scalar (2.1 against 6.8 G values/s in cache), and the pass's reductions took 14 ms per 1024 x 16,384 block
     where they now take 9.
     """
@@ -259,7 +259,6 @@ def reduce_block(block, row0, depth, row_val, row_idx, col_max_parts, col_top, d
     cap = deep_v.shape[1]
     storing = cap > 0
     scale = np.float32(2.0**STORE_BITS)
-    one, zero = np.float32(1.0), np.float32(0.0)
     col_kth, top_v, top_r = col_top
     m_top = top_v.shape[2]
     chunks = col_max_parts.shape[0]
@@ -270,7 +269,8 @@ def reduce_block(block, row0, depth, row_val, row_idx, col_max_parts, col_top, d
         col_pp = np.empty((2, n), dtype=np.float32)
         col_pp[0] = col_max
         group_pp = np.empty((2, n_groups), dtype=np.float32)
-        hit_pp = np.empty((2, groups), dtype=np.float32)  # 1 where a group holds a value above its column's m-th
+        over_w = np.zeros(max(1, tail0 // 8), dtype=np.uint64)  # the column tops' pretest, 8 columns a word
+        over_b = over_w.view(np.uint8)  # 1 where a value exceeds its column's m-th best
         work = np.empty(n, dtype=np.float32)
         cand_v = np.empty(n, dtype=np.float32)
         cand_i = np.empty(n, dtype=np.int64)
@@ -299,7 +299,6 @@ def reduce_block(block, row0, depth, row_val, row_idx, col_max_parts, col_top, d
             for r in range(GROUP):
                 base = r * groups
                 g_src, g_dst = group_pp[r & 1], group_pp[1 - (r & 1)]
-                h_src, h_dst = hit_pp[r & 1], hit_pp[1 - (r & 1)]
                 first = r == 0
                 if pretest:
                     for j in range(groups):
@@ -307,15 +306,14 @@ def reduce_block(block, row0, depth, row_val, row_idx, col_max_parts, col_top, d
                         m = col_src[base + j]
                         col_dst[base + j] = v if v > m else m
                         g_dst[j] = _larger_or_nan(v, g_src[j], first)
-                        h = h_src[j]
-                        h_dst[j] = one if v > kth_c[base + j] else (zero if first else h)
+                        over_b[base + j] = v > kth_c[base + j]
                 else:
                     for j in range(groups):
                         v = row[base + j]
                         m = col_src[base + j]
                         col_dst[base + j] = v if v > m else m
                         g_dst[j] = _larger_or_nan(v, g_src[j], first)
-            group_max, group_hit = group_pp[GROUP & 1], hit_pp[GROUP & 1]
+            group_max = group_pp[GROUP & 1]
             bad = 0
             for c in range(tail0, n):
                 col_dst[c] = col_src[c]
@@ -327,15 +325,17 @@ def reduce_block(block, row0, depth, row_val, row_idx, col_max_parts, col_top, d
                 flags[t] |= NAN_ROW
                 continue
             if pretest:
-                # Rows come in increasing order within a chunk, so a tie never displaces an earlier row. Only groups
-                # the pretest marked are read; the entries (about m (1 + ln(rows / m)) per column and chunk) miss
-                # cache: 16 per column cost 0.16 s per correlated 16K matrix (0.22 s before the pretest and the
-                # tiles) and save more in its solves and rescreens.
+                # Rows come in increasing order within a chunk, so a tie never displaces an earlier row. Only the
+                # values the pretest marked are offered, found 8 columns a word (the strided groups that hold one
+                # read 32 values from as many cache lines: a correlated 16K matrix's tops took 0.39-0.49 s on one
+                # core, now 0.33-0.38); the entries (about m (1 + ln(rows / m)) per column and chunk) miss cache,
+                # and save more in the solves and rescreens than they cost.
                 vals_c, rows_c = top_v[chunk], top_r[chunk]
-                for j in range(groups):
-                    if group_hit[j] > 0:
-                        for r in range(GROUP):
-                            _offer_column_top(kth_c, vals_c, rows_c, r * groups + j, row[r * groups + j], row0 + t)
+                for w in range(tail0 // 8):
+                    if over_w[w]:
+                        for c in range(8 * w, 8 * w + 8):
+                            if over_b[c]:
+                                _offer_column_top(kth_c, vals_c, rows_c, c, row[c], row0 + t)
                 for c in range(tail0, n):
                     _offer_column_top(kth_c, vals_c, rows_c, c, row[c], row0 + t)
             low = -np.inf

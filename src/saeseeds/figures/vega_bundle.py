@@ -14,9 +14,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 
+from saeseeds.common.atomic import atomic_write
 from saeseeds.common.cache import cache_root
 
 DIGEST_PREFIX = "// sha256:"
@@ -59,14 +59,14 @@ def _read_intact(path: Path) -> str | None:
 
 def _write(path: Path, script: str) -> None:
     """Writes the bundle behind its digest, atomically (a rename); a cache that cannot be written is left alone."""
+
+    def fill(tmp: Path) -> None:
+        tmp.write_text(f"{DIGEST_PREFIX}{_digest(script)}\n{script}", encoding="utf-8")
+        os.chmod(tmp, 0o644)  # readable by every user of a shared cache, whatever the umask
+
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(f"{DIGEST_PREFIX}{_digest(script)}\n{script}")
-        os.chmod(tmp, 0o644)  # readable by every user of a shared cache, as a plain file would be
-        os.replace(tmp, path)
-    except OSError:
+        atomic_write(path, fill)
+    except OSError:  # OutputError included: the figure is still made, with a bundle of its own
         return
 
 

@@ -163,12 +163,15 @@ def _keep_deep(row, guess, cap, scale, over, work, kept_v, kept_c, group_max, gr
     value) and the kept values read back from the row in cache: compressing each value with its int64 column after
     a count took 25-31 us per 16K row of a correlated block in `reduce_block` on one AVX2 core, this 14-19.
     """
-    n = len(row)
-    thr = guess if n > cap else -np.inf
-    e = _columns_over(row, thr, over, group_max, groups, hits) if thr > -np.inf or n <= cap else -1
-    if n > cap and not (cap // 2 <= e < cap):
-        thr = _deep_floor(row, cap, work)
+    if len(row) <= cap:
+        thr = -np.inf
         e = _columns_over(row, thr, over, group_max, groups, hits)
+    else:
+        thr = guess
+        e = _columns_over(row, thr, over, group_max, groups, hits) if thr > -np.inf else -1  # -inf: no last row
+        if not cap // 2 <= e < cap:
+            thr = _deep_floor(row, cap, work)
+            e = _columns_over(row, thr, over, group_max, groups, hits)
     wide = 0
     for p in range(e):
         c = over[p]

@@ -33,6 +33,11 @@ GROUP = 32
 
 STORE_BITS = 14
 """A stored value is round(screen * 2**STORE_BITS) in int16: [-2, 2) in steps of 2**-14, the pad cosine -2 included."""
+STORE_SCALE = np.float32(2.0**STORE_BITS)
+STORE_STEP = 2.0**-STORE_BITS
+"""The two as constants: a power of a global inside the parallel kernel made numba type `math.pow` while lowering the
+parfor, which failed ("Unknown attribute 'pow' of type Module(math)") in test processes whose earlier compilations
+left numba's math typing unregistered (a fresh clone's CI, 2026-12-03)."""
 
 DEEP_SAMPLES = 1024
 """A row's floor is re-estimated from every (n // DEEP_SAMPLES)-th value when the last row's does not fit it."""
@@ -261,7 +266,7 @@ def reduce_block(block, row0, depth, row_val, row_idx, col_max_parts, col_top, d
     deep_v, deep_c, deep_n, deep_floor = deep
     cap = deep_v.shape[1]
     storing = cap > 0
-    scale = np.float32(2.0**STORE_BITS)
+    scale = STORE_SCALE
     col_kth, top_v, top_r = col_top
     m_top = top_v.shape[2]
     chunks = col_max_parts.shape[0]
@@ -403,7 +408,7 @@ def _scan_deep(deep_v, deep_c, deep_n, deep_floor, rows, pos, row_thr, col_thr, 
     A row whose lowest threshold, row_thr[p] + low_col, falls below its floor may hold pairs over it that were not
     kept: its count is -1 (the caller multiplies it again), and the filling pass skips it.
     """
-    inv = 2.0**-STORE_BITS
+    inv = STORE_STEP
     fill = len(start) > 0
     for p in prange(len(rows)):
         i = rows[p]

@@ -564,7 +564,7 @@ def over_thresholds(store, rows, cols, row_thr, col_thr) -> tuple[np.ndarray, np
 
 
 __all__ = [
-    "DEEP_CAPACITY", "DEEP_SAMPLES", "FLOOR_ALL", "GROUP", "NAN_ROW", "OUT_OF_RANGE", "STORE_BITS", "deep_rows", "deep_rows_bytes", "merge_column_tops",
+    "DEEP_CAPACITY", "DEEP_SAMPLES", "FLOOR_ALL", "GROUP", "NAN_ROW", "OUT_OF_RANGE", "STORE_BITS", "STORE_SCALE", "STORE_STEP", "deep_rows", "deep_rows_bytes", "merge_column_tops",
     "new_column_tops", "no_deep_rows", "over_deep_rows", "reduce_block",
     "reserve_column_tops",
 ]

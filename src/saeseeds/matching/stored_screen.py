@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from saeseeds.matching.cosine_sources import CosineSource, ErrorModel
-from saeseeds.matching.screen_kernels import STORE_BITS, deep_rows, deep_rows_bytes, over_deep_rows
+from saeseeds.matching.screen_kernels import STORE_STEP, deep_rows, deep_rows_bytes, over_deep_rows
 from saeseeds.matching.screen_settings import deep_capacity
 from saeseeds.matching.screen_memory import borrow
 
@@ -43,7 +43,7 @@ class StoredScreen(CosineSource):
         self._give_back, self._released = (lambda: None), False
         self.rows_short = 0
         """How many rows a second look multiplied again: their thresholds reached below their floor."""
-        half = 2.0 ** -(STORE_BITS + 1)
+        half = STORE_STEP / 2
         e = inner.error
         self.error = ErrorModel(e.rel, e.row_err + (1 + e.rel) * half, e.col_err)
 
@@ -84,7 +84,7 @@ class StoredScreen(CosineSource):
         if len(short) == 0:
             return p, q, v
         self.rows_short += len(short)
-        floor = self.deep[3][rows[short]].astype(np.float64) * 2.0**-STORE_BITS
+        floor = self.deep[3][rows[short]].astype(np.float64) * STORE_STEP
         reach = float((floor - row_thr[short]).max()) + 1e-9  # columns with thresholds below this may hold pairs not kept
         low, high = np.flatnonzero(col_thr < reach), np.flatnonzero(col_thr >= reach)
         parts = [(p, q, v)]

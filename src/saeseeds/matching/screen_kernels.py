@@ -48,6 +48,15 @@ FLOOR_ALL = np.int32(np.iinfo(np.int32).min)
 NAN_ROW, OUT_OF_RANGE = 1, 2
 """`reduce_block` flags: a row holds a NaN (no order to keep), a value falls outside the int16 store's range."""
 
+# Which helpers numba inlines into `reduce_block`'s parallel loop (inline="always") and which it calls: the parfor
+# passes take time that grows faster than the loop's body, and with every helper inlined the first compilation took
+# 61-82 s (a fresh install's first matching, or each test worker of a fresh clone); calling the helpers that run
+# once a row took it to 27-36 s. The helpers run per value (`_insert_descending`, `_offer_column_top`,
+# `_raise_maxima`, `_larger_or_nan`) or read or write the row's arrays in loops (`_offer_tiled`, `_keep_deep` and
+# its compress) stay inlined: as calls, their arrays lose the parallel loop's no-alias guarantee, and the column
+# tops' reductions took 0.17-0.21 s a stacked-set side instead of 0.08-0.10, the kept rows' 0.36-0.39 s a
+# correlated 16K side instead of 0.31 (benchmarks/pass_parts.py, alternated).
+
 
 @njit(inline="always")
 def _insert_descending(vals, cols, count, v, c):  # pragma: no cover - compiled
@@ -85,7 +94,7 @@ def _raise_maxima(v, col_max, c, group_max, j):  # pragma: no cover - compiled
     return v != v
 
 
-@njit(inline="always")
+@njit
 def _count_above(row, thr):  # pragma: no cover - compiled
     """How many values of the row exceed thr (a loop that vectorises)."""
     above = 0
@@ -94,7 +103,7 @@ def _count_above(row, thr):  # pragma: no cover - compiled
     return above
 
 
-@njit(inline="always")
+@njit
 def _deep_floor(row, cap, work):  # pragma: no cover - compiled
     """Returns a value with cap / 2 to cap - 1 of the row's values above it (n > cap; fewer only where the row has
     fewer distinct values): the one a strided sample places 3/4 cap deep, else (rarely) the exact (3/4 cap + 1)-th
@@ -219,7 +228,7 @@ def _offer_tiled(block, row0, first_row, last_row, flags, kth, vals, tags):  # p
                 _offer_column_top(kth, vals, tags, c, row[c], row0 + t)
 
 
-@njit(inline="always")
+@njit
 def _kth_near_guess(vals, count, k, guess, work):  # pragma: no cover - compiled
     """Returns (the k-th largest of vals[:count], a guess for the next row's); k < count, no NaN.
 
@@ -275,7 +284,8 @@ def reduce_block(block, row0, depth, row_val, row_idx, col_max_parts, col_top, d
         col_max = col_max_parts[chunk]
         kth_c = col_kth[chunk]
         col_pp = np.empty((2, n), dtype=np.float32)
-        col_pp[0] = col_max
+        for c in range(n):  # element by element: a slice assignment compiles numba's shape-mismatch message
+            col_pp[0, c] = col_max[c]
         group_pp = np.empty((2, n_groups), dtype=np.float32)
         over_w = np.zeros(max(1, tail0 // 8), dtype=np.uint64)  # the column tops' pretest, 8 columns a word
         over_b = over_w.view(np.uint8)  # 1 where a value exceeds its column's m-th best
@@ -396,7 +406,9 @@ def reduce_block(block, row0, depth, row_val, row_idx, col_max_parts, col_top, d
                 if wide or x > np.float32(32767.0):
                     flags[t] |= OUT_OF_RANGE
         if last_row > first_row:
-            col_max[:] = col_pp[(last_row - first_row) & 1]
+            last = (last_row - first_row) & 1
+            for c in range(n):
+                col_max[c] = col_pp[last, c]
         if tiled:
             _offer_tiled(block, row0, first_row, last_row, flags, kth_c, top_v[chunk], top_r[chunk])
 

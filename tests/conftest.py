@@ -47,9 +47,14 @@ def tiny_model(smollm, tmp_path_factory):
     return str(folder)
 
 
-# The longest test files, first: with `-n 2 --dist loadfile` (pyproject addopts) a worker takes a whole file, so
-# starting the smoke study's file and the SLURM cluster's early lets the other worker run the short files beside them.
-LONG_FILES = ("test_workflow.py", "test_faults.py", "test_slurm.py", "test_browser.py")
+# The longest test files, first: with `-n 2 --dist loadfile --no-loadscope-reorder` (pyproject addopts) a worker
+# takes a whole file, and xdist hands out the files in this order as workers ask for work. The smoke study's file
+# (~380 s) runs on one worker while the other runs the kill tests (~150 s), the browser, the SLURM cluster (~90 s) and
+# the next longest files, so that no long file is left for the end. xdist's own default orders files by how many
+# tests they hold, which put the SLURM file beside the smoke study: 511 s of tests on one worker and 421 s on the
+# other (8 min 50 s of pytest); in this order 484 s and 489 s (8 min 29 s), `pytest -v --durations=0`, 2026-12-03.
+LONG_FILES = ("test_workflow.py", "test_faults.py", "test_browser.py", "test_slurm.py", "test_embedded_copy.py",
+              "test_bad_input.py", "test_plan.py")
 
 
 def pytest_collection_modifyitems(items):

@@ -1,4 +1,4 @@
-"""Shared fixtures: the embedded model is loaded once per session (0.7 s from its copy; 23 s the first time on a machine).
+"""Shared fixtures: the embedded model is loaded once per session (0.7 s from its copy; 11 s the first time on a machine).
 
 The tests live in one folder per stage of the package (tests/activations for saeseeds.activations, ...;
 tests/workflow for the rules end to end). Helpers are imported by module name across folders (the smoke study's

@@ -87,11 +87,11 @@ def ensure_copy(folder: Path, build: Callable[[], tuple], *, origin: str) -> Pat
             os.rename(folder, aside)
             print(f"saeseeds: the copy of {origin} at {folder} failed its checksum; moved to {aside}, rebuilding",
                   file=sys.stderr)
-        folder.parent.mkdir(parents=True, exist_ok=True)  # fails here, before the ~23 s build, if it cannot
+        folder.parent.mkdir(parents=True, exist_ok=True)  # fails here, before the ~11 s build, if it cannot
         model, tokenizer = build()
         write_copy(folder, model, tokenizer, origin=origin)
     except OSError as err:
         print(f"saeseeds: cannot keep a copy of {origin} under {folder.parent} ({err}); loading it from the GGUF file, "
-              "~23 s per load (set SAESEEDS_CACHE to a writable folder)", file=sys.stderr)
+              "~11 s per load (set SAESEEDS_CACHE to a writable folder)", file=sys.stderr)
         return None
     return folder if is_valid(folder) else None

@@ -1,6 +1,6 @@
 """Module layouts and sizes of known models: which hook names exist and how wide they are, known without loading any weights.
 
-Loading a model takes from a second (the embedded SmolLM2 once its copy exists; 23 s the first time) to minutes (a
+Loading a model takes from a second (the embedded SmolLM2 once its copy exists; 11 s the first time) to minutes (a
 hub download), so a typo in a hook (`layers.30.mlp` in a 30-layer model, GPT-2's `h.6` for a Llama) would otherwise
 surface only inside the activations job. For the models below the config check catches it before any job starts;
 for others `saeseeds.activations.models.resolve_hook` still checks it first thing in the job, before any text is read.

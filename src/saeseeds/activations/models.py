@@ -89,7 +89,7 @@ def gguf_parsed_once():
 
 
 def load_gguf(source: str) -> tuple[transformers.PreTrainedModel, transformers.PreTrainedTokenizerBase]:
-    """Returns (model in float32, tokenizer) of embedded model `source` read from its GGUF file (~14 s)."""
+    """Returns (model in float32, tokenizer) of embedded model `source` read from its GGUF file (~11 s)."""
     folder, filename = _embedded_gguf(source)
     with gguf_parsed_once():
         return (AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename, **{_DTYPE_KWARG: torch.float32}),

@@ -55,8 +55,8 @@ def tiny_model(smollm, tmp_path_factory):
 # other (8 min 50 s of pytest); in this order 484 s and 489 s (8 min 29 s), `pytest -v --durations=0`, 2026-12-03.
 # test_certified.py comes right after the kill tests: its first sparse matching compiles the matching's numba kernels
 # (~40 s on one core in a fresh clone) while the other worker is still in the smoke study, and numba's cache then
-# serves every later matching of both workers; in xdist's own order the two workers reached the matching tests
-# together and each compiled them (40.9 and 40.4 s side by side).
+# serves every later matching of both workers; in the order before (2026-12-04) the two workers reached the matching
+# tests together and each compiled them (33.4 and 32.3 s side by side in a fresh clone's suite).
 LONG_FILES = ("test_workflow.py", "test_faults.py", "test_certified.py", "test_browser.py", "test_slurm.py",
               "test_embedded_copy.py", "test_bad_input.py", "test_plan.py")
 

@@ -126,7 +126,8 @@ def load_model(
         if revision != "main":
             raise ValueError(f"embedded model {source!r} has no revisions; got revision={revision!r}")
         folder, where = _embedded_folder(source)
-        with gguf_parsed_once():  # where no copy can be kept: the GGUF file itself
+        # Where no copy can be kept, the GGUF file itself (`where` names it); reading the copy needs no gguf (0.04 s import).
+        with gguf_parsed_once() if where else contextlib.nullcontext():
             tokenizer = AutoTokenizer.from_pretrained(folder, **where)
             model = AutoModelForCausalLM.from_pretrained(folder, **where, **kwargs)
     else:

@@ -65,7 +65,7 @@ def test_padded_sparse_path_is_certified_and_equals_scipys_rectangular_optimum(n
     # Through match_rows (screened matmul blocks padded with zero rows, both screens): the same value as
     # scipy on the exact cosines, which is what the dense path matches.
     exact = dense_cosines(unit_rows(a, torch.device("cpu")), unit_rows(b, torch.device("cpu")))
-    for screen in ("bf16", "fp32"):
+    for screen in ("bf16", "fp32", "int8"):
         via_rows = match_rows(a, b, device=torch.device("cpu"), method="sparse", k=2, depth=3, block_rows=16, screen=screen)
         assert via_rows.certificate["certified"]
         assert value(exact, via_rows.partner) == value(exact, assign_dense(exact).partner)

@@ -180,8 +180,8 @@ class ScreenedCosines(CosineSource):
     """
 
     def __init__(self, a: torch.Tensor, b: torch.Tensor, *, precision: str = "auto"):
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision={precision!r}: must be one of {PRECISIONS}")
+        if precision not in ("auto", "bf16", "fp32"):  # int8: `int8_screen.Int8Cosines` (`match.screen_source`)
+            raise ValueError(f"precision={precision!r}: must be one of auto, bf16, fp32")
         self.a, self.b = a, b
         self.n, d = a.shape[0], a.shape[1]
         self.dim = d

@@ -1,0 +1,97 @@
+"""The int8 screen: exact integer products checked at start, exact rounding errors, and a fallback when either fails."""
+
+from __future__ import annotations
+
+import warnings
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import torch
+
+from saeseeds.matching import int8_screen
+from saeseeds.matching.cosine_sources import ScreenedCosines
+from saeseeds.matching.int8_screen import (
+    LEFT_LEVELS, RIGHT_LEVELS, ZERO_POINT, Int8Cosines, int8_products_exact, quantized,
+)
+from saeseeds.matching.match import screen_source
+from saeseeds.matching.similarity import unit_rows
+
+needs_int8 = pytest.mark.skipif(not int8_products_exact(), reason="this build of torch has no exact int8 products here")
+
+
+@needs_int8
+def test_products_are_the_exact_integer_sums_times_the_column_scale():
+    # Beyond 2**24 (d = 3,000 at full range) and at AVX2's int16 pair limit (255 against +-63), in column tiles.
+    rng = np.random.default_rng(3)
+    d = 3000
+    left = rng.integers(1, 256, (40, d)).astype(np.uint8)
+    left[:3] = 255
+    right = rng.integers(-RIGHT_LEVELS, RIGHT_LEVELS + 1, (70, d)).astype(np.int8)
+    right[:3] = RIGHT_LEVELS
+    scale = rng.uniform(0.25, 4, 70).astype(np.float32)
+    got = int8_screen._product(torch.from_numpy(left), int8_screen._pack(torch.from_numpy(right)), torch.from_numpy(scale))
+    acc = (left.astype(np.int64) - ZERO_POINT) @ right.astype(np.int64).T
+    assert np.abs(acc).max() > 2**24
+    np.testing.assert_allclose(got.numpy(), acc * scale.astype(np.float64), rtol=2 * 2.0**-24, atol=0)
+
+
+def test_the_start_check_rejects_products_that_saturate_or_round(monkeypatch):
+    # What it guards against: AVX2's u8 x s8 pair sums clamped to int16 (as a right side of +-127 would make them),
+    # and sums accumulated in float32. Either answer turns the int8 screen off.
+    def avx2_pairs(left, right, scale):
+        l, r = left.numpy().astype(np.int64), right.numpy().astype(np.int64)
+        pairs = l[:, None, 0::2] * r[None, :, 0::2] + l[:, None, 1::2] * r[None, :, 1::2]
+        sums = np.clip(pairs, -(2**15), 2**15 - 1).sum(axis=2) - ZERO_POINT * r.sum(axis=1)[None, :]
+        return torch.from_numpy((sums * scale.numpy().astype(np.float64)).astype(np.float32))
+
+    def float_sums(left, right, scale):
+        x = torch.from_numpy(left.numpy().astype(np.float32) - ZERO_POINT)
+        return (x @ right.float().T) * scale
+
+    monkeypatch.setattr(int8_screen, "_pack", lambda right: right)
+    monkeypatch.setattr(int8_screen, "_product", avx2_pairs)
+    assert int8_products_exact.__wrapped__() is True  # the simulation is exact at +-63 ...
+    monkeypatch.setattr(int8_screen, "RIGHT_LEVELS", 127)
+    assert int8_products_exact.__wrapped__() is False  # ... and saturates at +-127
+    monkeypatch.setattr(int8_screen, "RIGHT_LEVELS", 63)
+    monkeypatch.setattr(int8_screen, "_product", float_sums)
+    assert int8_products_exact.__wrapped__() is False
+    monkeypatch.setattr(int8_screen, "_product", lambda *a: (_ for _ in ()).throw(RuntimeError("no such operator")))
+    assert int8_products_exact.__wrapped__() is False
+
+
+def test_rounding_errors_are_exact_and_integers_in_range():
+    # |x - s q| and |s q| against rational arithmetic; rows of every scale, a zero row, a subnormal one.
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((6, 37)).astype(np.float32) * np.float32([1, 1e-3, 1e3, 1, 0, 1e-40])[:, None]
+    x[3, 5] = 40.0  # one large coordinate: a coarse step for the rest of the row
+    for levels, offset, dtype in ((LEFT_LEVELS, ZERO_POINT, np.uint8), (RIGHT_LEVELS, 0, np.int8)):
+        q, scale, err, norm = quantized(torch.from_numpy(x), levels, offset, dtype)
+        k = q.numpy().astype(np.int64) - offset
+        assert np.abs(k).max() <= levels and (np.abs(k).max(axis=1)[[0, 1, 2, 3]] == levels).all()
+        for i in range(len(x)):
+            s = Fraction(float(scale[i]))
+            e2 = sum((Fraction(float(v)) - s * int(kk)) ** 2 for v, kk in zip(x[i], k[i]))
+            n2 = sum((s * int(kk)) ** 2 for kk in k[i])
+            assert float(e2) ** 0.5 <= err[i] <= float(e2) ** 0.5 * (1 + 1e-12) + 1e-300
+            assert float(n2) ** 0.5 <= norm[i] <= float(n2) ** 0.5 * (1 + 1e-12) + 1e-300
+            # Rounding to nearest: no integer is more than half a step from x / s.
+            assert all(abs(Fraction(float(v)) / s - int(kk)) <= Fraction(1, 2) for v, kk in zip(x[i], k[i]))
+        assert err[4] == 0 and norm[4] == 0
+
+
+def test_auto_screens_in_int8_only_where_it_checks_out(monkeypatch):
+    rng = np.random.default_rng(2)
+    a = unit_rows(rng.standard_normal((64, 16)).astype(np.float32), torch.device("cpu"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        chosen = screen_source(a, a, "auto")
+    assert isinstance(chosen, Int8Cosines) == int8_products_exact()
+    monkeypatch.setattr(int8_screen, "int8_products_exact", lambda: False)
+    assert isinstance(screen_source(a, a, "auto"), ScreenedCosines)  # silently float32
+    with pytest.warns(UserWarning, match="int8 products"):
+        fallback = screen_source(a, a, "int8")
+    assert isinstance(fallback, ScreenedCosines) and fallback.precision == "fp32"
+    with pytest.raises(ValueError, match="precision='int8'"):
+        ScreenedCosines(a, a, precision="int8")

@@ -67,7 +67,7 @@ def test_rounding_errors_are_exact_and_integers_in_range():
     x = rng.standard_normal((6, 37)).astype(np.float32) * np.float32([1, 1e-3, 1e3, 1, 0, 1e-40])[:, None]
     x[3, 5] = 40.0  # one large coordinate: a coarse step for the rest of the row
     for levels, offset, dtype in ((LEFT_LEVELS, ZERO_POINT, np.uint8), (RIGHT_LEVELS, 0, np.int8)):
-        q, scale, err, norm = quantized(torch.from_numpy(x), levels, offset, dtype)
+        q, scale, err, norm, x_norm = quantized(torch.from_numpy(x), levels, offset, dtype)
         k = q.numpy().astype(np.int64) - offset
         assert np.abs(k).max() <= levels and (np.abs(k).max(axis=1)[[0, 1, 2, 3]] == levels).all()
         for i in range(len(x)):
@@ -76,9 +76,11 @@ def test_rounding_errors_are_exact_and_integers_in_range():
             n2 = sum((s * int(kk)) ** 2 for kk in k[i])
             assert float(e2) ** 0.5 <= err[i] <= float(e2) ** 0.5 * (1 + 1e-12) + 1e-300
             assert float(n2) ** 0.5 <= norm[i] <= float(n2) ** 0.5 * (1 + 1e-12) + 1e-300
+            x2 = sum(Fraction(float(v)) ** 2 for v in x[i])
+            assert float(x2) ** 0.5 <= x_norm[i] <= float(x2) ** 0.5 * (1 + 1e-12) + 1e-300
             # Rounding to nearest: no integer is more than half a step from x / s.
             assert all(abs(Fraction(float(v)) / s - int(kk)) <= Fraction(1, 2) for v, kk in zip(x[i], k[i]))
-        assert err[4] == 0 and norm[4] == 0
+        assert err[4] == 0 and norm[4] == 0 and x_norm[4] == 0
 
 
 def test_auto_screens_in_int8_only_where_it_checks_out(monkeypatch):

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from numba import njit, prange
 
-from saeseeds.matching.cosine_sources import _ABSOLUTE_MARGIN, CosineSource, ErrorModel, _norms, exact_cosines
+from saeseeds.matching.cosine_sources import _ABSOLUTE_MARGIN, CosineSource, ErrorModel, exact_cosines
 
 LEFT_LEVELS = 127
 """The left rows' integers: q in [-127, 127], stored as u8 q + 128."""
@@ -42,8 +42,9 @@ afresh each time and its first writes fault page by page."""
 
 
 @njit(cache=True, parallel=True, nogil=True)
-def quantize_rows(x, levels, offset, q, scale, err, norm):  # pragma: no cover - compiled
-    """Writes each row's integers (plus `offset`), its float32 scale, and float64 |x - s q| and |s q| (before rounding up).
+def quantize_rows(x, levels, offset, q, scale, err, norm, x_norm):  # pragma: no cover - compiled
+    """Writes each row's integers (plus `offset`), its float32 scale, and float64 |x - s q|, |s q| and |x| (not yet
+    rounded up).
 
     s q is exact in float64 (a 7-bit integer times a float32), and so is x - s q: when q != 0, |x| >= s / 2 puts both
     on a grid no finer than half of s's last bit, at most 33 bits below their size; when q = 0 it is x itself.
@@ -59,8 +60,10 @@ def quantize_rows(x, levels, offset, q, scale, err, norm):  # pragma: no cover -
         s64 = np.float64(s)
         e2 = 0.0
         n2 = 0.0
+        x2 = 0.0
         for t in range(d):
             v = np.float64(x[i, t])
+            x2 += v * v
             k = min(max(np.rint(v / s64), -levels), levels)
             q[i, t] = k + offset
             r = v - k * s64
@@ -69,18 +72,19 @@ def quantize_rows(x, levels, offset, q, scale, err, norm):  # pragma: no cover -
         scale[i] = s
         err[i] = math.sqrt(e2)
         norm[i] = math.sqrt(n2)
+        x_norm[i] = math.sqrt(x2)
 
 
-def quantized(x: torch.Tensor, levels: int, offset: int, dtype) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray]:
-    """Returns (integers [n, d] as `dtype`, scales [n] float32, upper bounds on |x - s q| and on |s q|, float64 [n])."""
+def quantized(x: torch.Tensor, levels: int, offset: int, dtype) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, ...]:
+    """Returns (integers [n, d] as `dtype`, scales [n] float32, and upper bounds on |x - s q|, |s q| and |x|, float64 [n])."""
     arr = np.ascontiguousarray(x.numpy(), dtype=np.float32)
     n, d = arr.shape
     q = np.empty((n, d), dtype=dtype)
-    scale, err, norm = np.empty(n, dtype=np.float32), np.empty(n), np.empty(n)
-    quantize_rows(arr, levels, offset, q, scale, err, norm)
+    scale, err, norm, x_norm = np.empty(n, dtype=np.float32), np.empty(n), np.empty(n), np.empty(n)
+    quantize_rows(arr, levels, offset, q, scale, err, norm, x_norm)
     # A float64 sum of d squares and its root are within (d / 2 + 2) 2**-53 of the true norm, relative.
     up = 1 + (d + 8) * 2.0**-52
-    return torch.from_numpy(q), torch.from_numpy(scale), err * up, norm * up
+    return torch.from_numpy(q), torch.from_numpy(scale), err * up, norm * up, x_norm * up
 
 
 @functools.lru_cache(maxsize=None)
@@ -143,10 +147,10 @@ class Int8Cosines(CosineSource):
         self.n, d = a.shape
         self.dim = d
         self.precision = "int8"
-        self.qa, self.row_scale, err_a, norm_qa = quantized(a, LEFT_LEVELS, ZERO_POINT, np.uint8)
-        qb, self.col_scale, err_b, _ = quantized(b, RIGHT_LEVELS, 0, np.int8)
+        self.qa, self.row_scale, err_a, norm_qa, na = quantized(a, LEFT_LEVELS, ZERO_POINT, np.uint8)
+        qb, self.col_scale, err_b, _, nb = quantized(b, RIGHT_LEVELS, 0, np.int8)
         u = 2.0**-24
-        na, nb_max = _norms(a), _norms(b).max(initial=0.0)
+        nb_max = nb.max(initial=0.0)
         gamma = d * u / (1 - d * u)
         # Rows multiplied again in float32 (`screen_block`) keep to the same model: their error, gamma_d |a| |b|, is
         # added to the row part; so is the float32 rounding of the exact value itself.

@@ -1,8 +1,8 @@
 """Exact maximum-cosine assignment: dense scipy for small n, sparse with an optimality certificate for large n.
 
 The sparse path never holds the n x n float matrix (at most each row's largest screened values at 16 bits,
-`stored_screen`, up to 131K latents on CPU). One blockwise screening pass (`cosine_sources`: a bf16 or fp32 matmul whose
-distance from the exact cosines is bounded by a proven error model) keeps, per row, its top-`depth`
+`stored_screen`, up to 131K latents on CPU). One blockwise screening pass (`cosine_sources`, `int8_screen`: a bf16, int8 or fp32
+matmul whose distance from the exact cosines is bounded by a proven error model) keeps, per row, its top-`depth`
 screened cosines (the reserve) and, per column, its screened maximum. The candidate graph E is the
 top-k of every row, the best few rows of every column (found by the pass on CPU, else read off the
 reserves), and the diagonal (so a perfect matching always exists). Its edges enter on their screened upper

@@ -1,7 +1,7 @@
 """Where the sparse matching gets its cosines: a cheap screening pass with a proven error bound, and exact values.
 
 The sparse path never holds the n x n float cosine matrix. It looks at every pair once through a *screen*
-(a matmul in bfloat16 or float32), keeps per row the best few, and asks for *exact* cosines only of
+(a matmul in bfloat16 or float32 here, in int8 in `int8_screen`), keeps per row the best few, and asks for *exact* cosines only of
 the pairs it actually uses: the candidate graph's edges and the pairs the certificate cannot clear
 with the screen's bound. The exact cosine of a pair is the float64 dot product of the two float32
 unit rows, rounded to float32: within half a float32 ulp of their true cosine, the same however the

@@ -9,8 +9,8 @@ the rest unrelated; encoder and decoder alike. Both methods match encoder and de
   chunks straight into a negated float64 matrix, which is leaner and faster than their float32
   matrix + maximize=True (scipy copies that twice: 20 bytes per pair, 21 GB at 32K).
 - saeseeds: `match_dictionaries(method="sparse")`: a blockwise screening pass (bf16 where the CPU
-  multiplies it natively, else fp32) with a proven error bound, exact cosines where needed, sparse
-  exact solve, certificate over all n^2 pairs.
+  multiplies it natively, else int8 with exact int32 sums, else fp32; `--screen` picks one) with a proven
+  error bound, exact cosines where needed, sparse exact solve, certificate over all n^2 pairs.
 
 Every (method, n) runs in its own subprocess so its peak RSS is its own. Both methods must reach
 the same optimum, compared on the exact cosines saeseeds matches (float64 products rounded to
@@ -92,7 +92,8 @@ def peak_rss_gib() -> float:
 
 
 def worker(
-    method: str, n: int, d: int, seed: int, threads: int, kind: str = "random", real: list[str] | None = None, repeat: int = 1
+    method: str, n: int, d: int, seed: int, threads: int, kind: str = "random", real: list[str] | None = None, repeat: int = 1,
+    screen: str = "auto",
 ) -> dict:
     """Returns timings, peak memory and the optimum reached by one method at one size (or on `real` sets)."""
     import torch
@@ -172,7 +173,9 @@ def worker(
             floors.append(fp32_floor((enc_a, enc_b), (dec_a, dec_b)))
             timings: dict[str, float] = {}
             t0 = time.perf_counter()
-            df, meta = match_dictionaries(enc_a, dec_a, enc_b, dec_b, method="sparse", device="cpu", timings=timings)
+            df, meta = match_dictionaries(
+                enc_a, dec_a, enc_b, dec_b, method="sparse", device="cpu", timings=timings, screen=screen
+            )
             walls.append(time.perf_counter() - t0)
             if walls[-1] == min(walls):
                 result |= {f"{k}_s": v for k, v in timings.items()}
@@ -241,7 +244,7 @@ def bench_orphans(n: int = 131072, n_seeds: int = 9, seed: int = 0, repeats: int
 
 def run_one(method: str, n: int, args) -> dict:
     cmd = [sys.executable, __file__, "--worker", method, str(n), "--d", str(args.d), "--seed", str(args.seed)]
-    cmd += ["--threads", str(args.threads), "--kind", args.kind, "--repeat", str(args.repeat)]
+    cmd += ["--threads", str(args.threads), "--kind", args.kind, "--repeat", str(args.repeat), "--screen", args.screen]
     cmd += ["--real", *args.real] if args.real else []
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -308,6 +311,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--real", nargs="+", default=None, help="set folders of real SAEs: seed0s stacked vs seed1s stacked")
     parser.add_argument("--repeat", type=int, default=1, help="saeseeds runs (each beside a floor pass); the best counts")
+    parser.add_argument("--screen", default="auto", help="saeseeds' screening precision (auto, bf16, fp32, int8)")
     parser.add_argument("--out", type=Path, default=OUT / "matching.json")
     parser.add_argument("--worker", nargs=2, metavar=("METHOD", "N"), help=argparse.SUPPRESS)
     parser.add_argument("--table", type=Path, nargs="+", help="only print the table of saved runs (later files win)")
@@ -321,7 +325,7 @@ def main() -> None:
         return
     if args.worker:
         method, n = args.worker[0], int(args.worker[1])
-        print(json.dumps(worker(method, n, args.d, args.seed, args.threads, args.kind, args.real, args.repeat)))
+        print(json.dumps(worker(method, n, args.d, args.seed, args.threads, args.kind, args.real, args.repeat, args.screen)))
         return
     if args.real:  # one size, the data's: saeseeds, scipy float64 and the paper's recipe side by side
         args.sizes, args.alone, args.paper_max = [0], [], 1 << 62

@@ -76,16 +76,20 @@ def test_hook_layer_drives_the_forward_estimate():
     assert estimates.activations_minutes(acts, 768, "layers.11") > estimates.activations_minutes(acts, 768, "layers.0")
 
 
-def test_match_memory_counts_the_stored_screen_only_where_a_cpu_pass_keeps_one():
+def test_match_memory_counts_the_stored_screen_and_int8_copies_only_where_a_cpu_pass_keeps_them():
     acts = {"max_tokens": 10**6, "heldout_tokens": 1}
     saes = {"s16k": {"num_latents": 16384}, "s256k": {"num_latents": 262144}}
+    models = {"m": {"source": "hf:m", "d_model": 768}}
 
     def mem(sae, device):
-        return estimates.match_mem_mb({"activations": acts, "saes": saes, "match": {"device": device}}, sae)
+        return estimates.match_mem_mb({"activations": acts, "saes": saes, "models": models, "match": {"device": device}}, "m", sae)
 
-    # 1,024 values a row at 6 bytes each (int16 value, int32 column), and a count and a floor: 96 MiB at 16K.
-    assert abs(mem("s16k", "cpu") - mem("s16k", "cuda") - 16384 * (6 * 1024 + 8) / 2**20) <= 1
-    assert mem("s256k", "cpu") == mem("s256k", "cuda")  # above KEEP_MAX_LATENTS nothing is kept
+    # 1,024 values a row at 6 bytes each (int16 value, int32 column), and a count and a floor: 96 MiB at 16K;
+    # the int8 screen's integers and packed copy, 3 bytes a coordinate: 36 MiB at 16K x 768.
+    int8 = 3 * 16384 * 768 / 2**20
+    assert abs(mem("s16k", "cpu") - mem("s16k", "cuda") - 16384 * (6 * 1024 + 8) / 2**20 - int8) <= 1
+    # Above KEEP_MAX_LATENTS nothing is kept; the int8 copies stay.
+    assert abs(mem("s256k", "cpu") - mem("s256k", "cuda") - 3 * 262144 * 768 / 2**20) <= 1
 
 
 def test_cli_plan_prints_the_totals(workdir, capsys):

@@ -39,7 +39,7 @@ rule consistency:
     threads: 1
     resources:
         mem_mb=lambda w, attempt: scheduler.scaled(
-            max(estimates.match_mem_mb(config, w.sae), matchings_module.mem_mb(config["saes"][w.sae].get("num_latents", estimates.EXTERNAL_LATENTS))), attempt),
+            max(estimates.match_mem_mb(config, w.model, w.sae), matchings_module.mem_mb(config["saes"][w.sae].get("num_latents", estimates.EXTERNAL_LATENTS))), attempt),
         runtime=lambda w, attempt: scheduler.scaled(
             len(pairs_of(w.sae)) * estimates.match_minutes(config, w.model, w.sae)
             + matchings_module.minutes(config["saes"][w.sae].get("num_latents", estimates.EXTERNAL_LATENTS)), attempt),

@@ -42,7 +42,7 @@ if PAIRS_PER_JOB > 1:
                 **MATCH_SETTINGS,
             threads: 1
             resources:
-                mem_mb=lambda w, attempt, sae=_sae: scheduler.scaled(estimates.match_mem_mb(config, sae), attempt),
+                mem_mb=lambda w, attempt, site=_site, sae=_sae: scheduler.scaled(estimates.match_mem_mb(config, site.model, sae), attempt),
                 runtime=lambda w, attempt, site=_site, sae=_sae, n=len(_pairs): scheduler.scaled(
                     n * estimates.match_minutes(config, site.model, sae), attempt),
                 disk_mb=estimates.match_disk_mb(config, _sae) * len(_pairs),
@@ -70,7 +70,7 @@ else:
             **MATCH_SETTINGS,
         threads: 1
         resources:
-            mem_mb=lambda w, attempt: scheduler.scaled(estimates.match_mem_mb(config, w.sae), attempt),
+            mem_mb=lambda w, attempt: scheduler.scaled(estimates.match_mem_mb(config, w.model, w.sae), attempt),
             runtime=lambda w, attempt: scheduler.scaled(estimates.match_minutes(config, w.model, w.sae), attempt),
             disk_mb=lambda w: estimates.match_disk_mb(config, w.sae),
             **MATCH_JOB_RESOURCES,
@@ -97,7 +97,7 @@ rule chance:
         init=lambda w: not study.is_external(config, w.sae),  # someone else's init is unknown: random matching only
     threads: 1
     resources:
-        mem_mb=lambda w, attempt: scheduler.scaled(estimates.match_mem_mb(config, w.sae), attempt),
+        mem_mb=lambda w, attempt: scheduler.scaled(estimates.match_mem_mb(config, w.model, w.sae), attempt),
         runtime=lambda w, attempt: scheduler.scaled(3 * estimates.match_minutes(config, w.model, w.sae), attempt),
         cpus_per_task=1,
         gpu=MATCH_GPUS,

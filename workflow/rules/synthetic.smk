@@ -64,7 +64,7 @@ rule truth_match:
         device=config["match"]["device"],
     threads: 1
     resources:
-        mem_mb=lambda w: estimates.match_mem_mb(config, w.sae),
+        mem_mb=lambda w: estimates.match_mem_mb(config, w.model, w.sae),
         runtime=lambda w: estimates.match_minutes(config, w.model, w.sae),
         disk_mb=lambda w: estimates.match_disk_mb(config, w.sae),
         gpu=MATCH_GPUS,

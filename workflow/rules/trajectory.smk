@@ -44,7 +44,7 @@ if trajectory_saes():
         threads: 1
         priority: 10  # needs only the main set: runs beside the ablations' training
         resources:
-            mem_mb=lambda w, attempt: scheduler.scaled(estimates.match_mem_mb(config, w.sae), attempt),
+            mem_mb=lambda w, attempt: scheduler.scaled(estimates.match_mem_mb(config, w.model, w.sae), attempt),
             # every pair at each intermediate checkpoint (the final one is read, not matched)
             runtime=lambda w, attempt: scheduler.scaled(
                 max(1, study.sae_snapshots(config, w.sae) - 1) * len(pairs_of(w.sae)) * estimates.match_minutes(config, w.model, w.sae), attempt),

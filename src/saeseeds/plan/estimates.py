@@ -179,14 +179,16 @@ def match_minutes(config: dict[str, Any], model: str, sae: str) -> int:
     return _minutes(10 + flops / train_flops(config, config["match"].get("device", "cpu")) + assignment_s)
 
 
-def match_mem_mb(config: dict[str, Any], sae: str) -> int:
+def match_mem_mb(config: dict[str, Any], model: str, sae: str) -> int:
     """Returns memory: the dense path holds n x n float64 below 4096 latents; the sparse path, blocks
     and, on CPU up to `screen_settings.KEEP_MAX_LATENTS`, each row's largest screened values (`stored_screen_bytes`;
-    a GPU pass keeps none)."""
+    a GPU pass keeps none), and on CPU the int8 screen's copies of both sides (3 bytes a coordinate: the integers and
+    oneDNN's packed right side); a one-thread job holds one matching's at a time."""
     n, _, _ = _sae(config, sae)
     dense = 3 * 8 * min(n, 4096) ** 2
     on_cpu = config["match"].get("device", "cpu") == "cpu"
-    sparse = 64 * 8 * n * 4 + (stored_screen_bytes(n) if on_cpu else 0)
+    int8_copies = 3 * n * d_model(config, model) if n > 4096 else 0
+    sparse = 64 * 8 * n * 4 + ((stored_screen_bytes(n) + int8_copies) if on_cpu else 0)
     return 1500 + math.ceil((dense + sparse) / 2**20)
 
 

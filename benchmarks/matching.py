@@ -182,6 +182,7 @@ def worker(
         result |= {"floor_s": min(floors), "floors_s": floors, "walls_s": walls}
         cert = meta["certificate"]
         result["screen"] = cert["enc"]["screen"]
+        result["screen_error_max"] = [cert["enc"]["screen_error_max"], cert["dec"]["screen_error_max"]]
         result["pairs_exact"] = [cert["enc"]["pairs_exact"], cert["dec"]["pairs_exact"]]
         result["objective_quantised"] = [cert["enc"]["objective_quantised"], cert["dec"]["objective_quantised"]]
         result["certified"] = meta["certified"]

@@ -14,7 +14,8 @@ from saeseeds.matching.cosine_sources import ScreenedCosines
 from saeseeds.matching.int8_screen import (
     LEFT_LEVELS, RIGHT_LEVELS, ZERO_POINT, Int8Cosines, int8_products_exact, quantized,
 )
-from saeseeds.matching.match import screen_source
+from saeseeds.matching.screen_choice import neighbours_compete, screen_source
+from saeseeds.matching.stored_screen import coarse_screen
 from saeseeds.matching.similarity import unit_rows
 
 needs_int8 = pytest.mark.skipif(not int8_products_exact(), reason="this build of torch has no exact int8 products here")
@@ -83,17 +84,30 @@ def test_rounding_errors_are_exact_and_integers_in_range():
         assert err[4] == 0 and norm[4] == 0 and x_norm[4] == 0
 
 
-def test_auto_screens_in_int8_only_where_it_checks_out(monkeypatch):
+def test_auto_screens_in_int8_where_neighbours_compete_and_its_products_check_out(monkeypatch):
     rng = np.random.default_rng(2)
-    a = unit_rows(rng.standard_normal((64, 16)).astype(np.float32), torch.device("cpu"))
+    n, d = 2000, 64
+    unrelated = unit_rows(rng.standard_normal((n, d)).astype(np.float32), torch.device("cpu"))
+    basis = rng.standard_normal((16, d))
+    mixed = unit_rows((rng.uniform(0, 1, (n, 16)) ** 4 @ basis).astype(np.float32), torch.device("cpu"))
+    assert neighbours_compete(mixed, mixed, 48) and not neighbours_compete(unrelated, unrelated, 48)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        chosen = screen_source(a, a, "auto")
-    assert isinstance(chosen, Int8Cosines) == int8_products_exact()
+        assert isinstance(screen_source(mixed, mixed, "auto", 48), Int8Cosines) == int8_products_exact()
+        assert isinstance(screen_source(unrelated, unrelated, "auto", 48), ScreenedCosines)
+        assert isinstance(screen_source(unrelated, unrelated, "int8", 48), Int8Cosines) == int8_products_exact()
     monkeypatch.setattr(int8_screen, "int8_products_exact", lambda: False)
-    assert isinstance(screen_source(a, a, "auto"), ScreenedCosines)  # silently float32
+    assert isinstance(screen_source(mixed, mixed, "auto", 48), ScreenedCosines)  # silently float32
     with pytest.warns(UserWarning, match="int8 products"):
-        fallback = screen_source(a, a, "int8")
+        fallback = screen_source(mixed, mixed, "int8", 48)
     assert isinstance(fallback, ScreenedCosines) and fallback.precision == "fp32"
     with pytest.raises(ValueError, match="precision='int8'"):
-        ScreenedCosines(a, a, precision="int8")
+        ScreenedCosines(mixed, mixed, precision="int8")
+
+
+def test_a_coarse_screen_keeps_its_values_where_nothing_competes():
+    # The real 16K pair (d = 576, reserve 48): int8's 0.016 is a third of the gap between an unrelated row's largest
+    # value and its tail (0.045), so rows come back and are read from the kept values; float32's and bf16's errors not.
+    assert coarse_screen(0.016, 16384, 576, 48)
+    assert not coarse_screen(5e-5, 16384, 576, 48) and not coarse_screen(4e-3, 16384, 576, 48)
+    assert not coarse_screen(1.0, 16384, None, 48)  # a given matrix decides on its tails alone

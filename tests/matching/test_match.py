@@ -16,7 +16,8 @@ from saeseeds.matching.assignment import assign_dense, assign_sparse
 from saeseeds.matching.augmenting import AugmentingSolver
 from saeseeds.matching.duals import suspects
 from saeseeds.matching.checkpoints import CheckpointError, load_dictionaries
-from saeseeds.matching.match import match_dictionaries, screen_source
+from saeseeds.matching.match import match_dictionaries
+from saeseeds.matching.screen_choice import screen_source
 from saeseeds.matching.matches_file import COLUMNS, MatchesError, read_matches, write_matches
 from saeseeds.matching.cosine_sources import DenseCosines, ErrorModel, exact_cosines
 from saeseeds.matching.cosine_sources import prefilter
@@ -264,7 +265,7 @@ def test_screen_stays_within_its_error_model_on_every_pair(precision):
     b = np.concatenate([heavy[::-1] + 0.01 * rng.standard_normal((200, d)), base + 0.05 * rng.standard_normal((200, d)),
                         rng.standard_normal((8, d))]).astype(np.float32)
     ua, ub = unit_rows(a, torch.device("cpu")), unit_rows(b, torch.device("cpu"))
-    source = screen_source(ua, ub, precision)
+    source = screen_source(ua, ub, precision, depth=48)
     assert source.precision == precision
     screened = source.screen(np.arange(source.n)).float().numpy().copy()
     exact = dense_cosines(ua, ub)

@@ -8,7 +8,6 @@ certificate of each matching) as JSON under the parquet key-value metadata key b
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,9 +17,9 @@ import torch
 from saeseeds.matching.assignment import (
     PAD_COSINE, RESERVE_DEPTH, Assignment, ScreenedProblem, assign_dense, screen_problem, solve_screened, unpad,
 )
-from saeseeds.common.hardware import native_bf16
-from saeseeds.matching.cosine_sources import PRECISIONS, AbsoluteCosines, CosineSource, PaddedCosines, ScreenedCosines
+from saeseeds.matching.cosine_sources import PRECISIONS, AbsoluteCosines, PaddedCosines
 from saeseeds.matching.matches_file import DEFINITIONS, MatchesError, shared_flags
+from saeseeds.matching.screen_choice import screen_source
 from saeseeds.matching.screen_memory import reuse_screen_memory
 from saeseeds.matching.similarity import dense_cosines, resolve_device, timed, unit_rows
 
@@ -71,9 +70,9 @@ def match_rows(
     a left over get partner -1). The sparse path pads the smaller side with dummy latents whose
     cosine with everything is one constant, which keeps the square optimum, and its certificate,
     exact for the rectangle (the padding is applied after the absolute value, so dummies stay below
-    every real |cos|). `screen` is the sparse path's screening precision (`screen_source`): "bf16"
-    where the hardware multiplies it natively ("auto"), else "int8" on a CPU, else "fp32"; it changes
-    speed, never the optimum, which is always over the exact cosines.
+    every real |cos|). `screen` is the sparse path's screening precision (`screen_choice`): "bf16"
+    where the hardware multiplies it natively ("auto"), else "int8" on a CPU where neighbours compete,
+    else "fp32"; it changes speed, never the optimum, which is always over the exact cosines.
     """
     started = _start_rows(
         wa, wb, device=device, method=method, dense_max_n=dense_max_n, k=k, depth=depth, block_rows=block_rows,
@@ -114,28 +113,12 @@ def _start_rows(
         # Zero rows make the problem square; PaddedCosines then sets every dummy cell.
         ua = torch.cat([ua, ua.new_zeros((n - n_a, ua.shape[1]))])
         ub = torch.cat([ub, ub.new_zeros((n - n_b, ub.shape[1]))])
-    source = screen_source(ua, ub, screen)
+    source = screen_source(ua, ub, screen, depth)
     if absolute:
         source = AbsoluteCosines(source)
     if n_a != n_b:
         source, depth = PaddedCosines(source, n_a, n_b, PAD_COSINE), min(depth, min(n_a, n_b))
     return _Screened(screen_problem(source, k=k, depth=depth, block_rows=block_rows, timings=timings), n_a, n_b)
-
-
-def screen_source(ua: torch.Tensor, ub: torch.Tensor, screen: str) -> CosineSource:
-    """Returns the screening pass's source for unit rows: int8 on a CPU where it is asked for or chosen ("auto" where
-    bf16 is not native), else bf16 or float32 (`ScreenedCosines`). An int8 screen asked for where its products do
-    not check out (`int8_screen.int8_products_exact`) falls back to float32, with a warning."""
-    cpu = ua.device.type == "cpu"
-    if screen == "int8" or (screen == "auto" and cpu and not native_bf16(ua.device)):
-        from saeseeds.matching.int8_screen import Int8Cosines, int8_native, int8_products_exact
-
-        if cpu and (int8_native(ua.device) if screen == "auto" else int8_products_exact()):
-            return Int8Cosines(ua, ub)
-        if screen == "int8":
-            warnings.warn("int8 products on this device are not exact integer sums; screening in float32 instead", stacklevel=3)
-        screen = "fp32"
-    return ScreenedCosines(ua, ub, precision=screen)
 
 
 def _finish(started: Assignment | _Screened, max_rounds: int, timings: dict[str, float] | None) -> Assignment:

@@ -176,7 +176,7 @@ class BlockReducer:
 
     def __call__(self, rows: np.ndarray, block: torch.Tensor, row_val: np.ndarray, row_idx: np.ndarray) -> None:
         from saeseeds.matching.screen_kernels import NAN_ROW, OUT_OF_RANGE, new_column_tops, reduce_block
-        from saeseeds.matching.stored_screen import worth_keeping
+        from saeseeds.matching.stored_screen import coarse_screen, worth_keeping
 
         r0, r1 = int(rows[0]), int(rows[-1]) + 1
         values = block.numpy()
@@ -189,9 +189,13 @@ class BlockReducer:
             reduce_block(values[: r_s - r0], r0, row_val.shape[1], row_val[r0:r_s], row_idx[r0:r_s], self.parts, no_tops,
                          self.no_store, np.zeros(r_s - r0, dtype=np.int8))
             tails = row_val[r0:r_s, -1]
-            if np.isfinite(tails).all() and not worth_keeping(tails, self.source.n, self.source.dim, row_val.shape[1]):
-                self._drop_store()
-                self.col_top = no_tops
+            n, dim, depth = self.source.n, self.source.dim, row_val.shape[1]
+            if np.isfinite(tails).all() and not worth_keeping(tails, n, dim, depth):
+                self.col_top = no_tops  # nothing competes: the columns' best rows are read off the row reserves
+                error = self.source.error
+                typical = float(np.median(error.row_err) + np.median(error.col_err) + error.rel * np.median(np.abs(tails)))
+                if not coarse_screen(typical, n, dim, depth):  # a coarse screen (int8) still sends many rows back
+                    self._drop_store()
         with timed(self.timings, "touch"):  # first touches of a new stored screen's pages (part of "reduce")
             store = self.store.block(r0, r1) if self.store is not None else self.no_store
         flags = np.zeros(len(rows), dtype=np.int8)

@@ -14,7 +14,7 @@ from saeseeds.matching.cosine_sources import ScreenedCosines
 from saeseeds.matching.int8_screen import (
     LEFT_LEVELS, RIGHT_LEVELS, ZERO_POINT, Int8Cosines, int8_products_exact, quantized,
 )
-from saeseeds.matching.screen_choice import neighbours_compete, screen_source
+from saeseeds.matching.screen_choice import INT8_MAX_SHARE, int8_error_share, neighbours_compete, screen_source
 from saeseeds.matching.stored_screen import coarse_screen
 from saeseeds.matching.similarity import unit_rows
 
@@ -82,20 +82,29 @@ def test_rounding_errors_are_exact_and_integers_in_range():
             # Rounding to nearest: no integer is more than half a step from x / s.
             assert all(abs(Fraction(float(v)) / s - int(kk)) <= Fraction(1, 2) for v, kk in zip(x[i], k[i]))
         assert err[4] == 0 and norm[4] == 0 and x_norm[4] == 0
+    x[2, 3] = np.nan
+    with pytest.raises(ValueError, match="row 2 of a dictionary"):
+        quantized(torch.from_numpy(x), LEFT_LEVELS, ZERO_POINT, np.uint8)
 
 
 def test_auto_screens_in_int8_where_neighbours_compete_and_its_products_check_out(monkeypatch):
+    # Three kinds: neighbours that compete; unrelated directions in d = 64, where int8's bound is a tenth of the gap
+    # between a row's largest value and its tail; unrelated in d = 768, where it is half (as the random 16K pair's).
     rng = np.random.default_rng(2)
     n, d = 2000, 64
     unrelated = unit_rows(rng.standard_normal((n, d)).astype(np.float32), torch.device("cpu"))
+    wide = unit_rows(rng.standard_normal((n, 768)).astype(np.float32), torch.device("cpu"))
     basis = rng.standard_normal((16, d))
     mixed = unit_rows((rng.uniform(0, 1, (n, 16)) ** 4 @ basis).astype(np.float32), torch.device("cpu"))
     assert neighbours_compete(mixed, mixed, 48) and not neighbours_compete(unrelated, unrelated, 48)
+    assert not neighbours_compete(wide, wide, 48)
+    assert int8_error_share(unrelated, unrelated, 48) < INT8_MAX_SHARE < int8_error_share(wide, wide, 48)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert isinstance(screen_source(mixed, mixed, "auto", 48), Int8Cosines) == int8_products_exact()
-        assert isinstance(screen_source(unrelated, unrelated, "auto", 48), ScreenedCosines)
-        assert isinstance(screen_source(unrelated, unrelated, "int8", 48), Int8Cosines) == int8_products_exact()
+        assert isinstance(screen_source(unrelated, unrelated, "auto", 48), Int8Cosines) == int8_products_exact()
+        assert isinstance(screen_source(wide, wide, "auto", 48), ScreenedCosines)
+        assert isinstance(screen_source(wide, wide, "int8", 48), Int8Cosines) == int8_products_exact()
     monkeypatch.setattr(int8_screen, "int8_products_exact", lambda: False)
     assert isinstance(screen_source(mixed, mixed, "auto", 48), ScreenedCosines)  # silently float32
     with pytest.warns(UserWarning, match="int8 products"):

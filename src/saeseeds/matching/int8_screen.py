@@ -82,6 +82,9 @@ def quantized(x: torch.Tensor, levels: int, offset: int, dtype) -> tuple[torch.T
     q = np.empty((n, d), dtype=dtype)
     scale, err, norm, x_norm = np.empty(n, dtype=np.float32), np.empty(n), np.empty(n), np.empty(n)
     quantize_rows(arr, levels, offset, q, scale, err, norm, x_norm)
+    bad = np.flatnonzero(~(np.isfinite(err) & np.isfinite(x_norm)))
+    if len(bad):  # the matching refuses non-finite dictionaries before; a row whose squares overflow gets here
+        raise ValueError(f"row {int(bad[0])} of a dictionary has no finite int8 rounding error; screen it in float32")
     # A float64 sum of d squares and its root are within (d / 2 + 2) 2**-53 of the true norm, relative.
     up = 1 + (d + 8) * 2.0**-52
     return torch.from_numpy(q), torch.from_numpy(scale), err * up, norm * up, x_norm * up

@@ -5,9 +5,12 @@ The int8 screen (`int8_screen`) halves the pass's product on a CPU without nativ
 screened again. Where nearest neighbours compete (correlated or stacked real SAEs) most rows are screened again
 whatever the screen and the pass keeps its values for it, so int8 pays: correlated 16K x 768 6.2 s against 7.9 s in
 float32 (medians of 4, benchmarks/README.md). Where rows look like unrelated directions, few rows come back in
-float32 and most in int8: the random 16K pair took 21-22 s in int8 against 8-10 s, so "auto" screens those in
-float32. The test is the pass's own (`stored_screen.worth_keeping`: the first rows' reserve tails against
-unrelated directions'), on a float32 product of those rows (0.03 s at 16K x 768).
+float32 and most in int8: the random 16K pair took 20-22 s in int8 against 8 s. What decides is how the bound compares
+with the gap between an unrelated row's largest value and its reserve's tail: 0.58 of it on the random pair (d = 768),
+0.29-0.30 on the real 16K pair (d = 576), which took 5.1 s in int8 against 6.3 s. So "auto" screens in int8 where
+neighbours compete (the pass's own test, `stored_screen.worth_keeping`: the first rows' reserve tails against
+unrelated directions', on a float32 product of those rows, 0.03 s at 16K x 768) or where int8's typical error is
+under `INT8_MAX_SHARE` of that gap (the rounding errors of the first rows, `int8_screen.quantized`), else in float32.
 """
 
 from __future__ import annotations
@@ -19,10 +22,16 @@ import torch
 
 from saeseeds.common.hardware import native_bf16
 from saeseeds.matching.cosine_sources import CosineSource, ScreenedCosines
-from saeseeds.matching.stored_screen import worth_keeping
+from saeseeds.matching.stored_screen import unrelated_tail, worth_keeping
 
 PROBE_ROWS = 128
 """Rows whose reserve tails decide between int8 and float32 ("auto" on a CPU), as the pass's own decision."""
+
+INT8_MAX_SHARE = 0.4
+"""Where nothing competes, "auto" takes int8 when its typical error is under this share of the unrelated gap."""
+
+ERROR_ROWS = 1024
+"""Rows of each side whose int8 rounding errors give the typical error (`int8_error_share`)."""
 
 
 def neighbours_compete(ua: torch.Tensor, ub: torch.Tensor, depth: int) -> bool:
@@ -34,9 +43,21 @@ def neighbours_compete(ua: torch.Tensor, ub: torch.Tensor, depth: int) -> bool:
     return bool(np.isfinite(tails).all()) and worth_keeping(tails, n, d, depth)
 
 
+def int8_error_share(ua: torch.Tensor, ub: torch.Tensor, depth: int) -> float:
+    """Returns an int8 screen's typical error (a typical row's and column's part, from the first rows' exact rounding
+    errors) over the gap between an unrelated row's largest cosine and its depth-th (`stored_screen.coarse_screen`)."""
+    from saeseeds.matching.int8_screen import LEFT_LEVELS, RIGHT_LEVELS, ZERO_POINT, quantized
+
+    n, d = ub.shape
+    err_a = quantized(ua[:ERROR_ROWS], LEFT_LEVELS, ZERO_POINT, np.uint8)[2]
+    err_b = quantized(ub[:ERROR_ROWS], RIGHT_LEVELS, 0, np.int8)[2]
+    gap = unrelated_tail(n, d, 1) - unrelated_tail(n, d, min(depth, n))
+    return float(np.median(err_a) + np.median(err_b)) / gap if gap > 0 else float("inf")
+
+
 def screen_source(ua: torch.Tensor, ub: torch.Tensor, screen: str, depth: int) -> CosineSource:
     """Returns the screening pass's source for unit rows: "int8" asked for or chosen (auto: a CPU without native bf16
-    whose int8 products check out, where neighbours compete), else bf16 or float32 (`ScreenedCosines`). An int8 screen
+    whose int8 products check out, where neighbours compete or its bound is fine enough), else bf16 or float32 (`ScreenedCosines`). An int8 screen
     asked for where its products are not exact integer sums falls back to float32, with a warning."""
     cpu = ua.device.type == "cpu"
     if screen == "int8" or (screen == "auto" and cpu and not native_bf16(ua.device)):
@@ -44,7 +65,9 @@ def screen_source(ua: torch.Tensor, ub: torch.Tensor, screen: str, depth: int) -
 
         if screen == "int8" and cpu and int8_products_exact():
             return Int8Cosines(ua, ub)
-        if screen == "auto" and int8_native(ua.device) and neighbours_compete(ua, ub, depth):
+        if screen == "auto" and int8_native(ua.device) and (
+            neighbours_compete(ua, ub, depth) or int8_error_share(ua, ub, depth) < INT8_MAX_SHARE
+        ):
             return Int8Cosines(ua, ub)
         if screen == "int8":
             warnings.warn("int8 products on this device are not exact integer sums; screening in float32 instead", stacklevel=3)
@@ -52,4 +75,4 @@ def screen_source(ua: torch.Tensor, ub: torch.Tensor, screen: str, depth: int) -
     return ScreenedCosines(ua, ub, precision=screen)
 
 
-__all__ = ["PROBE_ROWS", "neighbours_compete", "screen_source"]
+__all__ = ["ERROR_ROWS", "INT8_MAX_SHARE", "PROBE_ROWS", "int8_error_share", "neighbours_compete", "screen_source"]

@@ -28,7 +28,7 @@ PAIR_CHUNK = 1024
 """Exact cosines are computed this many pairs at a time: two [chunk, d] float64 gathers that stay in cache
 (12 MB at d = 768; 65,536-pair chunks ran 7x slower, measured at 16K latents)."""
 
-_ABSOLUTE_MARGIN = 2.0**-40
+ABSOLUTE_MARGIN = 2.0**-40
 """Covers float64 rounding in the norms, in the bound arithmetic and in the exact dot products (< 1e-13)."""
 
 
@@ -193,7 +193,7 @@ class ScreenedCosines(CosineSource):
         if precision == "fp32":
             self.sa, self.sb = a, b
             na, nb_max = _norms(a), _norms(b).max(initial=0.0)
-            row_err = (gamma + u32 + _ABSOLUTE_MARGIN) * na * nb_max
+            row_err = (gamma + u32 + ABSOLUTE_MARGIN) * na * nb_max
             rel = 0.0
         else:
             a_hi, b_hi = a.bfloat16(), b.bfloat16()
@@ -202,7 +202,7 @@ class ScreenedCosines(CosineSource):
             eps, eta_max = _norms(a - a_hi.float()), _norms(b - b_hi.float()).max(initial=0.0)
             row_err = (
                 eps * (beta_max + eta_max) + alpha * eta_max + gamma * alpha * beta_max
-                + (u32 + _ABSOLUTE_MARGIN) * (alpha + eps) * (beta_max + eta_max)
+                + (u32 + ABSOLUTE_MARGIN) * (alpha + eps) * (beta_max + eta_max)
             )
             u16 = 2.0**-8
             rel = u16 / (1 - u16)
@@ -331,6 +331,6 @@ def ceil_quantize(x: np.ndarray, bits: int) -> np.ndarray:
 
 
 __all__ = [
-    "AbsoluteCosines", "CosineSource", "DenseCosines", "ErrorModel", "PRECISIONS", "PaddedCosines",
+    "ABSOLUTE_MARGIN", "AbsoluteCosines", "CosineSource", "DenseCosines", "ErrorModel", "PRECISIONS", "PaddedCosines",
     "ScreenedCosines", "ceil_quantize", "prefilter", "exact_cosines", "native_bf16",
 ]

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from numba import njit, prange
 
-from saeseeds.matching.cosine_sources import _ABSOLUTE_MARGIN, CosineSource, ErrorModel, exact_cosines
+from saeseeds.matching.cosine_sources import ABSOLUTE_MARGIN, CosineSource, ErrorModel, exact_cosines
 
 LEFT_LEVELS = 127
 """The left rows' integers: q in [-127, 127], stored as u8 q + 128."""
@@ -157,7 +157,7 @@ class Int8Cosines(CosineSource):
         gamma = d * u / (1 - d * u)
         # Rows multiplied again in float32 (`screen_block`) keep to the same model: their error, gamma_d |a| |b|, is
         # added to the row part; so is the float32 rounding of the exact value itself.
-        row_err = err_a * nb_max + (gamma + u + _ABSOLUTE_MARGIN) * na * nb_max
+        row_err = err_a * nb_max + (gamma + u + ABSOLUTE_MARGIN) * na * nb_max
         col_err = norm_qa.max(initial=0.0) * err_b
         self.error = ErrorModel(4 * u / (1 - 4 * u), row_err, col_err)
         self.tiles = [(c0, min(c0 + TILE_COLUMNS, self.n)) for c0 in range(0, self.n, TILE_COLUMNS)]

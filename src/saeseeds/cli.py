@@ -170,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=PRECISIONS,
         default="auto",
         help="the sparse path's screening matmul, under a proven error bound: bf16 where the hardware multiplies it "
-        "natively (auto), else int8 with int32 sums on a CPU, else fp32; speed only, the optimum is over the exact "
+        "natively (auto), else int8 with int32 sums on a CPU where it pays, else fp32; speed only, the optimum is over the exact "
         "cosines either way (default auto)",
     )
     match.add_argument(

@@ -180,7 +180,7 @@ class ScreenedCosines(CosineSource):
     """
 
     def __init__(self, a: torch.Tensor, b: torch.Tensor, *, precision: str = "auto"):
-        if precision not in ("auto", "bf16", "fp32"):  # int8: `int8_screen.Int8Cosines` (`match.screen_source`)
+        if precision not in ("auto", "bf16", "fp32"):  # int8: `int8_screen.Int8Cosines` (`screen_choice.screen_source`)
             raise ValueError(f"precision={precision!r}: must be one of auto, bf16, fp32")
         self.a, self.b = a, b
         self.n, d = a.shape[0], a.shape[1]
@@ -215,8 +215,9 @@ class ScreenedCosines(CosineSource):
     def screen(self, rows: np.ndarray) -> torch.Tensor:
         """The returned tensor is a view of a buffer that the next call overwrites."""
         rows = np.asarray(rows, dtype=np.int64)
-        if len(rows) and rows[-1] - rows[0] + 1 == len(rows) and (np.diff(rows) == 1).all():
-            x = self.sa[rows[0] : rows[-1] + 1]  # a block of the pass: no gather
+        block = consecutive(rows)
+        if block is not None:
+            x = self.sa[block]  # a block of the pass: no gather
         else:
             x = self.sa[torch.as_tensor(rows, device=self.a.device)]
         if self._buffer is None or len(self._buffer) < len(rows):
@@ -242,6 +243,13 @@ class ScreenedCosines(CosineSource):
 
     def exact(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         return exact_cosines(self.a, self.b, rows, cols)
+
+
+def consecutive(rows: np.ndarray) -> slice | None:
+    """The slice of `rows` when they are consecutive (a block of the pass, read without a gather), else None."""
+    if len(rows) and rows[-1] - rows[0] + 1 == len(rows) and (np.diff(rows) == 1).all():
+        return slice(int(rows[0]), int(rows[-1]) + 1)
+    return None
 
 
 def _norms(x: torch.Tensor) -> np.ndarray:
@@ -332,5 +340,5 @@ def ceil_quantize(x: np.ndarray, bits: int) -> np.ndarray:
 
 __all__ = [
     "ABSOLUTE_MARGIN", "AbsoluteCosines", "CosineSource", "DenseCosines", "ErrorModel", "PRECISIONS", "PaddedCosines",
-    "ScreenedCosines", "ceil_quantize", "prefilter", "exact_cosines", "native_bf16",
+    "ScreenedCosines", "ceil_quantize", "consecutive", "prefilter", "exact_cosines", "native_bf16",
 ]

@@ -1,9 +1,9 @@
 """The screening pass in int8 on CPU: u8 x s8 products summed exactly in int32 (oneDNN), under a proven error bound.
 
 Why: on a CPU without native bfloat16 the float32 product was the pass's floor, and the pass most of a matching. oneDNN's
-u8 x s8 matmul with int32 sums (vpmaddubsw on AVX2, VNNI or AMX where present) multiplied the default study's
-stacked set (6,048 x 576) in 0.19-0.23 s against 0.35-0.43 s in float32, and a 16K x 768 pass in 2.3-3.0 s against
-3.7-4.2 s (the 2-core AVX2 EPYC, `benchmarks/README.md`).
+u8 x s8 matmul with int32 sums (vpmaddubsw on AVX2, VNNI or AMX where present) multiplied both sides of the default
+study's stacked set (6,048 x 576) in 0.17-0.18 s against 0.36-0.37 s in float32, and of a 16K x 768 pass in 1.61-1.81 s
+against 3.51-3.79 s (the 2-core AVX2 EPYC, benchmarks/README.md "An int8 screen").
 
 Each left row a_i is scaled by s_i = max|a_i| / 127 and rounded to integers q_i in [-127, 127] (stored as u8 q_i + 128,
 oneDNN's zero point); each right row b_j by t_j = max|b_j| / 63 and rounded to p_j in [-63, 63] (s8). 63, not 127:
@@ -14,8 +14,8 @@ With the dequantised rows a~_i = s_i q_i and b~_j = t_j p_j, the screen is float
 within three roundings (2**-24 relative each) of a~_i . b~_j, and by Cauchy-Schwarz
     |a_i . b_j - a~_i . b~_j| <= |a_i - a~_i| |b_j| + |a~_i| |b_j - b~_j|,
 taken as a row part (|a_i - a~_i| at the largest |b|) and a column part (|b_j - b~_j| at the largest |a~|). The
-rounding errors are computed exactly, per row (`quantize_rows`). On unit rows of d = 768 the bound is about 0.01-0.04,
-against 5e-5 for a float32 screen: more pairs reach the certificate's exact values, and the pass is cheaper.
+rounding errors are computed exactly, per row (`quantize_rows`). On unit rows of d = 576-768 the bound is about
+0.01-0.1, against 5e-5 for a float32 screen: more pairs reach the certificate's exact values, and the pass is cheaper.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from numba import njit, prange
 
-from saeseeds.matching.cosine_sources import ABSOLUTE_MARGIN, CosineSource, ErrorModel, exact_cosines
+from saeseeds.matching.cosine_sources import ABSOLUTE_MARGIN, CosineSource, ErrorModel, consecutive, exact_cosines
 
 LEFT_LEVELS = 127
 """The left rows' integers: q in [-127, 127], stored as u8 q + 128."""
@@ -167,8 +167,9 @@ class Int8Cosines(CosineSource):
     def screen(self, rows: np.ndarray) -> torch.Tensor:
         """The returned tensor is a view of a buffer that the next call overwrites."""
         rows = np.asarray(rows, dtype=np.int64)
-        if len(rows) and rows[-1] - rows[0] + 1 == len(rows) and (np.diff(rows) == 1).all():
-            x, s = self.qa[rows[0] : rows[-1] + 1], self.row_scale[rows[0] : rows[-1] + 1]
+        block = consecutive(rows)
+        if block is not None:
+            x, s = self.qa[block], self.row_scale[block]
         else:
             picked = torch.as_tensor(rows)
             x, s = self.qa[picked], self.row_scale[picked]

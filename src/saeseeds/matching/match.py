@@ -71,8 +71,8 @@ def match_rows(
     cosine with everything is one constant, which keeps the square optimum, and its certificate,
     exact for the rectangle (the padding is applied after the absolute value, so dummies stay below
     every real |cos|). `screen` is the sparse path's screening precision (`screen_choice`): "bf16"
-    where the hardware multiplies it natively ("auto"), else "int8" on a CPU where neighbours compete,
-    else "fp32"; it changes speed, never the optimum, which is always over the exact cosines.
+    where the hardware multiplies it natively ("auto"), else "int8" on a CPU where it pays (neighbours
+    compete, or its bound is small beside unrelated directions' spread), else "fp32"; it changes speed, never the optimum, which is always over the exact cosines.
     """
     started = _start_rows(
         wa, wb, device=device, method=method, dense_max_n=dense_max_n, k=k, depth=depth, block_rows=block_rows,

@@ -1,10 +1,10 @@
 """Which screen a sparse matching multiplies with: bf16 where native, int8 on a CPU where neighbours compete, else float32.
 
 The int8 screen (`int8_screen`) halves the pass's product on a CPU without native bf16, but its bound is coarse
-(0.016-0.04 against float32's 5e-5), and a row whose potential falls below its reserve's tail plus that bound is
+(0.013-0.095 against float32's 5e-5), and a row whose potential falls below its reserve's tail plus that bound is
 screened again. Where nearest neighbours compete (correlated or stacked real SAEs) most rows are screened again
-whatever the screen and the pass keeps its values for it, so int8 pays: correlated 16K x 768 6.2 s against 7.9 s in
-float32 (medians of 4, benchmarks/README.md). Where rows look like unrelated directions, few rows come back in
+whatever the screen and the pass keeps its values for it, so int8 pays: correlated 16K x 768 6.3 s against 9.6 s in
+float32 (medians of 4, benchmarks/README.md "An int8 screen"). Where rows look like unrelated directions, few rows come back in
 float32 and most in int8: the random 16K pair took 20-22 s in int8 against 8 s. What decides is how the bound compares
 with the gap between an unrelated row's largest value and its reserve's tail: 0.58 of it on the random pair (d = 768),
 0.29-0.30 on the real 16K pair (d = 576), which took 5.1 s in int8 against 6.3 s. So "auto" screens in int8 where
@@ -22,7 +22,7 @@ import torch
 
 from saeseeds.common.hardware import native_bf16
 from saeseeds.matching.cosine_sources import CosineSource, ScreenedCosines
-from saeseeds.matching.stored_screen import unrelated_tail, worth_keeping
+from saeseeds.matching.stored_screen import unrelated_gap, worth_keeping
 
 PROBE_ROWS = 128
 """Rows whose reserve tails decide between int8 and float32 ("auto" on a CPU), as the pass's own decision."""
@@ -51,14 +51,15 @@ def int8_error_share(ua: torch.Tensor, ub: torch.Tensor, depth: int) -> float:
     n, d = ub.shape
     err_a = quantized(ua[:ERROR_ROWS], LEFT_LEVELS, ZERO_POINT, np.uint8)[2]
     err_b = quantized(ub[:ERROR_ROWS], RIGHT_LEVELS, 0, np.int8)[2]
-    gap = unrelated_tail(n, d, 1) - unrelated_tail(n, d, min(depth, n))
+    gap = unrelated_gap(n, d, depth)
     return float(np.median(err_a) + np.median(err_b)) / gap if gap > 0 else float("inf")
 
 
 def screen_source(ua: torch.Tensor, ub: torch.Tensor, screen: str, depth: int) -> CosineSource:
     """Returns the screening pass's source for unit rows: "int8" asked for or chosen (auto: a CPU without native bf16
-    whose int8 products check out, where neighbours compete or its bound is fine enough), else bf16 or float32 (`ScreenedCosines`). An int8 screen
-    asked for where its products are not exact integer sums falls back to float32, with a warning."""
+    whose int8 products check out, where neighbours compete or its bound is fine enough), else bf16 or float32
+    (`ScreenedCosines`). An int8 screen asked for where its products are not exact integer sums falls back to float32,
+    with a warning."""
     cpu = ua.device.type == "cpu"
     if screen == "int8" or (screen == "auto" and cpu and not native_bf16(ua.device)):
         from saeseeds.matching.int8_screen import Int8Cosines, int8_native, int8_products_exact

@@ -134,6 +134,11 @@ def worth_keeping(tails: np.ndarray, n: int, d: int | None, depth: int) -> bool:
     return float(np.median(tails)) > STRUCTURE_MIN * unrelated_tail(n, d, depth)
 
 
+def unrelated_gap(n: int, d: int, depth: int) -> float:
+    """Returns the gap between the largest and the depth-th largest cosine of one direction with n unrelated ones."""
+    return unrelated_tail(n, d, 1) - unrelated_tail(n, d, min(depth, n))
+
+
 def coarse_screen(screen_error: float, n: int, d: int | None, depth: int) -> bool:
     """Whether a screen's error alone sends enough rows back to keep the screen where nothing competes.
 
@@ -146,7 +151,7 @@ def coarse_screen(screen_error: float, n: int, d: int | None, depth: int) -> boo
     """
     if d is None:
         return False
-    return screen_error > ERROR_SHARE * (unrelated_tail(n, d, 1) - unrelated_tail(n, d, depth))
+    return screen_error > ERROR_SHARE * unrelated_gap(n, d, depth)
 
 
-__all__ = ["ERROR_SHARE", "STRUCTURE_MIN", "StoredScreen", "coarse_screen", "unrelated_tail", "worth_keeping"]
+__all__ = ["ERROR_SHARE", "STRUCTURE_MIN", "StoredScreen", "coarse_screen", "unrelated_gap", "unrelated_tail", "worth_keeping"]

@@ -2,8 +2,8 @@
 
 Why: on a CPU without native bfloat16 the float32 product was the pass's floor, and the pass most of a matching. oneDNN's
 u8 x s8 matmul with int32 sums (vpmaddubsw on AVX2, VNNI or AMX where present) multiplied both sides of the default
-study's stacked set (6,048 x 576) in 0.17-0.18 s against 0.36-0.37 s in float32, and of a 16K x 768 pass in 1.61-1.81 s
-against 3.51-3.79 s (the 2-core AVX2 EPYC, benchmarks/README.md "An int8 screen").
+study's stacked set (6,048 x 576) in 0.25 s against 0.49 s in float32, and of a 16K x 768 pass in 2.46 s against 5.04 s
+(the 2-core AVX2 EPYC, `benchmarks/int8_products.py`).
 
 Each left row a_i is scaled by s_i = max|a_i| / 127 and rounded to integers q_i in [-127, 127] (stored as u8 q_i + 128,
 oneDNN's zero point); each right row b_j by t_j = max|b_j| / 63 and rounded to p_j in [-63, 63] (s8). 63, not 127:

@@ -102,4 +102,4 @@ def rescreen_violators(source, r, sus_cols, a, b, reach: int, edges, exact: Exac
     return gi[bad], gj[bad], cos[bad[over]]  # only pairs over A_i + B_j can violate
 
 
-__all__ = ["RESCREEN_REACH", "reserve_violators", "rescreen_violators", "watch_violators"]
+__all__ = ["RESCREEN_MARGIN", "RESCREEN_REACH", "reserve_violators", "rescreen_violators", "watch_violators"]

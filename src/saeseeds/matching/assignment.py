@@ -292,7 +292,7 @@ def _solve_screened(problem: ScreenedProblem, max_rounds: int, timings: dict[str
     objective = int(edges.profit[matched].sum())
     dual = int(a.sum() + b.sum())
     with timed(timings, "row_max"):
-        row_max, rows_completed = _exact_row_max(source, reserve, edges, exact)
+        row_max, rows_completed = _exact_row_max(source, reserve, edges, exact, block_rows)
     return Assignment(
         partner=partner,
         cos=edges.cos[matched],
@@ -385,7 +385,9 @@ def _settle_matching(edges: EdgeSet, partner: np.ndarray, duals, exact: ExactPai
     return np.unique(edges.key[fell] // n)
 
 
-def _exact_row_max(source: CosineSource, reserve: Reserve, edges: EdgeSet, exact: ExactPairs) -> tuple[np.ndarray, int]:
+def _exact_row_max(
+    source: CosineSource, reserve: Reserve, edges: EdgeSet, exact: ExactPairs, block_rows: int
+) -> tuple[np.ndarray, int]:
     """Returns each row's largest exact cosine (max-cos) and how many rows needed every column screened again.
 
     The best edge of a row is its max-cos once no other pair's upper bound exceeds it; reserve pairs
@@ -409,15 +411,16 @@ def _exact_row_max(source: CosineSource, reserve: Reserve, edges: EdgeSet, exact
     if len(r):
         np.maximum.at(best, r, exact(r, c).astype(np.float64))
     full = np.flatnonzero(reserve.row_upper > best)
-    if len(full):
-        # Screened again first (one product of these rows), so that only the pairs whose bound may beat the best
-        # exact cosine so far get exact values: whole rows took 54K and 90K of the stacked set's 138K and 225K
-        # exact pairs with the int8 screen, whose bound keeps more rows open.
-        every = np.arange(n)
-        row_thr, col_thr = source.error.screen_thresholds(full, best[full], every, np.zeros(n))
-        row_thr -= RESCREEN_MARGIN + 1e-6 * np.abs(best[full])
-        p, q, _ = source.screen_over(full, every, row_thr, col_thr)
-        np.maximum.at(best, full[p], exact(full[p], q).astype(np.float64))
+    every = np.arange(n)
+    for r0 in range(0, len(full), block_rows):
+        # Screened again first, a block of rows at a time (no larger than a block of the pass), so that only the
+        # pairs whose bound may beat the best exact cosine so far get exact values: whole rows took 54K and 90K of
+        # the stacked set's 138K and 225K exact pairs with the int8 screen, whose bound keeps more rows open.
+        rows = full[r0 : r0 + block_rows]
+        row_thr, col_thr = source.error.screen_thresholds(rows, best[rows], every, np.zeros(n))
+        row_thr -= RESCREEN_MARGIN + 1e-6 * np.abs(best[rows])
+        p, q, _ = source.screen_over(rows, every, row_thr, col_thr)
+        np.maximum.at(best, rows[p], exact(rows[p], q).astype(np.float64))
     return best.astype(np.float32), int(len(full))
 
 

@@ -331,6 +331,21 @@ def test_cosines_beyond_the_screen_error_still_count_with_the_exact_value():
     np.testing.assert_array_equal(got.row_max, sim.max(axis=1))
 
 
+def test_rows_whose_bound_stays_open_get_their_maximum_from_a_second_screen_block_by_block():
+    # A screen this coarse leaves every row's bound beyond its reserve above its best exact cosine, so each row's
+    # maximum comes from screening it again, in blocks of rows smaller than the rows to do, then exact values of the
+    # pairs that may beat it (not of every pair).
+    rng = np.random.default_rng(21)
+    n = 80
+    sim = chain_instance(rng, n)
+    source = NoisyScreen(sim, 0.3, rng)
+    got = assign_sparse(source, k=2, k_col=1, depth=3, block_rows=7)
+    cert = got.certificate
+    assert cert["certified"] and cert["rows_max_completed"] > 7
+    assert cert["pairs_exact"] < n * n
+    np.testing.assert_array_equal(got.row_max, sim.max(axis=1))
+
+
 @pytest.mark.parametrize("method", ["dense", "sparse"])
 def test_permuted_copy_is_fully_shared_with_the_right_partners(method):
     rng = np.random.default_rng(1)

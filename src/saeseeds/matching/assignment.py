@@ -43,7 +43,7 @@ from saeseeds.matching.duals import profit_of, suspects
 from saeseeds.matching.pair_sets import EdgeSet, ExactPairs, Reserve, Watch
 from saeseeds.matching.screen_settings import KEEP_MAX_LATENTS
 from saeseeds.matching.similarity import QUANTUM_BITS, Candidates, candidate_pass, column_candidates, quantize, stable_argsort, timed
-from saeseeds.matching.violators import RESCREEN_MARGIN, RESCREEN_REACH, reserve_violators, rescreen_violators, watch_violators
+from saeseeds.matching.violators import RESCREEN_REACH, reserve_violators, rescreen_violators, screen_over_targets, watch_violators
 
 QUANTUM = 2.0**-QUANTUM_BITS
 RESERVE_DEPTH = 48
@@ -417,9 +417,7 @@ def _exact_row_max(
         # pairs whose bound may beat the best exact cosine so far get exact values: whole rows took 54K and 90K of
         # the stacked set's 138K and 225K exact pairs with the int8 screen, whose bound keeps more rows open.
         rows = full[r0 : r0 + block_rows]
-        row_thr, col_thr = source.error.screen_thresholds(rows, best[rows], every, np.zeros(n))
-        row_thr -= RESCREEN_MARGIN + 1e-6 * np.abs(best[rows])
-        p, q, _ = source.screen_over(rows, every, row_thr, col_thr)
+        p, q, _ = screen_over_targets(source, rows, every, best[rows], np.zeros(n), best[rows], np.zeros(n))
         np.maximum.at(best, rows[p], exact(rows[p], q).astype(np.float64))
     return best.astype(np.float32), int(len(full))
 

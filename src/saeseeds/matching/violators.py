@@ -71,6 +71,17 @@ rounds them to float32 and the screen's dtype; float32 rounds values below 8 by 
 no pair the exact bound would fail."""
 
 
+def screen_over_targets(source, rows, cols, row_target, col_target, row_size, col_size):
+    """Returns `source.screen_over`'s (p, q, screened value) for every pair of rows x cols whose bound may exceed
+    row_target[p] + col_target[q] (a superset): the bound inverted (`ErrorModel.screen_thresholds`), then lowered by
+    `RESCREEN_MARGIN` and 1e-6 of the sizes the targets come from (`row_size`, `col_size`), so that the prefilter's
+    rounding to the screen's dtype drops no pair the bound would keep."""
+    row_thr, col_thr = source.error.screen_thresholds(rows, row_target, cols, col_target)
+    row_thr -= RESCREEN_MARGIN + 1e-6 * np.abs(row_size)
+    col_thr -= 1e-6 * np.abs(col_size)
+    return source.screen_over(rows, cols, row_thr, col_thr)
+
+
 def rescreen_violators(source, r, sus_cols, a, b, reach: int, edges, exact: ExactPairs, violation, watch: Watch):
     """Screens the pairs of rows r with the suspect columns again and returns those that violate the duals.
 
@@ -84,10 +95,9 @@ def rescreen_violators(source, r, sus_cols, a, b, reach: int, edges, exact: Exac
     """
     err = source.error
     scale = 2.0**-QUANTUM_BITS
-    row_thr, col_thr = err.screen_thresholds(r, (a[r] - reach) * scale, sus_cols, b[sus_cols] * scale)
-    row_thr -= RESCREEN_MARGIN + 1e-6 * np.abs(a[r] * scale)
-    col_thr -= 1e-6 * np.abs(b[sus_cols] * scale)
-    bi, bj, vals = source.screen_over(r, sus_cols, row_thr, col_thr)
+    bi, bj, vals = screen_over_targets(
+        source, r, sus_cols, (a[r] - reach) * scale, b[sus_cols] * scale, a[r] * scale, b[sus_cols] * scale
+    )
     gi, gj = r[bi], sus_cols[bj]
     sure = ceil_quantize(err.pair_upper(gi, gj, vals), QUANTUM_BITS)
     near = (sure > a[gi] - reach + b[gj]) & ~edges.contains(gi, gj)
@@ -102,4 +112,4 @@ def rescreen_violators(source, r, sus_cols, a, b, reach: int, edges, exact: Exac
     return gi[bad], gj[bad], cos[bad[over]]  # only pairs over A_i + B_j can violate
 
 
-__all__ = ["RESCREEN_MARGIN", "RESCREEN_REACH", "reserve_violators", "rescreen_violators", "watch_violators"]
+__all__ = ["RESCREEN_REACH", "reserve_violators", "rescreen_violators", "screen_over_targets", "watch_violators"]

@@ -106,7 +106,7 @@ def test_auto_screens_in_int8_where_neighbours_compete_and_its_products_check_ou
         assert isinstance(screen_source(wide, wide, "auto", 48), ScreenedCosines)
         assert isinstance(screen_source(wide, wide, "int8", 48), Int8Cosines) == int8_products_exact()
     monkeypatch.setattr(int8_screen, "int8_products_exact", lambda: False)
-    assert isinstance(screen_source(mixed, mixed, "auto", 48), ScreenedCosines)  # silently float32
+    assert isinstance(screen_source(mixed, mixed, "auto", 48), ScreenedCosines)  # silently float32 (bf16 where native)
     with pytest.warns(UserWarning, match="int8 products"):
         fallback = screen_source(mixed, mixed, "int8", 48)
     assert isinstance(fallback, ScreenedCosines) and fallback.precision == "fp32"

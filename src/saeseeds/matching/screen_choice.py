@@ -1,4 +1,4 @@
-"""Which screen a sparse matching multiplies with: bf16 where native, int8 on a CPU where neighbours compete, else float32.
+"""Which screen a sparse matching multiplies with: int8 on a CPU where neighbours compete, else bf16 where native, else float32.
 
 The int8 screen (`int8_screen`) halves the pass's product on a CPU without native bf16, but its bound is coarse
 (0.013-0.095 against float32's 5e-5), and a row whose potential falls below its reserve's tail plus that bound is
@@ -10,7 +10,13 @@ with the gap between an unrelated row's largest value and its reserve's tail: 0.
 0.29-0.30 on the real 16K pair (d = 576), which took 5.1 s in int8 against 6.3 s. So "auto" screens in int8 where
 neighbours compete (the pass's own test, `stored_screen.worth_keeping`: the first rows' reserve tails against
 unrelated directions', on a float32 product of those rows, 0.03 s at 16K x 768) or where int8's typical error is
-under `INT8_MAX_SHARE` of that gap (the rounding errors of the first rows, `int8_screen.quantized`), else in float32.
+under `INT8_MAX_SHARE` of that gap (the rounding errors of the first rows, `int8_screen.quantized`), else in float32
+(bf16 where native).
+
+The same holds where bf16 is native (AVX512-BF16, 2-core AMD EPYC, 2026-12-04, `benchmarks/matching.py --screen`, best
+of 2): its int8 products (VNNI) are faster still, and the bf16 pass keeps no values for a second look, so int8 took
+the correlated 16K pair 3.10 s against 5.01 s in bf16, the real 16K pair 2.54 against 3.39 s and the stacked set 1.02
+against 1.17 s; the random 16K pair, which stays in bf16 there, 3.91 s (3.72 s in int8: no gain worth its coarser bound).
 """
 
 from __future__ import annotations
@@ -20,7 +26,6 @@ import warnings
 import numpy as np
 import torch
 
-from saeseeds.common.hardware import native_bf16
 from saeseeds.matching.cosine_sources import CosineSource, ScreenedCosines
 from saeseeds.matching.stored_screen import unrelated_gap, worth_keeping
 
@@ -56,12 +61,12 @@ def int8_error_share(ua: torch.Tensor, ub: torch.Tensor, depth: int) -> float:
 
 
 def screen_source(ua: torch.Tensor, ub: torch.Tensor, screen: str, depth: int) -> CosineSource:
-    """Returns the screening pass's source for unit rows: "int8" asked for or chosen (auto: a CPU without native bf16
-    whose int8 products check out, where neighbours compete or its bound is fine enough), else bf16 or float32
+    """Returns the screening pass's source for unit rows: "int8" asked for or chosen (auto: a CPU whose int8 products
+    check out, where neighbours compete or its bound is fine enough), else bf16 where native or float32
     (`ScreenedCosines`). An int8 screen asked for where its products are not exact integer sums falls back to float32,
     with a warning."""
     cpu = ua.device.type == "cpu"
-    if screen == "int8" or (screen == "auto" and cpu and not native_bf16(ua.device)):
+    if screen == "int8" or (screen == "auto" and cpu):
         from saeseeds.matching.int8_screen import Int8Cosines, int8_native, int8_products_exact
 
         if screen == "int8" and cpu and int8_products_exact():
@@ -72,7 +77,7 @@ def screen_source(ua: torch.Tensor, ub: torch.Tensor, screen: str, depth: int) -
             return Int8Cosines(ua, ub)
         if screen == "int8":
             warnings.warn("int8 products on this device are not exact integer sums; screening in float32 instead", stacklevel=3)
-        screen = "fp32"
+            screen = "fp32"
     return ScreenedCosines(ua, ub, precision=screen)
 
 

@@ -169,8 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--screen",
         choices=PRECISIONS,
         default="auto",
-        help="the sparse path's screening matmul, under a proven error bound: bf16 where the hardware multiplies it "
-        "natively (auto), else int8 with int32 sums on a CPU where it pays, else fp32; speed only, the optimum is over the exact "
+        help="the sparse path's screening matmul, under a proven error bound: int8 with int32 sums on a CPU where it pays "
+        "(auto), else bf16 where the hardware multiplies it natively, else fp32; speed only, the optimum is over the exact "
         "cosines either way (default auto)",
     )
     match.add_argument(

@@ -2,7 +2,8 @@
 
 PRECISIONS = ("auto", "bf16", "fp32", "int8")
 """How the screening pass multiplies: bfloat16 inputs with float32 accumulation, float32, int8 with int32 sums (CPU), or
-the fastest on this device ("auto": bf16 where native, else int8 on a CPU whose int8 products check out, else float32)."""
+the fastest on this device ("auto": int8 on a CPU whose int8 products check out where it pays, else bf16 where native,
+else float32; `screen_choice`)."""
 
 KEEP_MAX_LATENTS = 131072
 """Up to this many latents the pass keeps each row's largest screened values (`stored_screen`: 96 MiB at 16K,

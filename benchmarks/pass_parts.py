@@ -9,6 +9,7 @@ four alike), and prints the product's and the reductions' seconds of each, after
     python benchmarks/pass_parts.py --kind correlated --rounds 2                 # synthetic 16,384 x 768
     python benchmarks/pass_parts.py --real results/smollm2-135m/kjv-pydoc/layers.6.mlp/*/ --rounds 2
     python benchmarks/pass_parts.py --kind correlated --block-rows 1024 256 128  # plain + kept + tops, per block size
+    python benchmarks/pass_parts.py --real <sets> --screen int8                   # the int8 screen's pass
 """
 
 from __future__ import annotations
@@ -50,12 +51,18 @@ def main() -> None:
     parser.add_argument("--d", type=int, default=768)
     parser.add_argument("--side", default="enc", choices=["enc", "dec"])
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--screen", default="fp32", choices=["fp32", "int8"], help="the pass's product (CPU)")
     parser.add_argument("--block-rows", type=int, nargs="+", default=[1024], help="several: each with kept rows and tops")
     args = parser.parse_args()
     enc_a, dec_a, enc_b, dec_b = real_pair(args.real) if args.real else synthetic_pair(args.n, args.d, 0, kind=args.kind)
     a, b = (enc_a, enc_b) if args.side == "enc" else (dec_a, dec_b)
     cpu = torch.device("cpu")
-    source = ScreenedCosines(unit_rows(a, cpu), unit_rows(b, cpu), precision="fp32")
+    if args.screen == "int8":
+        from saeseeds.matching.int8_screen import Int8Cosines
+
+        source = Int8Cosines(unit_rows(a, cpu), unit_rows(b, cpu))
+    else:
+        source = ScreenedCosines(unit_rows(a, cpu), unit_rows(b, cpu), precision="fp32")
     runs = [(name, keep, depth, args.block_rows[0]) for name, (keep, depth) in PARTS.items()]
     if len(args.block_rows) > 1:
         runs = [(f"both, {rows}-row blocks", True, 16, rows) for rows in args.block_rows]

@@ -13,10 +13,11 @@ unrelated directions', on a float32 product of those rows, 0.03 s at 16K x 768) 
 under `INT8_MAX_SHARE` of that gap (the rounding errors of the first rows, `int8_screen.quantized`), else in float32
 (bf16 where native).
 
-The same holds where bf16 is native (AVX512-BF16, 2-core AMD EPYC, 2026-12-04, `benchmarks/matching.py --screen`, best
-of 2): its int8 products (VNNI) are faster still, and the bf16 pass keeps no values for a second look, so int8 took
-the correlated 16K pair 3.10 s against 5.01 s in bf16, the real 16K pair 2.54 against 3.39 s and the stacked set 1.02
-against 1.17 s; the random 16K pair, which stays in bf16 there, 3.91 s (3.72 s in int8: no gain worth its coarser bound).
+The same holds where bf16 is native (AVX512-BF16, 2-core AMD EPYC, 2026-12-04, `benchmarks/matching.py --screen`,
+best of 2 or 3, `benchmarks/results_screens_avx512_stop44/`): its int8 products (VNNI) are faster still, and the bf16
+pass keeps no values for a second look, so int8 took the correlated 16K pair 3.10 s against 5.01 s in bf16, the real
+16K pair 2.54 against 3.39 s and the stacked set 1.02 against 1.17 s; the random 16K pair, which stays in bf16 there,
+3.91 s (3.72 s in int8: no gain worth its coarser bound).
 """
 
 from __future__ import annotations

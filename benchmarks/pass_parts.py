@@ -41,7 +41,7 @@ def one_pass(source, keep: bool, col_depth: int, block_rows: int) -> dict:
 def main() -> None:
     import torch
 
-    from saeseeds.matching.cosine_sources import ScreenedCosines
+    from saeseeds.matching.screen_choice import screen_source
     from saeseeds.matching.similarity import unit_rows
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -57,12 +57,7 @@ def main() -> None:
     enc_a, dec_a, enc_b, dec_b = real_pair(args.real) if args.real else synthetic_pair(args.n, args.d, 0, kind=args.kind)
     a, b = (enc_a, enc_b) if args.side == "enc" else (dec_a, dec_b)
     cpu = torch.device("cpu")
-    if args.screen == "int8":
-        from saeseeds.matching.int8_screen import Int8Cosines
-
-        source = Int8Cosines(unit_rows(a, cpu), unit_rows(b, cpu))
-    else:
-        source = ScreenedCosines(unit_rows(a, cpu), unit_rows(b, cpu), precision="fp32")
+    source = screen_source(unit_rows(a, cpu), unit_rows(b, cpu), args.screen, 48)  # the matching's own choice of source
     runs = [(name, keep, depth, args.block_rows[0]) for name, (keep, depth) in PARTS.items()]
     if len(args.block_rows) > 1:
         runs = [(f"both, {rows}-row blocks", True, 16, rows) for rows in args.block_rows]

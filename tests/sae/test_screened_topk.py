@@ -1,13 +1,28 @@
 """The bf16-screened top-k keeps a float32 top-k over all latents, whatever the screen's rounding.
 
 Checked against float64 ground truth: every latent left out is no larger than the smallest kept one
-(up to the float32 rounding any float32 trainer has), and kept values are float32 dot products.
+(up to the float32 rounding any float32 trainer has), and kept values are float32 dot products. Both
+selections after the screen's matmul are checked: the compiled one CPU training takes and torch's ops,
+which other devices take.
 """
 
+import numpy as np
 import pytest
 import torch
 
+import saeseeds.sae.screen_select as screen_select
+import saeseeds.sae.screened_topk as screened_module
+from saeseeds.common.selection import kth_largest_int16
+from saeseeds.sae.fp32_topk import topk_with_bias
 from saeseeds.sae.screened_topk import GROUP, screened_topk, usable
+
+
+@pytest.fixture(params=["compiled", "torch ops"])
+def selection(request, monkeypatch):
+    """Runs a test through each selection after the screen's matmul."""
+    if request.param == "torch ops":
+        monkeypatch.setattr(screened_module, "_compiled_selection_applies", lambda *t: False)
+    return request.param
 
 
 def _check_top_k(x, w, b, k, values, indices):
@@ -36,7 +51,7 @@ def _no_float32_path(*args, **kwargs):
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_screened_topk_is_a_float32_top_k(seed, monkeypatch):
+def test_screened_topk_is_a_float32_top_k(seed, selection, monkeypatch):
     g = torch.Generator().manual_seed(seed)
     B, d, n, k = 700, 96, 64 * GROUP // 8, 8  # 700 rows: a whole block and a partial one
     x = _heavy_tailed(B, d, g)
@@ -52,7 +67,7 @@ def test_screened_topk_is_a_float32_top_k(seed, monkeypatch):
     assert same > 0.99
 
 
-def test_near_duplicate_latents_still_exact():
+def test_near_duplicate_latents_still_exact(selection):
     """Blocks of latents within the screen's error of each other: the candidates widen, the answer stays exact."""
     g = torch.Generator().manual_seed(7)
     B, d, k = 300, 64, 16
@@ -64,7 +79,7 @@ def test_near_duplicate_latents_still_exact():
     _check_top_k(x, w, b, k, values, indices)
 
 
-def test_negative_pre_activations_compare_as_floats():
+def test_negative_pre_activations_compare_as_floats(selection):
     """All pre-activations below zero (a large negative bias): thresholds are negative, the bf16 compare is used."""
     g = torch.Generator().manual_seed(5)
     x = torch.randn(200, 48, generator=g)
@@ -73,6 +88,40 @@ def test_negative_pre_activations_compare_as_floats():
     values, indices = screened_topk(x, w, b, 8)
     assert (values < 0).all()
     _check_top_k(x, w, b, 8, values, indices)
+
+
+def test_compiled_selection_keeps_the_lowest_columns_of_ties_as_fp32_topk_does(monkeypatch):
+    """Small integers make every dot product exact, so ties are real: the screened selection then equals the
+    float32 path's compiled one (`fp32_topk`) bit for bit, ties to the lowest columns, in column order, and rows
+    with more candidates than the first pass holds (every latent tied) are screened again with room for all."""
+    g = torch.Generator().manual_seed(2)
+    n, d, k = 512, 24, 8
+    x = torch.randint(-3, 4, (300, d), generator=g).float()
+    w = torch.randint(-2, 3, (n // 4, d), generator=g).float().repeat(4, 1)  # every latent four times
+    b = torch.randint(-2, 3, (n // 4,), generator=g).float().repeat(4)
+    x[0] = 0.0  # all n latents tie at their bias values' maxima
+    monkeypatch.setattr(screen_select, "CAP", 16)
+    values, indices = screened_topk(x, w, b, k)
+    ref_v, ref_i = topk_with_bias(x @ w.T, b, k)
+    assert torch.equal(indices, ref_i)
+    assert torch.equal(values, ref_v)
+    assert (indices.diff(dim=1) > 0).all()
+
+
+def test_radix_select_of_int16_keys_is_the_kth_largest():
+    from numba import njit
+
+    @njit
+    def kth(v, k):
+        return kth_largest_int16(v, len(v), k, np.empty(256, dtype=np.int64))
+
+    rng = np.random.default_rng(0)
+    for trial in range(400):
+        size = int(rng.integers(1, 300))
+        k = int(rng.integers(1, size + 1))
+        low, high = (-32768, 32768) if trial % 2 else (-3, 3)  # spread out, or mostly ties
+        v = rng.integers(low, high, size).astype(np.int16)
+        assert kth(v, k) == np.sort(v)[::-1][k - 1]
 
 
 def test_a_block_with_non_finite_inputs_takes_the_float32_path():

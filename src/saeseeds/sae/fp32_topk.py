@@ -24,7 +24,7 @@ import torch
 from numba import njit, prange
 
 from saeseeds.common.hardware import numba_threads_as_torch
-from saeseeds.common.selection import kth_largest
+from saeseeds.common.selection import kth_largest, write_k_largest
 from saeseeds.sae.screened_topk import GROUP  # the same rule for the row length: `screened_topk.usable`
 
 SORT_BY_INSERTION = 64
@@ -89,20 +89,7 @@ def bias_topk(pre, bias, k, out_values, out_indices, has_nan):  # pragma: no cov
                             cand_i[count] = c
                             count += 1
             _sort_by_column(cand_v, cand_i, count)
-            kth = low if count == k else kth_largest(cand_v, count, k, work)
-            above = 0
-            for p in range(count):
-                above += cand_v[p] > kth
-            ties = k - above
-            o = 0
-            for p in range(count):
-                v = cand_v[p]
-                if v > kth or (v == kth and ties > 0):
-                    if v == kth:
-                        ties -= 1
-                    out_values[t, o] = v
-                    out_indices[t, o] = cand_i[p]
-                    o += 1
+            write_k_largest(cand_v, cand_i, count, k, work, out_values[t], out_indices[t])
 
 
 def topk_with_bias(pre: torch.Tensor, bias: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:

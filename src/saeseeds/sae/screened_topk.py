@@ -15,6 +15,9 @@ taking their top-k would train a different model. This module takes the same top
    every other entry is provably below L_t, so below the k-th largest candidate.
 4. float32 dot products of the candidates only, and their top k.
 
+On CPU, steps 2-4 run compiled (`saeseeds.sae.screen_select`, ties at the k-th value to the lowest columns);
+elsewhere in torch ops.
+
 The kept latents are therefore a top-k of float32 dot products over all n latents (the float32
 path's selection, up to float32 rounding), and their values are float32. A block of rows with inputs
 that are not finite, or so large that the bound cannot be formed, takes the float32 path. The error
@@ -89,6 +92,9 @@ def screened_topk(x: Tensor, weight: Tensor, bias: Tensor, k: int) -> tuple[Tens
     whT = wh.T
     values = x.new_empty(B, k)
     indices = torch.empty(B, k, dtype=torch.long, device=x.device)
+    compiled = _compiled_selection_applies(x, weight, bias)
+    if compiled:  # imported here: numba's start-up is paid only where this path runs
+        from saeseeds.sae.screen_select import select_on_cpu
     for r0 in range(0, B, BLOCK_ROWS):
         rows = slice(r0, min(r0 + BLOCK_ROWS, B))
         e = err[rows]
@@ -99,6 +105,9 @@ def screened_topk(x: Tensor, weight: Tensor, bias: Tensor, k: int) -> tuple[Tens
             continue
         with full_precision_reductions():
             s = xh[rows] @ whT  # [R, n] bf16
+        if compiled:
+            select_on_cpu(s, x[rows], weight, bias, e, k, values[rows], indices[rows])
+            continue
         # groups are strided (columns j, j + n/GROUP, ...), so the max runs along contiguous memory
         group_max = s.view(len(s), GROUP, n // GROUP).amax(1)
         g = group_max.topk(k, dim=-1, sorted=False).values.amin(-1).double()
@@ -108,8 +117,9 @@ def screened_topk(x: Tensor, weight: Tensor, bias: Tensor, k: int) -> tuple[Tens
         m = low - e
         tau = torch.where(m >= 0, m / (1 + _REL16), m / (1 - _REL16))
         # onto the bf16 grid without rising: nearest rounding (even through float32) moves a value by
-        # less than 2^-8 (1 + 2^-8) of itself, and the shift below is 2^-7 of tau
-        tau_b = (tau - 2.0**-7 * tau.abs() - 2.0**-100).to(torch.bfloat16)
+        # less than 2^-8 (1 + 2^-8) of itself, and the shift below is 2^-7 of tau (plus the float64
+        # rounding of the lines above: a few ulps of |g| + 2e)
+        tau_b = (tau - 2.0**-7 * tau.abs() - 2.0**-40 * (g.abs() + 2 * e) - 2.0**-100).to(torch.bfloat16)
         if bool((tau_b > 0).all()):
             # positive thresholds: a bf16's bits read as int16 order like the value (negatives fall below), and
             # integers compare ~1.7x faster than bf16 here
@@ -131,6 +141,11 @@ def screened_topk(x: Tensor, weight: Tensor, bias: Tensor, k: int) -> tuple[Tens
         v, p = padded.topk(k, dim=-1, sorted=False)
         values[rows], indices[rows] = v, padded_idx.gather(1, p)
     return values, indices
+
+
+def _compiled_selection_applies(*tensors: Tensor) -> bool:
+    """True where `screen_select` takes the steps after the matmul: contiguous float32 CPU tensors."""
+    return all(t.device.type == "cpu" and t.dtype == torch.float32 and t.is_contiguous() for t in tensors)
 
 
 def pair_dots(x: Tensor, weight: Tensor, rows: Tensor, cols: Tensor, offsets: Tensor) -> Tensor:

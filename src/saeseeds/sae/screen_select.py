@@ -10,7 +10,7 @@ itself on the AVX512-BF16 EPYC (4096 tokens x 4608 latents: 58 ms beside 55). He
    then the smallest bf16 value at or above tau (a binary search over the keys), so that "S >= tau" becomes
    one integer compare; and the columns that pass it, in column order, taken only from the groups whose
    maximum passes.
-2. the candidates' float32 dot products (`screened_topk.pair_dots`, torch's kernel);
+2. the candidates' float32 dot products (`sae.pair_dots`, torch's kernel);
 3. `keep_k_largest`, per row: the k largest dot products plus bias, in column order, ties at the k-th value
    to the lowest columns (the order `fp32_topk` keeps).
 
@@ -21,9 +21,12 @@ tau itself), a superset of what the proof needs, so the kept latents are the flo
 from __future__ import annotations
 
 import numpy as np
+import torch
 from numba import njit, prange
 
+from saeseeds.common.hardware import numba_threads_as_torch
 from saeseeds.common.selection import kth_largest_int16, write_k_largest
+from saeseeds.sae.pair_dots import pair_dots
 
 GROUP = 32
 """Columns per group (the same strided groups as `screened_topk.GROUP`: columns j, j + n/32, ...)."""
@@ -133,16 +136,12 @@ CAP = 128
 row over it is screened again with room for its largest count."""
 
 
-def select_on_cpu(screen, x, weight, bias, err, k: int, out_values, out_indices) -> None:
+def select_on_cpu(screen: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, err: torch.Tensor, k: int,
+                  out_values: torch.Tensor, out_indices: torch.Tensor) -> None:
     """Writes the k largest x . w_i + b_i of each row into out_values, out_indices ([R, k] row blocks), from the screen.
 
     `screen` [R, n] bf16 (finite), x [R, d], weight [n, d], bias [n]: contiguous float32 CPU tensors; err [R] float64.
     """
-    import torch
-
-    from saeseeds.common.hardware import numba_threads_as_torch
-    from saeseeds.sae.screened_topk import pair_dots
-
     numba_threads_as_torch()
     keys = screen.view(torch.int16).numpy()
     rows = len(keys)

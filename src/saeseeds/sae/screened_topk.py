@@ -32,6 +32,7 @@ from torch import Tensor
 
 from saeseeds.common.bounds import row_norm_upper
 from saeseeds.common.hardware import full_precision_reductions
+from saeseeds.sae.pair_dots import pair_dots
 
 BLOCK_ROWS = 1024
 """Tokens screened at a time: a [1024, n] bf16 block (9.4 MB at n = 4608) stays in cache for the passes after the matmul."""
@@ -148,18 +149,4 @@ def _compiled_selection_applies(*tensors: Tensor) -> bool:
     return all(t.device.type == "cpu" and t.dtype == torch.float32 and t.is_contiguous() for t in tensors)
 
 
-def pair_dots(x: Tensor, weight: Tensor, rows: Tensor, cols: Tensor, offsets: Tensor) -> Tensor:
-    """x[rows[p]] . weight[cols[p]] for every pair, without a [P, d] temporary where torch allows: the embedding-bag
-    backward kernel, which wants the pairs grouped by row (`offsets`: where each row's pairs start)."""
-    try:
-        return torch.ops.aten._embedding_bag_per_sample_weights_backward(x, weight, cols, offsets, rows, 0, -1)
-    except (AttributeError, RuntimeError, NotImplementedError):  # private op: a gather per chunk instead
-        out = torch.empty(len(rows), dtype=x.dtype, device=x.device)
-        step = 1 << 16
-        for p0 in range(0, len(rows), step):
-            sl = slice(p0, p0 + step)
-            out[sl] = (x[rows[sl]] * weight[cols[sl]]).sum(-1)
-        return out
-
-
-__all__ = ["AUTO_MIN_LATENTS", "BLOCK_ROWS", "GROUP", "pair_dots", "screen_depth", "screened_topk", "usable"]
+__all__ = ["AUTO_MIN_LATENTS", "BLOCK_ROWS", "GROUP", "screen_depth", "screened_topk", "usable"]

@@ -29,7 +29,8 @@ from torch import Tensor, nn
 from saeseeds.sae.geometric_median import geometric_median
 from saeseeds.sae import sparse_kernels
 from saeseeds.sae.fp32_topk import topk_with_bias
-from saeseeds.sae.screened_topk import pair_dots, screened_topk, usable
+from saeseeds.sae.pair_dots import pair_dots
+from saeseeds.sae.screened_topk import screened_topk, usable
 from saeseeds.sae.coder import SaeConfig, SparseCoder, init_encoder_weight
 from saeseeds.sae.configs import B_DEC_INITS, SPARSE_ARCHS
 

@@ -34,6 +34,9 @@ GROUP = 32
 REL16 = 2.0**-8 / (1 - 2.0**-8)
 """Relative error of rounding the float32 accumulator to the bfloat16 output (`screened_topk._REL16`)."""
 
+TAU_SLACK_REL, TAU_SLACK_ABS = 2.0**-40, 2.0**-100
+"""tau is lowered by TAU_SLACK_REL (|g| + 2 e) + TAU_SLACK_ABS: far past the float64 rounding of its few operations."""
+
 BF16_VALUES = (np.arange(1 << 16, dtype=np.uint32) << 16).view(np.float32)
 """The float32 value of each bf16 bit pattern, indexed by the pattern as an unsigned 16-bit integer."""
 
@@ -45,6 +48,14 @@ KEY_MINUS_INF, KEY_PLUS_INF = -32641, 32640
 def _key(bits):  # pragma: no cover - compiled
     """An int16 that orders like the bf16 value of `bits` (negatives' magnitude bits flipped); its own inverse."""
     return np.int16(bits ^ ((bits >> np.int16(15)) & np.int16(0x7FFF)))
+
+
+@njit(inline="always")
+def _magnitude(v):  # pragma: no cover - compiled
+    """|v| without `abs`: inside a parallel loop numba lowers a float's abs to `math.fabs`, which failed to lower
+    ("No definition for lowering <function fabs>") in test processes whose earlier compilations left numba's math
+    lowering unregistered (a fresh clone's CI, 2026-12-04; `screen_kernels.STORE_STEP` tells the same of `pow`)."""
+    return v if v >= 0 else -v
 
 
 @njit(inline="always")
@@ -91,11 +102,11 @@ def screen_candidates(screen, values, err, k, cap, cols, counts):  # pragma: no 
             g = np.float64(_value(kth_largest_int16(group_max, groups, k, hist), values))
             e = err[t]
             # screened_topk's threshold: k entries are worth >= low, and an entry below tau is worth < low
-            low = g - REL16 * abs(g) - e
+            low = g - REL16 * _magnitude(g) - e
             m = low - e
             tau = m / (1 + REL16) if m >= 0 else m / (1 - REL16)
             # lowered past the float64 rounding of the lines above (a few ulps of |g| + 2e)
-            key = _key_at_or_above(tau - 2.0**-40 * (abs(g) + 2 * e) - 2.0**-100, values)
+            key = _key_at_or_above(tau - TAU_SLACK_REL * (_magnitude(g) + 2 * e) - TAU_SLACK_ABS, values)
             nh = 0
             for j in range(groups):  # only groups whose maximum passes hold candidates
                 hits[nh] = j

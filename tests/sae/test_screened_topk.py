@@ -108,6 +108,11 @@ def test_compiled_selection_keeps_the_lowest_columns_of_ties_as_fp32_topk_does(m
     assert (indices.diff(dim=1) > 0).all()
 
 
+def test_compiled_selection_uses_the_proofs_constants():
+    assert screen_select.GROUP == GROUP
+    assert screen_select.REL16 == screened_module._REL16
+
+
 def test_radix_select_of_int16_keys_is_the_kth_largest():
     from numba import njit
 

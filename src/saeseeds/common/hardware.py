@@ -81,6 +81,12 @@ def numba_kernels_run_side_by_side() -> bool:
         return False
 
 
+def compiled_kernels_apply(*tensors: torch.Tensor) -> bool:
+    """True where the compiled (numba) CPU kernels take these tensors: float32, contiguous, on the CPU (the kernels
+    read them as numpy arrays in place)."""
+    return all(t.device.type == "cpu" and t.dtype == torch.float32 and t.is_contiguous() for t in tensors)
+
+
 def numba_threads_as_torch() -> None:
     """Gives numba's parallel kernels the job's share of the cores: torch's thread count (set per job), not every core.
 
@@ -97,4 +103,7 @@ def numba_threads_as_torch() -> None:
         torch.set_num_threads(threads)
 
 
-__all__ = ["bf16_sums_in_float32", "full_precision_reductions", "native_bf16", "numba_threads_as_torch", "use_bf16"]
+__all__ = [
+    "bf16_sums_in_float32", "compiled_kernels_apply", "full_precision_reductions", "native_bf16", "numba_threads_as_torch",
+    "use_bf16",
+]

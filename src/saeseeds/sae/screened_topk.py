@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 
 from saeseeds.common.bounds import row_norm_upper
-from saeseeds.common.hardware import full_precision_reductions
+from saeseeds.common.hardware import compiled_kernels_apply, full_precision_reductions
 from saeseeds.sae.pair_dots import pair_dots
 
 BLOCK_ROWS = 1024
@@ -144,9 +144,8 @@ def screened_topk(x: Tensor, weight: Tensor, bias: Tensor, k: int) -> tuple[Tens
     return values, indices
 
 
-def _compiled_selection_applies(*tensors: Tensor) -> bool:
-    """True where `screen_select` takes the steps after the matmul: contiguous float32 CPU tensors."""
-    return all(t.device.type == "cpu" and t.dtype == torch.float32 and t.is_contiguous() for t in tensors)
+_compiled_selection_applies = compiled_kernels_apply
+"""Where `screen_select` takes the steps after the matmul (a name of its own, for tests to turn it off)."""
 
 
 __all__ = ["AUTO_MIN_LATENTS", "BLOCK_ROWS", "GROUP", "screen_depth", "screened_topk", "usable"]

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import torch
 
+from saeseeds.common.hardware import compiled_kernels_apply
+
 PARALLEL_MIN = 1 << 16
 """Tensors with fewer elements are updated on one thread: a parallel region costs more than they do."""
 
@@ -43,7 +45,7 @@ class ScheduleFreeSignum(torch.optim.Optimizer):
             grads = [p.grad for p in params]
             # p goes y -> x -> averaged x -> new y; z takes one signed step.
             w_in, w_avg, w_out = 1 - 1 / beta, ckp1, 1 - beta
-            if all(_fusable(t) for t in (*params, *zs, *grads)):
+            if compiled_kernels_apply(*params, *zs, *grads):
                 # Imported here: numba's start-up is paid only by runs that take this path.
                 from saeseeds.sae.signum_kernels import fused_step
 
@@ -67,6 +69,3 @@ class ScheduleFreeSignum(torch.optim.Optimizer):
                 out[p] = p.detach().clone() if z is None else torch.lerp(p, z, 1 - 1 / group["momentum"])
         return out
 
-
-def _fusable(t: torch.Tensor) -> bool:
-    return t.device.type == "cpu" and t.dtype == torch.float32 and t.is_contiguous()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from numba import njit, prange
 
-from saeseeds.common.hardware import numba_threads_as_torch
+from saeseeds.common.hardware import compiled_kernels_apply, numba_threads_as_torch
 
 
 @njit(cache=True, parallel=True)
@@ -40,9 +40,8 @@ def csr_transpose_matmul(crow: torch.Tensor, col: torch.Tensor, order: torch.Ten
     return out
 
 
-def supported(*tensors: torch.Tensor) -> bool:
-    """True where the compiled products apply: contiguous float32 CPU tensors."""
-    return all(t.device.type == "cpu" and t.dtype == torch.float32 and t.is_contiguous() for t in tensors)
+supported = compiled_kernels_apply
+"""True where the compiled products apply (`common.hardware.compiled_kernels_apply`)."""
 
 
 __all__ = ["csr_transpose_matmul", "supported"]

@@ -12,7 +12,8 @@ import torch
 from saeseeds.matching import int8_screen
 from saeseeds.matching.cosine_sources import ScreenedCosines
 from saeseeds.matching.int8_screen import (
-    LEFT_LEVELS, RIGHT_LEVELS, ZERO_POINT, Int8Cosines, int8_products_exact, quantized,
+    LEFT_LEVELS, RIGHT_LEVELS, WIDE_RIGHT_LEVELS, ZERO_POINT, Int8Cosines, int8_products_exact, products_exact_at, quantized,
+    right_levels,
 )
 from saeseeds.matching.screen_choice import INT8_MAX_SHARE, int8_error_share, neighbours_compete, screen_source
 from saeseeds.matching.stored_screen import coarse_screen
@@ -23,13 +24,15 @@ needs_int8 = pytest.mark.skipif(not int8_products_exact(), reason="this build of
 
 @needs_int8
 def test_products_are_the_exact_integer_sums_times_the_column_scale():
-    # Beyond 2**24 (d = 3,000 at full range) and at AVX2's int16 pair limit (255 against +-63), in column tiles.
+    # Beyond 2**24 (d = 3,000 at full range) and at the largest pair sums of this machine's right range (255 against
+    # +-63 on AVX2, +-127 with VNNI or AMX), in column tiles.
     rng = np.random.default_rng(3)
     d = 3000
+    levels = right_levels()
     left = rng.integers(1, 256, (40, d)).astype(np.uint8)
     left[:3] = 255
-    right = rng.integers(-RIGHT_LEVELS, RIGHT_LEVELS + 1, (70, d)).astype(np.int8)
-    right[:3] = RIGHT_LEVELS
+    right = rng.integers(-levels, levels + 1, (70, d)).astype(np.int8)
+    right[:3] = levels
     scale = rng.uniform(0.25, 4, 70).astype(np.float32)
     got = int8_screen._product(torch.from_numpy(left), int8_screen._pack(torch.from_numpy(right)), torch.from_numpy(scale))
     acc = (left.astype(np.int64) - ZERO_POINT) @ right.astype(np.int64).T
@@ -50,16 +53,38 @@ def test_the_start_check_rejects_products_that_saturate_or_round(monkeypatch):
         x = torch.from_numpy(left.numpy().astype(np.float32) - ZERO_POINT)
         return (x @ right.float().T) * scale
 
+    def int32_sums(left, right, scale):  # VNNI or AMX: every product summed in int32
+        sums = (left.numpy().astype(np.int64) - ZERO_POINT) @ right.numpy().astype(np.int64).T
+        return torch.from_numpy((sums * scale.numpy().astype(np.float64)).astype(np.float32))
+
     monkeypatch.setattr(int8_screen, "_pack", lambda right: right)
     monkeypatch.setattr(int8_screen, "_product", avx2_pairs)
-    assert int8_products_exact.__wrapped__() is True  # the simulation is exact at +-63 ...
-    monkeypatch.setattr(int8_screen, "RIGHT_LEVELS", 127)
-    assert int8_products_exact.__wrapped__() is False  # ... and saturates at +-127
-    monkeypatch.setattr(int8_screen, "RIGHT_LEVELS", 63)
+    assert products_exact_at(RIGHT_LEVELS) is True  # the simulation is exact at +-63 ...
+    assert products_exact_at(WIDE_RIGHT_LEVELS) is False  # ... and saturates at +-127
+    assert right_levels.__wrapped__() == RIGHT_LEVELS  # so an AVX2 CPU screens its right rows at +-63
+    monkeypatch.setattr(int8_screen, "_product", int32_sums)
+    assert right_levels.__wrapped__() == WIDE_RIGHT_LEVELS  # and one that sums in int32 at +-127
     monkeypatch.setattr(int8_screen, "_product", float_sums)
-    assert int8_products_exact.__wrapped__() is False
+    assert not products_exact_at(RIGHT_LEVELS) and right_levels.__wrapped__() is None
     monkeypatch.setattr(int8_screen, "_product", lambda *a: (_ for _ in ()).throw(RuntimeError("no such operator")))
-    assert int8_products_exact.__wrapped__() is False
+    assert right_levels.__wrapped__() is None
+
+
+@needs_int8
+def test_the_screen_rounds_right_rows_to_the_range_this_machine_sums_exactly(monkeypatch):
+    # The integers the products see are in the range chosen at start, and the finer range's bound is the smaller.
+    rng = np.random.default_rng(4)
+    a, b = (unit_rows(rng.standard_normal((300, 96)).astype(np.float32), torch.device("cpu")) for _ in range(2))
+    bounds = {}
+    for levels in (RIGHT_LEVELS, WIDE_RIGHT_LEVELS):
+        monkeypatch.setattr(int8_screen, "right_levels", lambda levels=levels: levels)
+        source = Int8Cosines(a, b)
+        bounds[levels] = float(np.median(source.error.col_err))
+        screened = source.screen(np.arange(300)).numpy().astype(np.float64)
+        exact = a.double().numpy() @ b.double().numpy().T
+        upper = source.error.pair_upper(np.repeat(np.arange(300), 300), np.tile(np.arange(300), 300), screened.reshape(-1))
+        assert (upper.reshape(300, 300) >= exact).all()
+    assert bounds[WIDE_RIGHT_LEVELS] < 0.6 * bounds[RIGHT_LEVELS]
 
 
 def test_rounding_errors_are_exact_and_integers_in_range():
@@ -89,7 +114,9 @@ def test_rounding_errors_are_exact_and_integers_in_range():
 
 def test_auto_screens_in_int8_where_neighbours_compete_and_its_products_check_out(monkeypatch):
     # Three kinds: neighbours that compete; unrelated directions in d = 64, where int8's bound is a tenth of the gap
-    # between a row's largest value and its tail; unrelated in d = 768, where it is half (as the random 16K pair's).
+    # between a row's largest value and its tail; unrelated in d = 768, where it is half with right rows at +-63 (as
+    # the random 16K pair's on an AVX2 CPU) and a third at +-127 (VNNI, AMX: int8 took that pair 2.7-3.1 s against
+    # bf16's 3.9-4.2 s on an AVX512-BF16 EPYC).
     rng = np.random.default_rng(2)
     n, d = 2000, 64
     unrelated = unit_rows(rng.standard_normal((n, d)).astype(np.float32), torch.device("cpu"))
@@ -98,6 +125,9 @@ def test_auto_screens_in_int8_where_neighbours_compete_and_its_products_check_ou
     mixed = unit_rows((rng.uniform(0, 1, (n, 16)) ** 4 @ basis).astype(np.float32), torch.device("cpu"))
     assert neighbours_compete(mixed, mixed, 48) and not neighbours_compete(unrelated, unrelated, 48)
     assert not neighbours_compete(wide, wide, 48)
+    monkeypatch.setattr(int8_screen, "right_levels", lambda: WIDE_RIGHT_LEVELS)
+    assert int8_error_share(wide, wide, 48) < INT8_MAX_SHARE
+    monkeypatch.setattr(int8_screen, "right_levels", lambda: RIGHT_LEVELS)
     assert int8_error_share(unrelated, unrelated, 48) < INT8_MAX_SHARE < int8_error_share(wide, wide, 48)
     with warnings.catch_warnings():
         warnings.simplefilter("error")

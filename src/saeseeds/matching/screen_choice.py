@@ -16,8 +16,10 @@ under `INT8_MAX_SHARE` of that gap (the rounding errors of the first rows, `int8
 The same holds where bf16 is native (AVX512-BF16, 2-core AMD EPYC, 2026-12-04, `benchmarks/matching.py --screen`,
 best of 2 or 3, `benchmarks/results_screens_avx512_stop44/`): its int8 products (VNNI) are faster still, and the bf16
 pass keeps no values for a second look, so int8 took the correlated 16K pair 3.10 s against 5.01 s in bf16, the real
-16K pair 2.54 against 3.39 s and the stacked set 1.02 against 1.17 s; the random 16K pair, which stays in bf16 there,
-3.91 s (3.72 s in int8: no gain worth its coarser bound).
+16K pair 2.54 against 3.39 s and the stacked set 1.02 against 1.17 s; the random 16K pair 3.72 s against 3.91 s.
+There, with VNNI, the right rows round to +-127 (`int8_screen.right_levels`), which halves their part of the bound:
+int8's typical error is then a third of the unrelated gap on the random 16K pair (half of it at +-63), so "auto"
+takes int8 for it too, 2.6-3.1 s against bf16's 3.9-4.2 s (`benchmarks/matching.py --screen`, 2 calls each).
 """
 
 from __future__ import annotations
@@ -52,11 +54,11 @@ def neighbours_compete(ua: torch.Tensor, ub: torch.Tensor, depth: int) -> bool:
 def int8_error_share(ua: torch.Tensor, ub: torch.Tensor, depth: int) -> float:
     """Returns an int8 screen's typical error (a typical row's and column's part, from the first rows' exact rounding
     errors) over the gap between an unrelated row's largest cosine and its depth-th (`stored_screen.coarse_screen`)."""
-    from saeseeds.matching.int8_screen import LEFT_LEVELS, RIGHT_LEVELS, ZERO_POINT, quantized
+    from saeseeds.matching.int8_screen import LEFT_LEVELS, RIGHT_LEVELS, ZERO_POINT, quantized, right_levels
 
     n, d = ub.shape
     err_a = quantized(ua[:ERROR_ROWS], LEFT_LEVELS, ZERO_POINT, np.uint8)[2]
-    err_b = quantized(ub[:ERROR_ROWS], RIGHT_LEVELS, 0, np.int8)[2]
+    err_b = quantized(ub[:ERROR_ROWS], right_levels() or RIGHT_LEVELS, 0, np.int8)[2]
     gap = unrelated_gap(n, d, depth)
     return float(np.median(err_a) + np.median(err_b)) / gap if gap > 0 else float("inf")
 

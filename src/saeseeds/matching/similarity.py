@@ -91,7 +91,7 @@ class Candidates:
     col_rows: np.ndarray | None = None
     """[n, col_depth] int64: each column's best rows by screened value (ties to the lower row), when the pass kept them."""
     col_val: np.ndarray | None = None
-    """[n, col_depth] float32: their screened values, descending."""
+    """[n, col_depth] float32: their screened values (upper bounds on them where read from a stored screen), descending."""
 
 
 def candidate_pass(
@@ -136,7 +136,7 @@ def candidate_pass(
         block_max = column_max(s)
         col_max = block_max if col_max is None else torch.maximum(col_max, block_max)
     if reducer is not None:
-        col_rows, col_val = reducer.column_tops()
+        col_rows, col_val = reducer.column_tops(row_idx, row_val)
         return Candidates(
             row_idx=row_idx, row_val=row_val, col_max=reducer.col_max(), stored=reducer.stored(),
             col_rows=col_rows, col_val=col_val,
@@ -154,7 +154,8 @@ class BlockReducer:
     `keep_screen` None: keep the stored screen if the first rows show competing neighbours (`stored_screen.worth_keeping`).
     Unless `keep_screen` is True, the columns' best rows are kept only where neighbours compete too: among
     unrelated directions every column is in many rows' reserves already, and the entries cost 0.2 s a matching
-    at 16K for nothing.
+    at 16K for nothing. Where the screen is stored, they are read from it after the pass (`column_tops`); else the
+    kernel finds them as it reads each row.
     """
 
     def __init__(self, source: CosineSource, keep_screen: bool | None, col_depth: int, timings: dict | None = None):
@@ -165,8 +166,10 @@ class BlockReducer:
         numba_threads_as_torch()
         self.source, self.timings = source, timings
         self.parts = np.full((torch.get_num_threads(), source.n), -np.inf, dtype=np.float32)
-        self.col_top = new_column_tops(torch.get_num_threads(), source.n, col_depth)
         self.store = StoredScreen(source) if keep_screen is not False else None
+        self.col_depth = col_depth
+        """The columns' best rows wanted; 0 once the first rows show that nothing competes."""
+        self.col_top = new_column_tops(torch.get_num_threads(), source.n, 0 if self.store is not None else col_depth)
         self.decide = keep_screen is not True
         self.no_store = no_deep_rows()
 
@@ -191,7 +194,7 @@ class BlockReducer:
             tails = row_val[r0:r_s, -1]
             n, dim, depth = self.source.n, self.source.dim, row_val.shape[1]
             if np.isfinite(tails).all() and not worth_keeping(tails, n, dim, depth):
-                self.col_top = no_tops  # nothing competes: the columns' best rows are read off the row reserves
+                self.col_top, self.col_depth = no_tops, 0  # nothing competes: the columns' best rows come off the reserves
                 error = self.source.error
                 typical = float(np.median(error.row_err) + np.median(error.col_err) + error.rel * np.median(np.abs(tails)))
                 if not coarse_screen(typical, n, dim, depth):  # a coarse screen (int8) still sends many rows back
@@ -214,10 +217,19 @@ class BlockReducer:
     def col_max(self) -> np.ndarray:
         return self.parts.max(axis=0)
 
-    def column_tops(self) -> tuple[np.ndarray | None, np.ndarray | None]:
+    def column_tops(self, row_idx: np.ndarray, row_val: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Returns (rows, values) [n, col_depth]: each column's best rows, from the pass's own entries or, where the screen
+        is stored, from the reserves and the stored rows (`column_tops.tops_from_kept_rows`); (None, None) where none are
+        kept (the solve reads them off the reserves), as after a stored screen was dropped during the pass."""
+        from saeseeds.matching.column_tops import tops_from_kept_rows
         from saeseeds.matching.screen_kernels import merge_column_tops
 
-        return merge_column_tops(self.col_top) if self.col_top[1].shape[2] else (None, None)
+        if self.col_top[1].shape[2]:
+            return merge_column_tops(self.col_top)
+        if self.store is not None and self.col_depth:
+            with timed(self.timings, "column_tops"):
+                return tops_from_kept_rows(self.store.deep, row_idx, row_val, self.col_depth, len(self.parts))
+        return None, None
 
     def stored(self):
         return self.store

@@ -115,7 +115,7 @@ def test_rounding_errors_are_exact_and_integers_in_range():
 def test_auto_screens_in_int8_where_neighbours_compete_and_its_products_check_out(monkeypatch):
     # Three kinds: neighbours that compete; unrelated directions in d = 64, where int8's bound is a tenth of the gap
     # between a row's largest value and its tail; unrelated in d = 768, where it is half with right rows at +-63 (as
-    # the random 16K pair's on an AVX2 CPU) and a third at +-127 (VNNI, AMX: int8 took that pair 2.7-3.1 s against
+    # the random 16K pair's on an AVX2 CPU) and under INT8_MAX_SHARE at +-127 (VNNI, AMX: int8 took that pair 2.7-3.1 s against
     # bf16's 3.9-4.2 s on an AVX512-BF16 EPYC).
     rng = np.random.default_rng(2)
     n, d = 2000, 64

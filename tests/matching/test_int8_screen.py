@@ -63,7 +63,10 @@ def test_the_start_check_rejects_products_that_saturate_or_round(monkeypatch):
     assert products_exact_at(WIDE_RIGHT_LEVELS) is False  # ... and saturates at +-127
     assert right_levels.__wrapped__() == RIGHT_LEVELS  # so an AVX2 CPU screens its right rows at +-63
     monkeypatch.setattr(int8_screen, "_product", int32_sums)
+    monkeypatch.setattr(int8_screen, "_may_sum_in_int32", lambda: True)
     assert right_levels.__wrapped__() == WIDE_RIGHT_LEVELS  # and one that sums in int32 at +-127
+    monkeypatch.setattr(int8_screen, "_may_sum_in_int32", lambda: False)  # no VNNI or AMX among its flags: not tried
+    assert right_levels.__wrapped__() == RIGHT_LEVELS
     monkeypatch.setattr(int8_screen, "_product", float_sums)
     assert not products_exact_at(RIGHT_LEVELS) and right_levels.__wrapped__() is None
     monkeypatch.setattr(int8_screen, "_product", lambda *a: (_ for _ in ()).throw(RuntimeError("no such operator")))
@@ -150,3 +153,23 @@ def test_a_coarse_screen_keeps_its_values_where_nothing_competes():
     assert coarse_screen(0.016, 16384, 576, 48)
     assert not coarse_screen(5e-5, 16384, 576, 48) and not coarse_screen(4e-3, 16384, 576, 48)
     assert not coarse_screen(1.0, 16384, None, 48)  # a given matrix decides on its tails alone
+
+
+def test_the_wide_range_is_tried_only_where_the_cpu_flags_allow_int32_sums(monkeypatch):
+    import io
+
+    def cpuinfo(text):
+        return lambda *args, **kwargs: io.StringIO(text)
+
+    monkeypatch.setattr(int8_screen, "open", cpuinfo("processor\t: 0\nflags\t\t: fpu sse2 avx2 fma\n"), raising=False)
+    assert not int8_screen._may_sum_in_int32()  # an AVX2-only CPU: its pair sums saturate at +-127
+    monkeypatch.setattr(int8_screen, "open", cpuinfo("flags\t\t: fpu avx2 avx512f avx512_vnni\n"), raising=False)
+    assert int8_screen._may_sum_in_int32()
+    monkeypatch.setattr(int8_screen, "open", cpuinfo("processor\t: 0\n"), raising=False)  # no flags line: the check decides
+    assert int8_screen._may_sum_in_int32()
+
+    def unreadable(*args, **kwargs):
+        raise OSError("no /proc here")
+
+    monkeypatch.setattr(int8_screen, "open", unreadable, raising=False)
+    assert int8_screen._may_sum_in_int32()

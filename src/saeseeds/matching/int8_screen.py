@@ -100,10 +100,25 @@ def quantized(x: torch.Tensor, levels: int, offset: int, dtype) -> tuple[torch.T
 def right_levels() -> int | None:
     """The right rows' integer range whose products this machine sums exactly: `WIDE_RIGHT_LEVELS` where no pair sum
     saturates, else `RIGHT_LEVELS`, else None (no int8 screen here). About 0.06 s per range tried, once per process."""
-    for levels in (WIDE_RIGHT_LEVELS, RIGHT_LEVELS):
+    for levels in (WIDE_RIGHT_LEVELS, RIGHT_LEVELS) if _may_sum_in_int32() else (RIGHT_LEVELS,):
         if products_exact_at(levels):
             return levels
     return None
+
+
+INT32_SUM_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+"""CPU flags (Linux's /proc/cpuinfo) of the instructions that sum u8 x s8 products in int32 without saturation."""
+
+
+def _may_sum_in_int32() -> bool:
+    """False where /proc/cpuinfo lists none of `INT32_SUM_FLAGS` (the wide range's check, 0.03 s, is then skipped: it
+    would fail); True where it lists one, or cannot be read (the check decides)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), None)
+    except OSError:
+        return True
+    return flags is None or any(flag in flags for flag in INT32_SUM_FLAGS)
 
 
 def int8_products_exact() -> bool:

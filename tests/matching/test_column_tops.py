@@ -69,3 +69,22 @@ def test_the_pass_reads_its_column_tops_from_the_stored_screen_where_it_keeps_on
     assert stored.stored is not None and own.stored is None
     same = np.mean([len(np.intersect1d(x, y)) / 8 for x, y in zip(stored.col_rows, own.col_rows)])
     assert same > 0.97
+
+
+def test_a_store_dropped_during_the_pass_leaves_the_column_tops_to_the_reserves_and_the_matching_exact():
+    # A value the 16-bit store cannot hold (|v| >= 2, in the second block) drops the stored screen: the column tops it
+    # would have given are then read off the row reserves by the solve, and the matching is still the optimum.
+    from scipy.optimize import linear_sum_assignment
+
+    from saeseeds.matching.assignment import assign_sparse
+    from saeseeds.matching.cosine_sources import DenseCosines
+
+    rng = np.random.default_rng(13)
+    sim = np.round(rng.uniform(-1, 1, (400, 400)) * 512).astype(np.float32) / 512
+    sim[300, 7] = 2.5
+    cand = candidate_pass(DenseCosines(sim), depth=16, block_rows=128, keep_screen=True, col_depth=4)
+    assert cand.stored is None and cand.col_rows is None
+    result = assign_sparse(DenseCosines(sim), k=8, depth=16, block_rows=128, keep_screen=True)
+    rows, cols = linear_sum_assignment(sim.astype(np.float64), maximize=True)
+    assert result.certificate["certified"]
+    assert np.isclose(sim[np.arange(400), result.partner].astype(np.float64).sum(), sim[rows, cols].astype(np.float64).sum())

@@ -9,7 +9,8 @@ Each left row a_i is scaled by s_i = max|a_i| / 127 and rounded to integers q_i 
 oneDNN's zero point); each right row b_j by t_j = max|b_j| / L and rounded to p_j in [-L, L] (s8), L = `right_levels()`:
 127 where the products sum in int32 directly (VNNI, AMX), else 63: AVX2's u8 x s8 instruction adds two products into
 int16 with saturation, and 2 * 255 * 63 < 2**15 keeps every pair sum exact. Which one this machine can take is checked
-at start on the products themselves (`products_exact_at`). 127 halves the right rows' rounding error: on the default
+at start on the products themselves (`products_exact_at`: with oneDNN capped at AVX2 or AVX512_CORE it fails at 127
+and passes at 63, with AVX512_CORE_VNNI it passes at 127). 127 halves the right rows' rounding error: on the default
 study's stacked set (AVX512-VNNI EPYC) the bound's largest value fell from 0.054 / 0.095 to 0.038 / 0.064 (encoder /
 decoder), the exact pairs from 83K / 135K to 68K / 104K, and the matching from 0.90-0.92 s to 0.82-0.83 s (4 calls
 each, alternated in one process), and the random 16K pair's bound from 0.05 to 0.025 (`screen_choice`).

@@ -4,11 +4,12 @@ The candidate graph takes, besides each row's top k, each column's best rows: wh
 few rows rank high would otherwise find its cheap partners round by round. The pass used to find them as it read each
 row (`screen_kernels.reduce_block`'s column tops): a test per value and an insertion per hit, 0.035 s of a 0.18 s pass
 per side of the default study's stacked set (6,048 x 576, int8 screen, AVX512 EPYC, `benchmarks/pass_parts.py`).
-Where the pass keeps a stored screen, every row's 512-1,023 largest values are there already, and 99.8% of the columns'
-16 best rows the pass found are among them (96% among the rows' top 48 alone: too few, the matching took 0.90 s
-against 0.83 s). Reading them from there costs a few milliseconds: the reserves first (each row's top 48, screened
+Where the pass keeps a stored screen, every row's 512-1,023 largest values are there already: read from them, the
+columns' 16 best rows are 99.996% the rows the pass found (from the rows' top 48 alone, 96%: too few, the matching
+took 0.90 s against 0.83 s). Reading them costs 11-12 ms a side: the reserves first (each row's top 48, screened
 values), which set every column's m-th best high, then the rest of the kept values (their stored 16 bits, plus half a
-step: an upper bound on the screened value), of which few pass that test.
+step: an upper bound on the screened value), of which few pass that test. The stacked set's matching: 0.81-0.86 ->
+0.78-0.80 s (`benchmarks/README.md` "Stop 46").
 
 They are candidates only: which rows they name changes the matching's speed, never its result. Ties are broken by row
 (value descending, then row ascending), a total order, so the tops do not depend on the order of offers or on how many

@@ -19,8 +19,8 @@ pass keeps no values for a second look, so int8 took the correlated 16K pair 3.1
 16K pair 2.54 against 3.39 s and the stacked set 1.02 against 1.17 s; the random 16K pair 3.72 s against 3.91 s.
 There, with VNNI, the right rows round to +-127 (`int8_screen.right_levels`), which halves their part of the bound:
 int8's typical error is then 0.39 of the unrelated gap on the random 16K pair (half of it at +-63), so "auto"
-takes int8 for it too, 2.6-3.1 s against bf16's 3.9-4.2 s (`benchmarks/matching.py --screen`, 2 calls each); at 131K the
-gap is narrower (0.44), and it stays bf16.
+takes int8 for it too, 2.6-3.1 s against bf16's 3.9-4.2 s (`benchmarks/matching.py --screen`, 2 calls each); at 131K its
+share is 0.44, and it stays bf16.
 """
 
 from __future__ import annotations

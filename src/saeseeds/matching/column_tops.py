@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from saeseeds.matching.screen_kernels import STORE_STEP
+from saeseeds.matching.screen_kernels import STORE_STEP, merge_column_tops, new_column_tops
 
 
 @njit(inline="always")
@@ -66,44 +66,15 @@ def _chunk_tops(deep_v, deep_c, deep_n, row_idx, row_val, vals, rows):  # pragma
                 in_reserve[row_idx[i, p]] = False
 
 
-@njit(cache=True, nogil=True)
-def _merge(vals, rows, out_v, out_r):  # pragma: no cover - compiled
-    """Writes each column's m best over the chunks' sorted lists (value descending, then row ascending)."""
-    chunks, n, m = vals.shape
-    head = np.zeros(chunks, dtype=np.int64)
-    for c in range(n):
-        head[:] = 0
-        for q in range(m):
-            best = -1
-            for ch in range(chunks):
-                h = head[ch]
-                if h < m and rows[ch, c, h] >= 0 and (
-                    best < 0
-                    or vals[ch, c, h] > vals[best, c, head[best]]
-                    or (vals[ch, c, h] == vals[best, c, head[best]] and rows[ch, c, h] < rows[best, c, head[best]])
-                ):
-                    best = ch
-            if best < 0:
-                out_v[c, q], out_r[c, q] = -np.inf, -1
-            else:
-                out_v[c, q], out_r[c, q] = vals[best, c, head[best]], rows[best, c, head[best]]
-                head[best] += 1
-
-
 def tops_from_kept_rows(deep, row_idx: np.ndarray, row_val: np.ndarray, m: int, chunks: int) -> tuple[np.ndarray, np.ndarray]:
     """Returns (rows, values) [n, m]: each column's m best rows among the reserves (`row_idx`, `row_val`: screened
     values) and the stored screen's kept values (`deep` = (values, columns, counts, floors), `screen_kernels.deep_rows`;
     upper bounds on their screened values). A column named by fewer than m rows gets row -1 and value -inf after them.
     """
     deep_v, deep_c, deep_n, _ = deep
-    n = len(deep_n)
-    vals = np.full((chunks, n, m), -np.inf, dtype=np.float32)
-    rows = np.full((chunks, n, m), -1, dtype=np.int64)
+    _, vals, rows = new_column_tops(chunks, len(deep_n), m)
     _chunk_tops(deep_v, deep_c, deep_n, np.ascontiguousarray(row_idx), np.ascontiguousarray(row_val), vals, rows)
-    out_v = np.empty((n, m), dtype=np.float32)
-    out_r = np.empty((n, m), dtype=np.int64)
-    _merge(vals, rows, out_v, out_r)
-    return out_r, out_v
+    return merge_column_tops((None, vals, rows))
 
 
 __all__ = ["tops_from_kept_rows"]

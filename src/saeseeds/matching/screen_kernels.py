@@ -534,14 +534,42 @@ def new_column_tops(chunks: int, n: int, m: int) -> tuple[np.ndarray, np.ndarray
     )
 
 
+@njit(cache=True, nogil=True)
+def _merge_sorted_tops(vals, rows, out_v, out_r):  # pragma: no cover - compiled
+    """Writes each column's m best over the chunks' lists, each sorted by value descending, then row ascending."""
+    chunks, n, m = vals.shape
+    head = np.zeros(chunks, dtype=np.int64)
+    for c in range(n):
+        head[:] = 0
+        for q in range(m):
+            best = -1
+            for ch in range(chunks):
+                h = head[ch]
+                if h < m and rows[ch, c, h] >= 0 and (
+                    best < 0
+                    or vals[ch, c, h] > vals[best, c, head[best]]
+                    or (vals[ch, c, h] == vals[best, c, head[best]] and rows[ch, c, h] < rows[best, c, head[best]])
+                ):
+                    best = ch
+            if best < 0:
+                out_v[c, q], out_r[c, q] = -np.inf, -1
+            else:
+                out_v[c, q], out_r[c, q] = vals[best, c, head[best]], rows[best, c, head[best]]
+                head[best] += 1
+
+
 def merge_column_tops(col_top) -> tuple[np.ndarray, np.ndarray]:
-    """Returns (rows, values) [n, m]: each column's m best rows over all chunks, by value descending, then row."""
+    """Returns (rows, values) [n, m]: each column's m best rows over all chunks, by value descending, then row.
+
+    Each chunk's list is already in that order (`reduce_block` offers rows in increasing order; `column_tops` keeps a
+    total order), so a merge of the heads: 1 ms a stacked-set side, where a lexsort of all chunks' entries took 6.5.
+    A column named by fewer than m rows gets row -1 and value -inf after them."""
     _, vals, rows = col_top
     chunks, n, m = vals.shape
-    vals = vals.transpose(1, 0, 2).reshape(n, chunks * m)
-    rows = rows.transpose(1, 0, 2).reshape(n, chunks * m)
-    order = np.lexsort((rows, -vals.astype(np.float64)), axis=-1)[:, :m]
-    return np.take_along_axis(rows, order, axis=1), np.take_along_axis(vals, order, axis=1)
+    out_v = np.empty((n, m), dtype=np.float32)
+    out_r = np.empty((n, m), dtype=np.int64)
+    _merge_sorted_tops(vals, rows, out_v, out_r)
+    return out_r, out_v
 
 
 def over_thresholds(store, rows, cols, row_thr, col_thr) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -50,6 +50,11 @@ RESERVE_DEPTH = 48
 """Screened pairs kept per row by the pass. 48 against 64: real 16K 4.86 -> 4.72 s, correlated 16K 7.42 -> 7.36 s, the
 stacked set 1.33 -> 1.29 s, random 16K 6.16 -> 6.02 s (2-core AVX2 EPYC, float32 screen); at 32 the real 16K pair's
 rows screened again rose from 220 to 3,450 (4.92 s)."""
+COLUMN_DEPTH = 24
+"""Each column's best rows in the first candidate graph (at most k). 24 against 16 on the default study's stacked set
+(int8 screen, AVX512 EPYC, medians of 6 alternated calls): rows screened again 5,272 / 8,540 -> 3,654 / 5,460 (enc /
+dec), the matching 0.774 -> 0.744 s; at 32, 0.765 s (more edges to solve). The 16K pairs alike or a little faster (real
+1.955 -> 1.919 s, correlated 2.692 -> 2.683 s, medians of 4); random pairs keep none (`similarity.BlockReducer`)."""
 TOLERANCE_NOTE = (
     f"optimal exactly for cosines quantised to 2^-{QUANTUM_BITS} (integer arithmetic); "
     f"hence within n*2^-{QUANTUM_BITS + 1} summed cosine of the optimum of the float32 cosine matrix"
@@ -126,7 +131,7 @@ def assign_sparse(
     source: CosineSource,
     *,
     k: int = 32,
-    k_col: int = 16,
+    k_col: int = COLUMN_DEPTH,
     depth: int = RESERVE_DEPTH,
     block_rows: int = 1024,
     max_rounds: int = 100,
@@ -170,7 +175,7 @@ def screen_problem(
     source: CosineSource,
     *,
     k: int = 32,
-    k_col: int = 16,
+    k_col: int = COLUMN_DEPTH,
     depth: int = RESERVE_DEPTH,
     block_rows: int = 1024,
     timings: dict[str, float] | None = None,
@@ -423,6 +428,6 @@ def _exact_row_max(
 
 
 __all__ = [
-    "PAD_COSINE", "RESERVE_DEPTH", "Assignment", "ScreenedProblem", "assign_dense", "assign_sparse", "screen_problem",
+    "COLUMN_DEPTH", "PAD_COSINE", "RESERVE_DEPTH", "Assignment", "ScreenedProblem", "assign_dense", "assign_sparse", "screen_problem",
     "solve_screened", "unpad",
 ]

@@ -227,16 +227,20 @@ def _solve_screened(problem: ScreenedProblem, max_rounds: int, timings: dict[str
         in_reserve = np.flatnonzero(reserve.on_edge)
         on_diagonal = reserve.rows[in_reserve] == reserve.cols[in_reserve]
         diag = np.setdiff1d(ar, reserve.rows[in_reserve[on_diagonal]])
-        # Reserve edges enter on their screened bound; only the diagonal's pairs outside the reserve (few) need exact values.
-        edges = EdgeSet(n)
-        first_rows, first_cols = reserve.rows[in_reserve], reserve.cols[in_reserve]
-        edges.add_bounded(first_rows, first_cols, reserve.q[in_reserve] + _tie_breaker(first_rows, first_cols))
+        # Reserve pairs and the columns' best rows enter on their screened bounds, in one sorted insert (the reserve's
+        # first: the first occurrence of a pair wins); only the diagonal's pairs outside the reserve need exact values.
+        # Added in two inserts, the stacked set's took 13 ms a side, in one, 9. (On their rows' bounds beyond the
+        # reserve, the diagonal's pairs drew 2.7 times the exact values as the matching settled.)
+        parts = [(reserve.rows[in_reserve], reserve.cols[in_reserve], reserve.q[in_reserve])]
         if cand.col_rows is not None:
             found = cand.col_val.reshape(-1) > -np.inf
             col_rows, col_cols = cand.col_rows.reshape(-1)[found], np.repeat(ar, cand.col_rows.shape[1])[found]
             upper = ceil_quantize(source.error.pair_upper(col_rows, col_cols, cand.col_val.reshape(-1)[found]), QUANTUM_BITS)
-            edges.add_bounded(col_rows, col_cols, upper + _tie_breaker(col_rows, col_cols))
+            parts.append((col_rows, col_cols, upper))
             reserve.mark(col_rows, col_cols)
+        first_rows, first_cols, first_q = (np.concatenate(x) for x in zip(*parts))
+        edges = EdgeSet(n)
+        edges.add_bounded(first_rows, first_cols, first_q + _tie_breaker(first_rows, first_cols))
         edges.add(diag, diag, exact(diag, diag))
     # Every pair is <= its column's bound (and, outside the reserve, <= reserve.bound of its row).
     s = ceil_quantize(source.error.col_upper(ar, cand.col_max), QUANTUM_BITS)

@@ -74,39 +74,14 @@ def borrow(nbytes: int) -> tuple[np.ndarray, Callable[[], None]]:
     return buffer[:nbytes], lambda: pool.give_back(buffer)
 
 
-HUGE_PAGES = getattr(mmap, "MADV_HUGEPAGE", None)
-POPULATE_WRITE = getattr(mmap, "MADV_POPULATE_WRITE", 23 if HUGE_PAGES is not None else None)
-"""Linux's advice to fill a mapping's pages now (5.14 on; Python 3.11's mmap module does not name it)."""
-
-
 def _populated(nbytes: int) -> np.ndarray:
-    """Returns nbytes of fresh memory whose pages are filled, in 2 MiB pages where the kernel gives them.
-
-    A stored screen is written row by row all over its memory, so it is asked for transparent huge pages (Linux's
-    madvise mode; "never" gives 4 KiB pages and nothing else changes) and filled at once: 37 MiB (a stacked-set
-    screen) took 2.9 ms against 9.1-9.5 ms mapped with MAP_POPULATE in 4 KiB pages (2-core EPYC VM). Where the advice
-    is refused (a kernel older than 5.14), every page is touched from here; without MAP_POPULATE (not Linux) the
-    memory is written whole.
-    """
-    populate = getattr(mmap, "MAP_POPULATE", 0)
-    if nbytes == 0 or not populate:
+    flags = getattr(mmap, "MAP_POPULATE", 0)
+    if nbytes == 0 or not flags:
         values = np.empty(nbytes, dtype=np.uint8)
         values.fill(0)
         return values
-    if HUGE_PAGES is None:
-        region = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | populate)
-        return np.frombuffer(region, dtype=np.uint8)  # the array holds the mapping; it is unmapped with the array
-    region = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    values = np.frombuffer(region, dtype=np.uint8)
-    try:
-        region.madvise(HUGE_PAGES)
-    except OSError:  # a kernel without transparent huge pages: 4 KiB pages
-        pass
-    try:
-        region.madvise(POPULATE_WRITE)
-    except OSError:
-        values[:: mmap.PAGESIZE] = 0
-    return values
+    region = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | flags)
+    return np.frombuffer(region, dtype=np.uint8)  # the array holds the mapping; it is unmapped with the array
 
 
 __all__ = ["ScreenMemory", "borrow", "reuse_screen_memory"]

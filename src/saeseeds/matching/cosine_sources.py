@@ -21,7 +21,9 @@ import numpy as np
 import torch
 
 from saeseeds.common.bounds import row_norm_upper
-from saeseeds.common.hardware import full_precision_reductions, native_bf16, numba_threads_as_torch, use_bf16
+from saeseeds.common.hardware import (
+    compiled_kernels_apply, full_precision_reductions, native_bf16, numba_threads_as_torch, use_bf16,
+)
 from saeseeds.matching.screen_settings import PRECISIONS
 
 PAIR_CHUNK = 1024
@@ -142,7 +144,7 @@ def exact_cosines(a: torch.Tensor, b: torch.Tensor, rows: np.ndarray, cols: np.n
     Each pair is one reduction over a contiguous row, so its value does not depend on the batch. On CPU
     a compiled kernel computes each pair in one pass (`exact_dots`); elsewhere torch, `PAIR_CHUNK` pairs at a time.
     """
-    if a.device.type == "cpu" and a.is_contiguous() and b.is_contiguous() and a.dtype == b.dtype == torch.float32:
+    if compiled_kernels_apply(a, b):
         # Imported here: numba's start-up is paid only by the sparse path, which asks for exact pairs.
         from saeseeds.matching.exact_dots import exact_dots
 

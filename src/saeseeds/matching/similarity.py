@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from saeseeds.common.hardware import compiled_kernels_apply
 from saeseeds.matching.cosine_sources import CosineSource
 
 QUANTUM_BITS = 32
@@ -175,7 +176,7 @@ class BlockReducer:
 
     @staticmethod
     def usable(block: torch.Tensor) -> bool:
-        return block.device.type == "cpu" and block.dtype == torch.float32 and block.is_contiguous()
+        return compiled_kernels_apply(block)
 
     def __call__(self, rows: np.ndarray, block: torch.Tensor, row_val: np.ndarray, row_idx: np.ndarray) -> None:
         from saeseeds.matching.screen_kernels import NAN_ROW, OUT_OF_RANGE, new_column_tops, reduce_block

@@ -32,6 +32,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from saeseeds.matching.scaled_auction import first_assignment
+
 UNMATCHED = -1
 BIDS_PER_FREE_ROW = 64
 """The first solve's free rows bid first (at most this many bids each, in all), then take shortest paths."""
@@ -54,11 +56,20 @@ class AugmentingSolver:
         self.b = np.zeros(n, dtype=np.int64)
         self.paths = 0
         """How many augmenting paths were found so far."""
+        self.start_by_auction = True
+        """Solve the first graph by `scaled_auction.first_assignment` (False: bids, then shortest paths, as later solves)."""
 
     def solve(self, rows: np.ndarray, cols: np.ndarray, q: np.ndarray, touched: np.ndarray) -> np.ndarray:
         """Returns the optimal perfect matching of the edges (grouped by row) after the edges of `touched` rows changed."""
         graph = csr(self.n, rows, cols, q)
         first = bool((self.partner == UNMATCHED).all())  # only before the first solve: a perfect matching stays perfect
+        if first and self.start_by_auction:
+            row_ptr, c, profit = graph
+            order = _best_first(row_ptr, profit)
+            found = first_assignment(row_ptr, c[order], profit[order])
+            if found is not None:
+                self.partner, self.owner, self.a, self.b = found
+                return self.partner
         self.reprice(graph, touched)
         return self.augment(graph, bids=BIDS_PER_FREE_ROW, ordered=first)
 

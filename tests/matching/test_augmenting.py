@@ -1,4 +1,5 @@
-"""The incremental assignment solver against scipy's LAPJVsp, on graphs that grow and whose profits change."""
+"""The incremental assignment solver against scipy's LAPJVsp, on graphs that grow and whose profits change, and its
+first solve's auction (`scaled_auction`) with its potentials against a brute-force reference."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import pytest
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import min_weight_full_bipartite_matching
 
-from saeseeds.matching.augmenting import AugmentingSolver, csr
+from saeseeds.matching.augmenting import AugmentingSolver, _best_first, csr
+from saeseeds.matching.scaled_auction import first_assignment
 
 
 def scipy_objective(n: int, key: np.ndarray, q: np.ndarray) -> int:
@@ -37,14 +39,16 @@ def check_optimal(solver: AugmentingSolver, n: int, key: np.ndarray, q: np.ndarr
     assert int(q[matched].sum()) == scipy_objective(n, key, q)
 
 
+@pytest.mark.parametrize("auction", [True, False], ids=["auction-first", "paths-first"])
 @pytest.mark.parametrize(("scale", "sizes"), [(1, (2, 50)), (10**9, (2, 50)), (1, (200, 400)), (10**9, (200, 400))])
-def test_solves_growing_graphs_with_falling_and_rising_profits_like_scipy(scale, sizes):
+def test_solves_growing_graphs_with_falling_and_rising_profits_like_scipy(scale, sizes, auction):
     rng = np.random.default_rng(scale + sizes[0])
     for _ in range(60 if sizes[0] < 100 else 8):
         n = int(rng.integers(*sizes))
         key, q = random_graph(rng, n, int(rng.integers(1, 7)), scale)
         solver = AugmentingSolver(n)
-        solver.solve(key // n, key % n, q, np.arange(n))  # the first solve: bids, then shortest paths
+        solver.start_by_auction = auction
+        solver.solve(key // n, key % n, q, np.arange(n))  # the first solve: an auction, or bids then shortest paths
         check_optimal(solver, n, key, q)
         for _ in range(3):
             prices = solver.b.copy()
@@ -79,6 +83,7 @@ def test_bids_alone_can_finish_a_first_solve_with_tight_feasible_duals():
     q = np.array([[10, 9, 0], [10, 0, 8], [10, 0, 0]])
     rows, cols = np.divmod(np.arange(n * n), n)
     solver = AugmentingSolver(n)
+    solver.start_by_auction = False
     solver.solve(rows, cols, q.reshape(-1), np.arange(n))
     assert solver.paths == 0, "the bids should have matched every row"
     check_optimal(solver, n, np.arange(n * n), q.reshape(-1))
@@ -139,3 +144,78 @@ def test_bids_that_stop_at_a_rows_weaker_edges_bid_as_a_full_scan_would(scale, o
     assert got.tolist() == want and len(want) < len(free)
     for mine, theirs in zip((solver.partner, solver.owner, solver.a, solver.b), state):
         np.testing.assert_array_equal(mine, theirs)
+
+
+def ordered_graph(n: int, key: np.ndarray, q: np.ndarray):
+    row_ptr, cols, profit = csr(n, key // n, key % n, q)
+    order = _best_first(row_ptr, profit)
+    return row_ptr, cols[order], profit[order]
+
+
+def lowest_prices_by_relaxation(row_ptr, cols, q, partner) -> np.ndarray:
+    """The least prices B >= 0 with q_ij - B_j <= q_im - B_m on every edge (m row i's partner): Bellman-Ford from 0."""
+    n = len(partner)
+    b = np.zeros(n, dtype=np.int64)
+    for _ in range(n + 1):
+        changed = False
+        for i in range(n):
+            edges = range(row_ptr[i], row_ptr[i + 1])
+            mine = next(q[e] for e in edges if cols[e] == partner[i])
+            for e in edges:
+                need = b[partner[i]] + q[e] - mine
+                if b[cols[e]] < need:
+                    b[cols[e]], changed = need, True
+        if not changed:
+            return b
+    raise AssertionError("the relaxation did not settle: the matching is not optimal")
+
+
+@pytest.mark.parametrize("scale", [1, 10**9])
+def test_the_auction_finds_the_optimum_with_the_lowest_tight_feasible_prices(scale):
+    rng = np.random.default_rng(scale % 101)
+    for _ in range(40):
+        n = int(rng.integers(1, 60))
+        key, q = random_graph(rng, n, int(rng.integers(1, 7)), scale)  # profits in 100 values: ties everywhere
+        row_ptr, cols, profit = ordered_graph(n, key, q)
+        partner, owner, a, b = first_assignment(row_ptr, cols, profit)
+        assert sorted(partner.tolist()) == list(range(n)) and (owner[partner] == np.arange(n)).all()
+        rows = np.repeat(np.arange(n), np.diff(row_ptr))
+        assert (a[rows] + b[cols] >= profit).all(), "a potential below an edge"
+        matched = profit[[np.flatnonzero((rows == i) & (cols == partner[i]))[0] for i in range(n)]]
+        assert (a + b[partner] == matched).all(), "a matched edge not tight"
+        assert int(matched.sum()) == scipy_objective(n, key, q)
+        np.testing.assert_array_equal(b, lowest_prices_by_relaxation(row_ptr, cols, profit, partner))
+
+
+def test_rows_with_a_single_edge_take_it():
+    # Rows 0-3 have only their own column; rows 4-7 may take any of 4-7 and all like column 4 best.
+    n = 8
+    pairs = [(i, i, 5) for i in range(4)] + [(i, j, 10 - (j - 4) - (i == j)) for i in range(4, 8) for j in range(4, 8)]
+    key = np.array([i * n + j for i, j, _ in pairs])
+    q = np.array([v for *_, v in pairs], dtype=np.int64)
+    order = np.argsort(key)
+    key, q = key[order], q[order]
+    partner, *_ = first_assignment(*ordered_graph(n, key, q))
+    assert partner[:4].tolist() == [0, 1, 2, 3]
+    solver = AugmentingSolver(n)
+    solver.solve(key // n, key % n, q, np.arange(n))
+    check_optimal(solver, n, key, q)
+
+
+def test_a_graph_without_perfect_matching_is_given_up_and_reported_by_the_paths():
+    n = 3
+    key = np.array([0 * n + 0, 1 * n + 0, 2 * n + 2])  # rows 0 and 1 both have only column 0
+    q = np.ones(3, dtype=np.int64)
+    assert first_assignment(*ordered_graph(n, key, q)) is None
+    with pytest.raises(RuntimeError, match="no augmenting path"):
+        AugmentingSolver(n).solve(key // n, key % n, q, np.arange(n))
+
+
+def test_profits_too_large_to_scale_are_solved_by_shortest_paths():
+    rng = np.random.default_rng(3)
+    n = 40
+    key, q = random_graph(rng, n, 4, 10**15)  # spread 1e17: times n + 1 it would leave int64's safe range
+    assert first_assignment(*ordered_graph(n, key, q)) is None
+    solver = AugmentingSolver(n)
+    solver.solve(key // n, key % n, q, np.arange(n))
+    check_optimal(solver, n, key, q)

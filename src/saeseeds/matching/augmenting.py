@@ -15,7 +15,9 @@ free column, the columns Dijkstra settled at distance d_j <= d gain d - d_j on B
 it on A: the path becomes tight, M stays tight, every edge stays feasible, and column prices only
 rise (which `pair_sets.Watch` relies on). Work per round is the few paths that changed, not the graph.
 
-The first solve starts from nothing: every row takes its best column if free, and the rest (a third to
+The first solve starts from nothing and is an auction's (`scaled_auction.first_assignment`: its
+docstring says why). Where that gives up (a graph without a perfect matching, profits too large to
+scale), or with `start_by_auction` off, every row takes its best column if free, and the rest (a third to
 a half of the rows on the benchmark's dictionaries) bid for columns first (LAPJV's augmenting row
 reduction, `_bid`), which leaves a few dozen rows for the shortest paths. On the first graphs of
 the 16K benchmark matchings that took 0.07 / 0.21 s (random / correlated) against 0.43 / 0.71 s
@@ -32,6 +34,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from saeseeds.matching.binary_heap import heap_pop, heap_push
 from saeseeds.matching.scaled_auction import first_assignment
 
 UNMATCHED = -1
@@ -214,42 +217,6 @@ def _bid(row_ptr, cols, q, partner, owner, a, b, free, budget, ordered):  # prag
 
 
 @njit(cache=True, nogil=True)
-def _heap_push(keys, vals, size, key, val):  # pragma: no cover - compiled
-    """Pushes (key, val) onto the binary min-heap held in keys[:size], vals[:size]; returns the new size."""
-    pos = size
-    while pos > 0:
-        parent = (pos - 1) >> 1
-        if keys[parent] < key or (keys[parent] == key and vals[parent] <= val):
-            break
-        keys[pos], vals[pos] = keys[parent], vals[parent]
-        pos = parent
-    keys[pos], vals[pos] = key, val
-    return size + 1
-
-
-@njit(cache=True, nogil=True)
-def _heap_pop(keys, vals, size):  # pragma: no cover - compiled
-    """Removes the least (key, val); returns it and the new size (ties go to the lower val: deterministic)."""
-    top_key, top_val = keys[0], vals[0]
-    size -= 1
-    key, val = keys[size], vals[size]
-    pos = 0
-    while True:
-        child = 2 * pos + 1
-        if child >= size:
-            break
-        right = child + 1
-        if right < size and (keys[right] < keys[child] or (keys[right] == keys[child] and vals[right] < vals[child])):
-            child = right
-        if key < keys[child] or (key == keys[child] and val <= vals[child]):
-            break
-        keys[pos], vals[pos] = keys[child], vals[child]
-        pos = child
-    keys[pos], vals[pos] = key, val
-    return top_key, top_val, size
-
-
-@njit(cache=True, nogil=True)
 def _augment(row_ptr, cols, q, partner, owner, a, b, free):  # pragma: no cover - compiled
     """One Dijkstra per free row; returns how many paths it found (it stops at the first row without one).
 
@@ -303,7 +270,7 @@ def _augment(row_ptr, cols, q, partner, owner, a, b, free):  # pragma: no cover 
                         level[n_level] = j
                         n_level += 1
                     else:
-                        size = _heap_push(heap_keys, heap_vals, size, d, j)
+                        size = heap_push(heap_keys, heap_vals, size, d, j)
             j = UNMATCHED
             while n_level > 0:
                 n_level -= 1
@@ -311,7 +278,7 @@ def _augment(row_ptr, cols, q, partner, owner, a, b, free):  # pragma: no cover 
                     j = level[n_level]
                     break
             while j == UNMATCHED and size > 0:
-                d, c, size = _heap_pop(heap_keys, heap_vals, size)
+                d, c, size = heap_pop(heap_keys, heap_vals, size)
                 if settled_at[c] != search and d == dist[c]:
                     j = c
             if j == UNMATCHED:

@@ -15,17 +15,23 @@ within 1 of its best, n in all, less than one unscaled unit, so the matching is 
 auction, as in Goldberg & Kennedy's CSA). Potentials follow without trusting that: column prices
 B_j = ceil(p_j / (n + 1)) are raised until every row's matched edge is its best (`_raise_to_tight`: at
 most a quantum here and there, one pass over the edges on the stacked set), which ends because the
-matching is optimal, and A_i = max_j q_ij - B_j. `assign_sparse` checks feasibility and tightness itself.
+matching is optimal, and A_i = max_j q_ij - B_j. Then the prices are lowered as far as they go
+(`_lowest_prices`): the auction's keep what its coarse phases added, its rows' potentials sit that much
+lower, and the certificate's bounds then sent more rows to be screened again. `assign_sparse` checks
+feasibility and tightness itself.
 
 On the stacked set's first graphs (6,048 rows, 37 edges each): 26 / 22 ms (decoder / encoder) against
-89 / 55 ms for bids and shortest paths, same optimum. Later solves start from these potentials in
-`augmenting.AugmentingSolver` (a few rows freed at a time: shortest paths suit them).
+89 / 55 ms for bids and shortest paths, the same optimum; the lowest prices take 4 ms more. Later solves
+start from these potentials in `augmenting.AugmentingSolver` (rows freed a few at a time, where shortest
+paths suit; an auction there, from the last prices, saved little and sent more rows to be screened again).
 """
 
 from __future__ import annotations
 
 import numpy as np
 from numba import njit
+
+from saeseeds.matching.binary_heap import heap_pop, heap_push
 
 UNMATCHED = -1
 START_SHARE = 32
@@ -51,7 +57,7 @@ def first_assignment(row_ptr: np.ndarray, cols: np.ndarray, q: np.ndarray):
     if n == 0 or len(q) == 0:
         return None
     spread = int(q.max()) - int(q.min()) + 1
-    if spread * (n + 1) >= _LARGEST_SCALED or abs(int(q.min())) * (n + 1) >= _LARGEST_SCALED or abs(int(q.max())) * (n + 1) >= _LARGEST_SCALED:
+    if max(spread, abs(int(q.min())), abs(int(q.max()))) * (n + 1) >= _LARGEST_SCALED:
         return None
     scaled = q * np.int64(n + 1)
     prices = np.zeros(n, dtype=np.int64)
@@ -68,6 +74,7 @@ def first_assignment(row_ptr: np.ndarray, cols: np.ndarray, q: np.ndarray):
     b = -((-prices) // (n + 1))  # ceil
     if not _raise_to_tight(row_ptr, cols, q, partner, owner, b, np.int64(BIDS_PER_ROW_CAP * (len(q) + n))):
         return None
+    b = _lowest_prices(row_ptr, cols, q, owner, _row_best(row_ptr, cols, q, b), b)
     return partner, owner, _row_best(row_ptr, cols, q, b), b
 
 
@@ -164,6 +171,41 @@ def _raise_to_tight(row_ptr, cols, q, partner, owner, b, budget):  # pragma: no 
         if budget < 0:
             return False
     return True
+
+
+@njit(cache=True, nogil=True)
+def _lowest_prices(row_ptr, cols, q, owner, a, b):  # pragma: no cover - compiled
+    """Returns the least non-negative column prices under which the matching stays tight and every edge feasible.
+
+    Lowering column j by D_j <= B_j keeps edge (i, j) feasible while D_j <= D_m + (A_i + B_j - q_ij), m row i's column:
+    the largest D is a shortest-path labelling from every column at once (start label B_j), which Dijkstra finds
+    because reduced costs are >= 0. The auction's prices carry what its coarse phases added, and the rows' potentials
+    sit that much lower; the lowest prices put them back where shortest paths would have (a random 16K pair's rows
+    screened again 13,349 / 16,519 -> 9,394 / 9,268, against 8,847 / 8,344 after shortest paths).
+    """
+    n = len(owner)
+    lower = b.copy()
+    done = np.zeros(n, dtype=np.bool_)
+    keys = np.empty(len(cols) + n, dtype=np.int64)
+    vals = np.empty(len(cols) + n, dtype=np.int64)
+    size = 0
+    for j in range(n):
+        size = heap_push(keys, vals, size, lower[j], j)
+    while size > 0:
+        d, m, size = heap_pop(keys, vals, size)
+        if done[m] or d != lower[m]:
+            continue
+        done[m] = True
+        i = owner[m]
+        base = d + a[i]
+        for e in range(row_ptr[i], row_ptr[i + 1]):
+            j = cols[e]
+            if not done[j]:
+                x = base + b[j] - q[e]
+                if x < lower[j]:
+                    lower[j] = x
+                    size = heap_push(keys, vals, size, x, j)
+    return b - lower
 
 
 @njit(cache=True, nogil=True)

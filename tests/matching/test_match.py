@@ -393,17 +393,26 @@ def test_encoder_and_decoder_solves_side_by_side_give_what_one_at_a_time_gives(n
     rng = np.random.default_rng(21)
     a, b, _ = random_dicts(rng, 240, 16)
     c, e, _ = random_dicts(rng, 240, 16)
-    threads = []
-    solve = match.solve_screened
+    threads, pass_threads = [], []
+    solve, screen = match.solve_screened, match.screen_problem
 
     def spy(problem, **kw):
         threads.append(threading.current_thread())
         return solve(problem, **kw)
 
+    def pass_spy(source, **kw):
+        pass_threads.append((threading.current_thread(), torch.get_num_threads()))
+        return screen(source, **kw)
+
     monkeypatch.setattr(match, "solve_screened", spy)
+    monkeypatch.setattr(match, "screen_problem", pass_spy)
     opts = dict(method="sparse", k=4, depth=8, block_rows=32, screen="fp32")
+    cores = torch.get_num_threads()
     side_by_side = match_dictionaries(a, c, b[:n_b], e[:n_b], **opts)
     assert len(set(threads)) == 2 and threading.main_thread() not in threads
+    # On CPU each side's pass runs in its solve's thread, on half the cores; the caller's thread count is left alone.
+    assert [t for t, _ in pass_threads] == threads or [t for t, _ in pass_threads][::-1] == threads
+    assert {count for _, count in pass_threads} == {max(1, cores // 2)} and torch.get_num_threads() == cores
     threads.clear()
     monkeypatch.setattr(match, "_solves_side_by_side", lambda: False)
     in_turn = match_dictionaries(a, c, b[:n_b], e[:n_b], **opts)

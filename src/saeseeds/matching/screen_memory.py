@@ -57,6 +57,25 @@ def reuse_screen_memory() -> Iterator[None]:
             del _shared.pool
 
 
+def current_pool() -> ScreenMemory | None:
+    """Returns the pool this thread's stored screens borrow from (None outside `reuse_screen_memory`)."""
+    return getattr(_shared, "pool", None)
+
+
+@contextmanager
+def screen_memory_of(pool: ScreenMemory | None) -> Iterator[None]:
+    """Within this block, this thread's stored screens borrow from `pool`: another thread's (`current_pool`), so that
+    the worker threads of one matching (`match.match_dictionaries`) reuse the job's buffers as its own thread would."""
+    if pool is None or hasattr(_shared, "pool"):
+        yield
+        return
+    _shared.pool = pool
+    try:
+        yield
+    finally:
+        del _shared.pool
+
+
 def borrow(nbytes: int) -> tuple[np.ndarray, Callable[[], None]]:
     """Returns a flat uint8 buffer of `nbytes` bytes whose pages are touched already, and the call that gives it back.
 
@@ -84,4 +103,4 @@ def _populated(nbytes: int) -> np.ndarray:
     return np.frombuffer(region, dtype=np.uint8)  # the array holds the mapping; it is unmapped with the array
 
 
-__all__ = ["ScreenMemory", "borrow", "reuse_screen_memory"]
+__all__ = ["ScreenMemory", "borrow", "current_pool", "reuse_screen_memory", "screen_memory_of"]

@@ -137,14 +137,15 @@ def _solves_side_by_side() -> bool:
 
 
 def _finish_side_by_side(started: list, max_rounds: int, timings: dict[str, float] | None) -> list[Assignment]:
-    """Finishes the encoder's and the decoder's matchings in two threads.
+    """Finishes the encoder's and the decoder's matchings in two threads (after passes on a GPU; on CPU each side
+    runs in its own thread from the start, `_match_sides_on_their_own_cores`).
 
-    A pass multiplies on every core; a solve runs mostly on one (the augmenting paths are serial), so the two
-    solves side by side take little more than the longer one. Seconds after the passes, medians alternated with
-    the old order (`benchmarks/solves_side_by_side.py`, 2-core EPYC): the default study's stacked 6,048-latent set
-    0.70 -> 0.54, real 16K 1.01 -> 0.73, correlated 16K 2.00 -> 1.71 (with 0.21 s more of first touches: the second
-    stored screen is fresh memory), random 16K 1.05 -> 0.78. Each matching's result is the same either way;
-    `timings` then sums both threads' seconds.
+    A solve runs mostly on one core (the augmenting paths are serial), so the two solves side by side take little
+    more than the longer one. On CPU, before each side had its own thread from its pass on, seconds after the passes,
+    medians alternated with one solve after the other (`benchmarks/solves_side_by_side.py`, 2-core EPYC): the default
+    study's stacked 6,048-latent set 0.70 -> 0.54, real 16K 1.01 -> 0.73, correlated 16K 2.00 -> 1.71 (with 0.21 s
+    more of first touches: the second stored screen is fresh memory), random 16K 1.05 -> 0.78. Each matching's
+    result is the same either way; `timings` then sums both threads' seconds.
     """
     from concurrent.futures import ThreadPoolExecutor
 

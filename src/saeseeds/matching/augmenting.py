@@ -35,7 +35,7 @@ import numpy as np
 from numba import njit
 
 from saeseeds.matching.binary_heap import heap_pop, heap_push
-from saeseeds.matching.scaled_auction import first_assignment
+from saeseeds.matching.scaled_auction import first_assignment, take_column
 
 UNMATCHED = -1
 BIDS_PER_FREE_ROW = 64
@@ -205,12 +205,9 @@ def _bid(row_ptr, cols, q, partner, owner, a, b, free, budget, ordered):  # prag
         else:
             b[j1] += v1 - v2
             a[i] = v2
-        k = owner[j1]
-        partner[i] = j1
-        owner[j1] = i
+        k = take_column(partner, owner, i, j1)
         if k != UNMATCHED:
             # k's potential stays feasible (prices only rose); it is free and bids next.
-            partner[k] = UNMATCHED
             queue[tail] = k
             tail += 1
     return left[:n_left].copy()

@@ -120,14 +120,22 @@ def _auction_phase(row_ptr, cols, scaled, prices, partner, owner, epsilon, sprea
         prices[j1] += v1 - v2 + epsilon
         if prices[j1] > _FAR:
             return False
-        k = owner[j1]
-        owner[j1] = i
-        partner[i] = j1
+        k = take_column(partner, owner, i, j1)
         if k != UNMATCHED:
-            partner[k] = UNMATCHED
             queue[tail] = k
             tail = tail + 1 if tail + 1 < size else 0
     return True
+
+
+@njit(inline="always")
+def take_column(partner, owner, i, j):  # pragma: no cover - compiled
+    """Matches row i to column j; returns the row that held j, now free (UNMATCHED if none did)."""
+    k = owner[j]
+    partner[i] = j
+    owner[j] = i
+    if k != UNMATCHED:
+        partner[k] = UNMATCHED
+    return k
 
 
 @njit(cache=True, nogil=True)
@@ -223,4 +231,4 @@ def _row_best(row_ptr, cols, q, b):  # pragma: no cover - compiled
     return a
 
 
-__all__ = ["first_assignment"]
+__all__ = ["first_assignment", "take_column"]

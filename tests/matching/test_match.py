@@ -421,6 +421,23 @@ def test_encoder_and_decoder_solves_side_by_side_give_what_one_at_a_time_gives(n
     assert side_by_side[1] == in_turn[1] and side_by_side[1]["certified"]
 
 
+def test_solves_side_by_side_after_both_passes_as_on_a_gpu_give_what_one_at_a_time_gives():
+    # On a GPU both passes run there first, then both solves side by side (`_finish_side_by_side`); the order is the
+    # device's, the solves are the CPU's, so CPU passes stand in for the GPU's here.
+    import saeseeds.matching.match as match
+
+    rng = np.random.default_rng(22)
+    a, b, _ = random_dicts(rng, 240, 16)
+    opts = dict(device=torch.device("cpu"), method="sparse", dense_max_n=4096, k=4, depth=8, block_rows=32, screen="fp32",
+                timings=None, absolute=False)
+    pairs = [(a, b), (b, a)]
+    together = match._finish_side_by_side([match._start_rows(*p, **opts) for p in pairs], 100, None)
+    for pair, got in zip(pairs, together):
+        alone = match._finish(match._start_rows(*pair, **opts), 100, None)
+        np.testing.assert_array_equal(got.partner, alone.partner)
+        assert got.certificate == alone.certificate and got.certificate["certified"]
+
+
 def test_frame_has_contract_columns_and_both_definitions_in_metadata():
     rng = np.random.default_rng(7)
     a, b, perm = random_dicts(rng, 100, 16, shared=0.5, noise=0.3)

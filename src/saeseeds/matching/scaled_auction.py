@@ -117,9 +117,10 @@ def _auction_phase(row_ptr, cols, scaled, prices, partner, owner, epsilon, sprea
             return False  # a row without edges
         if v2 == -_FAR:
             v2 = v1 - spread
-        prices[j1] += v1 - v2 + epsilon
-        if prices[j1] > _FAR:
-            return False
+        raise_by = v1 - v2 + epsilon  # < 2**63: values lie within [-2**62 - 2**56, 2**56]
+        if raise_by > _FAR - prices[j1]:
+            return False  # prices past 2**62: no feasible graph gets there
+        prices[j1] += raise_by
         k = take_column(partner, owner, i, j1)
         if k != UNMATCHED:
             queue[tail] = k

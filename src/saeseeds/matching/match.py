@@ -159,11 +159,16 @@ def _finish_side_by_side(started: list, max_rounds: int, timings: dict[str, floa
 
     with ThreadPoolExecutor(max_workers=len(started)) as pool:
         results = list(pool.map(finish, range(len(started))))
+    _add_timings(timings, own)
+    return results
+
+
+def _add_timings(timings: dict[str, float] | None, parts: list) -> None:
+    """Adds each thread's seconds per phase into `timings` (when the caller asked for them)."""
     if timings is not None:
-        for part in own:
+        for part in parts:
             for key, seconds in part.items():
                 timings[key] = timings.get(key, 0.0) + seconds
-    return results
 
 
 def _match_both(pairs, opts: dict, max_rounds: int, sparse: bool) -> tuple[Assignment, Assignment]:
@@ -212,10 +217,7 @@ def _match_sides_on_their_own_cores(pairs, opts: dict, max_rounds: int) -> tuple
 
     with ThreadPoolExecutor(max_workers=len(pairs)) as workers:
         enc, dec = workers.map(side, range(len(pairs)))
-    if timings is not None:
-        for part in own:
-            for key, seconds in part.items():
-                timings[key] = timings.get(key, 0.0) + seconds
+    _add_timings(timings, own)
     return enc, dec
 
 

@@ -9,6 +9,11 @@ the two modes run by run in one process keeps a noisy machine's drift out of the
 floor (`matching.fp32_floor`) right before its two calls, so each call's wall over the floor of its own minute is
 reported too (`wall_over_floor`).
 
+Since stop 48 a CPU matching runs each side in its own thread from its pass to its solve
+(`match._match_sides_on_their_own_cores`), so "side by side" here is that layout, its passes overlap, and the seconds
+"after the passes" (wall minus the summed pass seconds) no longer mean what they say: compare the walls
+(`wall_s`, `wall_over_floor`) instead.
+
     python benchmarks/solves_side_by_side.py --real results/smollm2-135m/kjv-pydoc/layers.6.mlp/*/ --repeat 4
     python benchmarks/solves_side_by_side.py --kind correlated --n 16384 --repeat 3
 """

@@ -422,6 +422,27 @@ def test_encoder_and_decoder_solves_side_by_side_give_what_one_at_a_time_gives(n
     assert side_by_side[1] == in_turn[1] and side_by_side[1]["certified"]
 
 
+def test_a_job_of_three_threads_keeps_three_and_splits_them_one_and_two():
+    # In a fresh process: launching numba's OpenMP pool (the first time a matching asks whether two threads may run its
+    # kernels) reset the shared runtime's thread count to every core, so the job ran on 2 here (and on 16 on 16 cores).
+    import subprocess
+    import sys
+
+    code = """
+import numpy as np, torch
+torch.set_num_threads(3)
+import saeseeds.matching.match as match
+seen, start = [], match._start_rows
+match._start_rows = lambda *a, **k: (seen.append(torch.get_num_threads()), start(*a, **k))[1]
+rng = np.random.default_rng(0)
+a, b = (rng.standard_normal((240, 16)).astype(np.float32) for _ in range(2))
+meta = match.match_dictionaries(a, a, b, b, method="sparse", k=4, depth=8, block_rows=32, screen="fp32")[1]
+print(sorted(seen), torch.get_num_threads(), meta["certified"])
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")[-2]
+    assert out == "[1, 2] 3 True", out
+
+
 def test_solves_side_by_side_after_both_passes_as_on_a_gpu_give_what_one_at_a_time_gives():
     # On a GPU both passes run there first, then both solves side by side (`_finish_side_by_side`); the order is the
     # device's, the solves are the CPU's, so CPU passes stand in for the GPU's here.

@@ -72,6 +72,7 @@ def numba_kernels_run_side_by_side() -> bool:
     fallback (workqueue, where neither library is found) does not, so work meant for two threads then runs in turn."""
     import numba
 
+    threads = torch.get_num_threads()
     try:
         from numba.np.ufunc.parallel import _launch_threads
 
@@ -79,6 +80,11 @@ def numba_kernels_run_side_by_side() -> bool:
         return numba.threading_layer() in ("omp", "tbb")
     except Exception:  # noqa: BLE001 - any doubt means one thread at a time
         return False
+    finally:
+        # Launching numba's OpenMP pool resets the shared runtime's thread count to every core (see
+        # `numba_threads_as_torch`): a 3-thread job on 2 cores ran on 2, one on 16 cores would run on 16.
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
 
 
 def compiled_kernels_apply(*tensors: torch.Tensor) -> bool:

@@ -90,6 +90,13 @@ class _Screened:
     n_b: int
 
 
+def _resolved_method(method: str, n: int, dense_max_n: int) -> str:
+    """Returns "dense" or "sparse": "auto" takes the dense path up to `dense_max_n` latents on the larger side."""
+    if method == "auto":
+        return "dense" if n <= dense_max_n else "sparse"
+    return method
+
+
 def _start_rows(
     wa, wb, *, device, method, dense_max_n, k, depth, block_rows, screen, timings, absolute
 ) -> Assignment | _Screened:
@@ -100,8 +107,7 @@ def _start_rows(
         raise MatchesError(f"screen={screen!r}: must be one of {PRECISIONS}")
     n_a, n_b = wa.shape[0], wb.shape[0]
     n = max(n_a, n_b)
-    if method == "auto":
-        method = "dense" if n <= dense_max_n else "sparse"
+    method = _resolved_method(method, n, dense_max_n)
     ua, ub = unit_rows(wa, device), unit_rows(wb, device)
     if method == "dense":
         with timed(timings, "similarity"):
@@ -147,28 +153,28 @@ def _finish_side_by_side(started: list, max_rounds: int, timings: dict[str, floa
     more of first touches: the second stored screen is fresh memory), random 16K 1.05 -> 0.78. Each matching's
     result is the same either way; `timings` then sums both threads' seconds.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
     from saeseeds.common.hardware import numba_threads_as_torch
 
-    own = [None if timings is None else {} for _ in started]
-
-    def finish(i: int) -> Assignment:
+    def finish(i: int, own: dict | None) -> Assignment:
         numba_threads_as_torch()  # numba's thread count is per thread
-        return _finish(started[i], max_rounds, own[i])
+        return _finish(started[i], max_rounds, own)
 
-    with ThreadPoolExecutor(max_workers=len(started)) as pool:
-        results = list(pool.map(finish, range(len(started))))
-    _add_timings(timings, own)
-    return results
+    return _in_threads(finish, len(started), timings)
 
 
-def _add_timings(timings: dict[str, float] | None, parts: list) -> None:
-    """Adds each thread's seconds per phase into `timings` (when the caller asked for them)."""
+def _in_threads(work, count: int, timings: dict[str, float] | None) -> list:
+    """Returns [work(i, own_timings_i) for i < count], each call in a thread of its own; adds each thread's seconds per
+    phase into `timings` (when the caller asked for them)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    own = [None if timings is None else {} for _ in range(count)]
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        results = list(pool.map(work, range(count), own))
     if timings is not None:
-        for part in parts:
+        for part in own:
             for key, seconds in part.items():
                 timings[key] = timings.get(key, 0.0) + seconds
+    return results
 
 
 def _match_both(pairs, opts: dict, max_rounds: int, sparse: bool) -> tuple[Assignment, Assignment]:
@@ -201,25 +207,19 @@ def _match_sides_on_their_own_cores(pairs, opts: dict, max_rounds: int) -> tuple
     own pass ends. The result is the same as one side after the other (tested): no reduction depends on the
     thread count. `timings` then sums both threads' seconds.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
     from saeseeds.common.hardware import numba_threads_as_torch
 
-    timings = opts["timings"]
-    own = [None if timings is None else {} for _ in pairs]
     cores = torch.get_num_threads()
     shares = [max(1, cores // 2), max(1, cores - cores // 2)]  # an odd core to the decoder's side, usually the longer
     pool = current_pool()
 
-    def side(i: int) -> Assignment:
+    def side(i: int, own: dict | None) -> Assignment:
         torch.set_num_threads(shares[i])  # OpenMP's thread count is the calling thread's: the job's other threads keep theirs
         numba_threads_as_torch()
         with screen_memory_of(pool):
-            return _finish(_start_rows(*pairs[i], **(opts | {"timings": own[i]})), max_rounds, own[i])
+            return _finish(_start_rows(*pairs[i], **(opts | {"timings": own})), max_rounds, own)
 
-    with ThreadPoolExecutor(max_workers=len(pairs)) as workers:
-        enc, dec = workers.map(side, range(len(pairs)))
-    _add_timings(timings, own)
+    enc, dec = _in_threads(side, len(pairs), opts["timings"])
     return enc, dec
 
 
@@ -262,8 +262,8 @@ def match_dictionaries(
         timings=timings, absolute=False,
     )
     with reuse_screen_memory():  # a job's matchings reuse their stored screens' memory
-        enc, dec = _match_both(((enc_a, enc_b), (dec_a, dec_b)), opts, max_rounds, sparse=method == "sparse" or (
-            method == "auto" and max(n, n_b) > dense_max_n))
+        sparse = _resolved_method(method, max(n, n_b), dense_max_n) == "sparse"
+        enc, dec = _match_both(((enc_a, enc_b), (dec_a, dec_b)), opts, max_rounds, sparse=sparse)
     flags = {
         name: shared_flags(enc.partner, enc.cos, dec.partner, dec.cos, threshold, name) for name in DEFINITIONS
     }
